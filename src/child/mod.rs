@@ -1,0 +1,195 @@
+//! The child: spawned directly (no shell), signals forwarded, its exit status collected.
+//!
+//! All of this runs on the main thread. That thread forks, so `PR_SET_PDEATHSIG` (which fires
+//! when the *thread* that forked exits) lasts exactly as long as credwrap; and it is the only
+//! place that waits for the child, so no other waiter can take the status from us.
+
+pub mod aws_files;
+pub mod env;
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus};
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use signal_hook::consts::signal::*;
+use signal_hook::iterator::exfiltrator::origin::WithOrigin;
+use signal_hook::iterator::SignalsInfo;
+use signal_hook::low_level::siginfo::Cause;
+
+use crate::exit;
+
+/// Signals passed on to the child. Never KILL/STOP (impossible), CHLD (ours), PIPE (our own
+/// writes), URG (Go's runtime preemption) nor the synchronous faults.
+const FORWARDED: &[i32] = &[SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM, SIGWINCH];
+
+/// Why the command could not be started.
+#[derive(Debug)]
+pub struct SpawnError {
+    pub code: i32,
+    pub message: String,
+}
+
+/// How signals reach the child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    /// With a controlling terminal the child stays in our process group, so job control (Ctrl-Z,
+    /// `fg`, reading the terminal) just works. The terminal already sends its INT/QUIT/WINCH to
+    /// the whole group; we forward only signals a process sent to us.
+    Shared,
+    /// Without one (CI, `docker run` without -t) the child leads its own group and we forward to
+    /// that group, so a signal sent to credwrap's group reaches the child once, not twice.
+    Own,
+}
+
+/// Signal handling installed before the child exists, so no signal or exit can slip by.
+pub struct Supervisor {
+    signals: SignalsInfo<WithOrigin>,
+    group: Group,
+}
+
+impl Supervisor {
+    pub fn install() -> io::Result<Supervisor> {
+        // A signal ignored when we started (nohup, `&` in a script) stays ignored: we install
+        // no handler for it, so the child inherits SIG_IGN across exec.
+        let mut wanted: Vec<i32> = FORWARDED
+            .iter()
+            .copied()
+            .filter(|&s| !ignored_at_start(s))
+            .collect();
+        wanted.push(SIGCHLD);
+        let signals = SignalsInfo::<WithOrigin>::new(&wanted)?;
+        let group = if has_controlling_terminal() {
+            Group::Shared
+        } else {
+            Group::Own
+        };
+        Ok(Supervisor { signals, group })
+    }
+
+    /// Starts `command` with exactly `env` as its environment.
+    pub fn spawn(
+        self,
+        command: &[OsString],
+        env: Vec<(OsString, OsString)>,
+    ) -> Result<Running, SpawnError> {
+        let Some((program, args)) = command.split_first() else {
+            return Err(SpawnError {
+                code: exit::USAGE,
+                message: "no command given".into(),
+            });
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(args).env_clear().envs(env);
+        if self.group == Group::Own {
+            cmd.process_group(0);
+        }
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: only async-signal-safe calls (prctl, getppid, raise) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // The parent may have died before prctl took effect.
+                if libc::getppid() != parent {
+                    libc::raise(libc::SIGKILL);
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|e| spawn_error(program, &e))?;
+        tracing::debug!(pid = child.id(), group = ?self.group, "command started");
+        Ok(Running {
+            signals: self.signals,
+            group: self.group,
+            child,
+        })
+    }
+}
+
+/// A started child.
+pub struct Running {
+    signals: SignalsInfo<WithOrigin>,
+    group: Group,
+    child: Child,
+}
+
+impl Running {
+    /// Forwards signals until the child exits, then returns its status.
+    pub fn wait(mut self) -> ExitStatus {
+        let pid = Pid::from_raw(self.child.id() as i32);
+        let group = self.group;
+        loop {
+            // Checked before every block: SIGCHLD may have come before we got here.
+            if let Some(status) = try_wait(&mut self.child) {
+                return status;
+            }
+            for info in self.signals.wait() {
+                if info.signal == SIGCHLD {
+                    continue;
+                }
+                if group == Group::Shared && !matches!(info.cause, Cause::Sent(_)) {
+                    // The terminal sent it to the whole group; the child has it already.
+                    continue;
+                }
+                let Ok(sig) = Signal::try_from(info.signal) else {
+                    continue;
+                };
+                let sent = match group {
+                    Group::Own => killpg(pid, sig),
+                    Group::Shared => kill(pid, sig),
+                };
+                match sent {
+                    Ok(()) => tracing::debug!(signal = %sig, "forwarded"),
+                    Err(e) => tracing::debug!(signal = %sig, "could not forward: {e}"),
+                }
+            }
+        }
+    }
+
+}
+
+fn try_wait(child: &mut Child) -> Option<ExitStatus> {
+    match child.try_wait() {
+        Ok(status) => status,
+        Err(e) => {
+            // ECHILD cannot happen while we are the only waiter; if it does, do not spin.
+            tracing::error!("lost track of the command: {e}");
+            Some(std::os::unix::process::ExitStatusExt::from_raw(exit::FAILED << 8))
+        }
+    }
+}
+
+fn spawn_error(program: &OsString, e: &io::Error) -> SpawnError {
+    let name = program.to_string_lossy();
+    let (code, hint) = match e.kind() {
+        io::ErrorKind::NotFound => (exit::NOT_FOUND, "check the name and PATH"),
+        io::ErrorKind::PermissionDenied => (exit::NOT_EXECUTABLE, "check that it is an executable file (chmod +x)"),
+        _ => (exit::NOT_EXECUTABLE, "check that it is a program this system can run"),
+    };
+    SpawnError {
+        code,
+        message: format!("cannot run '{name}': {e}; {hint}"),
+    }
+}
+
+fn ignored_at_start(sig: i32) -> bool {
+    // SAFETY: a query only (null new action); `old` is plain data the kernel fills in.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+fn has_controlling_terminal() -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open("/dev/tty")
+        .is_ok()
+}

@@ -1,0 +1,48 @@
+//! The exit-code contract, in one place (the same as env(1), timeout(1) and docker run).
+
+use std::process::ExitStatus;
+use std::os::unix::process::ExitStatusExt;
+
+/// Bad or missing option, invalid value, no COMMAND. Nothing was called or spawned.
+pub const USAGE: i32 = 2;
+/// credwrap failed before COMMAND ran: no source credentials, AssumeRole refused, no endpoint.
+pub const FAILED: i32 = 125;
+/// COMMAND was found but could not be executed.
+pub const NOT_EXECUTABLE: i32 = 126;
+/// COMMAND was not found.
+pub const NOT_FOUND: i32 = 127;
+
+/// Leaves the process the way the child left it: the same exit code, or, if the child was killed
+/// by signal N, killed by N ourselves so that a calling shell reacts exactly as it would have
+/// without credwrap (bash stops a script after a Ctrl-C only when the job died of SIGINT).
+pub fn mirror(status: ExitStatus) -> ! {
+    if let Some(code) = status.code() {
+        std::process::exit(code);
+    }
+    let sig = status.signal().unwrap_or(libc::SIGKILL);
+    // As PID 1 the kernel ignores signals we have no handler for, so the re-raise would not
+    // kill us; the shell convention 128+N carries the same meaning.
+    if std::process::id() != 1 {
+        reraise(sig);
+    }
+    std::process::exit(128 + sig);
+}
+
+fn reraise(sig: i32) {
+    // SAFETY: plain libc calls on our own process; nothing here touches Rust-managed memory.
+    unsafe {
+        // A core dump of credwrap would hold the role's keys, and it is not what crashed.
+        let no_core = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+        libc::signal(sig, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        // raise() targets this thread, so the signal is delivered before it returns.
+        libc::raise(sig);
+    }
+}

@@ -1,0 +1,168 @@
+//! End to end with the built binary: exit codes, failures before the child, the child's env.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+
+use support::fake_sts::{ROLE_ARN, SOURCE_KEY_ID, SOURCE_SECRET};
+use support::{run, Sandbox};
+
+#[test]
+fn passes_the_exit_code_through() {
+    let sb = Sandbox::new();
+    for (script, code) in [("exit 0", 0), ("exit 7", 7), ("exit 255", 255)] {
+        let out = run(sb.credwrap().args(["--", "sh", "-c", script]));
+        assert_eq!(out.code(), Some(code), "{script}: {}", out.stderr);
+    }
+    // One AssumeRole per run, with what the command line asked for.
+    let calls = sb.sts.calls();
+    assert_eq!(sb.sts.count("AssumeRole"), 3, "{calls:?}");
+    let c = &calls[0];
+    assert_eq!(c.params["RoleArn"], ROLE_ARN);
+    assert_eq!(c.params["DurationSeconds"], "3600");
+    assert!(c.params["RoleSessionName"].starts_with("credwrap-"), "{c:?}");
+    assert_eq!(c.access_key_id.as_deref(), Some(SOURCE_KEY_ID));
+}
+
+#[test]
+fn options_reach_sts() {
+    let sb = Sandbox::new();
+    let out = run(sb.credwrap().args([
+        "--duration",
+        "90m",
+        "--role-session-name",
+        "nightly.etl@team",
+        "--external-id",
+        "ext:id/1",
+        "--",
+        "true",
+    ]));
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let c = &sb.sts.calls()[0];
+    assert_eq!(c.params["DurationSeconds"], "5400");
+    assert_eq!(c.params["RoleSessionName"], "nightly.etl@team");
+    assert_eq!(c.params["ExternalId"], "ext:id/1");
+}
+
+#[test]
+fn command_not_found_is_127_and_not_executable_is_126() {
+    let sb = Sandbox::new();
+    let out = run(sb.credwrap().args(["--", "no-such-command-credwrap"]));
+    assert_eq!(out.code(), Some(127), "{}", out.stderr);
+    assert!(out.stderr.contains("no-such-command-credwrap"), "{}", out.stderr);
+
+    let script = sb.write("not-executable.sh", "#!/bin/sh\nexit 0\n");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(sb.credwrap().arg("--").arg(&script));
+    assert_eq!(out.code(), Some(126), "{}", out.stderr);
+}
+
+#[test]
+fn child_killed_by_a_signal_is_mirrored() {
+    let sb = Sandbox::new();
+    let out = run(sb.credwrap().args(["--", "sh", "-c", "kill -KILL $$"]));
+    assert_eq!(out.status.signal(), Some(9), "{:?} {}", out.status, out.stderr);
+    // What a calling shell sees: 128+9.
+    let out = run(std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} -- sh -c 'kill -KILL $$'; echo \"status=$?\"",
+            env!("CARGO_BIN_EXE_credwrap")
+        ))
+        .envs(sb.credwrap().get_envs().filter_map(|(k, v)| v.map(|v| (k, v)))));
+    assert!(out.stdout.contains("status=137"), "{} {}", out.stdout, out.stderr);
+}
+
+#[test]
+fn denied_role_exits_125_without_starting_the_command() {
+    let sb = Sandbox::new();
+    sb.sts.deny_role(ROLE_ARN);
+    let marker = sb.path("child-ran");
+    let out = run(sb.credwrap().arg("--").arg("touch").arg(&marker));
+    assert_eq!(out.code(), Some(125), "{}", out.stderr);
+    assert!(out.stderr.contains("AccessDenied"), "{}", out.stderr);
+    assert!(out.stderr.contains("trust policy"), "hint missing: {}", out.stderr);
+    assert!(!marker.exists());
+    assert_eq!(out.stderr.lines().count(), 2, "{}", out.stderr);
+}
+
+#[test]
+fn no_source_credentials_exits_125_with_a_hint() {
+    let sb = Sandbox::new();
+    let marker = sb.path("child-ran");
+    let out = run(sb
+        .credwrap()
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .arg("--")
+        .arg("touch")
+        .arg(&marker));
+    assert_eq!(out.code(), Some(125), "{}", out.stderr);
+    assert!(out.stderr.contains("no source credentials"), "{}", out.stderr);
+    assert!(out.stderr.contains("hint:"), "{}", out.stderr);
+    assert!(!marker.exists());
+    assert_eq!(sb.sts.calls().len(), 0);
+}
+
+#[test]
+fn unreachable_sts_exits_125() {
+    let sb = Sandbox::new();
+    // A port nobody listens on: bind, read the port, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = run(sb
+        .credwrap()
+        .env("AWS_ENDPOINT_URL_STS", format!("http://127.0.0.1:{port}"))
+        .args(["--", "true"]));
+    assert_eq!(out.code(), Some(125), "{}", out.stderr);
+    assert!(out.stderr.contains("could not reach STS"), "{}", out.stderr);
+}
+
+#[test]
+fn child_env_holds_no_source_credentials() {
+    let sb = Sandbox::new();
+    let out = run(sb
+        .credwrap()
+        .env("AWS_SESSION_TOKEN", "source-session-token")
+        .env("AWS_PROFILE", "someprofile")
+        .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/other")
+        .env("AWS_WEB_IDENTITY_TOKEN_FILE", "/tmp/token")
+        .env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/x")
+        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "/tmp/tok")
+        .env("KEEP_ME", "yes")
+        .args(["--", "env"]));
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let env = &out.stdout;
+    for leaked in [
+        SOURCE_KEY_ID,
+        SOURCE_SECRET,
+        "source-session-token",
+        "AWS_ACCESS_KEY_ID=",
+        "AWS_SECRET_ACCESS_KEY=",
+        "AWS_SESSION_TOKEN=",
+        "AWS_PROFILE=",
+        "AWS_ROLE_ARN=",
+        "AWS_WEB_IDENTITY_TOKEN_FILE=",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=",
+    ] {
+        assert!(!env.contains(leaked), "child env contains {leaked}:\n{env}");
+    }
+    for expected in [
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN=",
+        "AWS_EC2_METADATA_DISABLED=true",
+        "AWS_DEFAULT_REGION=us-east-1",
+        "AWS_REGION=us-east-1",
+        "KEEP_ME=yes",
+        "no_proxy=127.0.0.1",
+    ] {
+        assert!(env.contains(expected), "child env lacks {expected}:\n{env}");
+    }
+    // The stand-in credentials file is empty and private, and gone after the run.
+    let creds = env
+        .lines()
+        .find_map(|l| l.strip_prefix("AWS_SHARED_CREDENTIALS_FILE="))
+        .expect("AWS_SHARED_CREDENTIALS_FILE is set");
+    assert!(!std::path::Path::new(creds).exists(), "{creds} was not removed");
+}

@@ -1,0 +1,340 @@
+//! A strict fake STS on 127.0.0.1: it issues credentials that live as long as the test says,
+//! rejects a call signed with an expired or unknown session with the error real STS gives,
+//! can inject faults, and records every call.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+/// The long-term source keys tests hand credwrap.
+pub const SOURCE_KEY_ID: &str = "AKIAFAKESOURCE0001";
+pub const SOURCE_SECRET: &str = "source-secret-Q9vX2mLr7TzK4pWb";
+pub const SOURCE_ARN: &str = "arn:aws:iam::111111111111:user/source";
+/// Static keys a hostile environment carries; if they reach STS, the identity shows it.
+pub const HOSTILE_KEY_ID: &str = "AKIAHOSTILE0000001";
+pub const HOSTILE_SECRET: &str = "hostile-secret-never-use";
+pub const HOSTILE_ARN: &str = "arn:aws:iam::222222222222:user/hostile";
+
+pub const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/deploy";
+
+/// One recorded request.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub action: String,
+    pub params: HashMap<String, String>,
+    pub access_key_id: Option<String>,
+}
+
+/// A fault to answer the next requests with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    Throttling,
+    ServerError,
+    Slow(Duration),
+}
+
+#[derive(Clone)]
+struct Issued {
+    secret: String,
+    token: String,
+    expires: SystemTime,
+    arn: String,
+}
+
+#[derive(Default)]
+struct State {
+    calls: Vec<Call>,
+    issued: HashMap<String, Issued>,
+    denied_roles: Vec<String>,
+    lifetime: Option<Duration>,
+    fault: Option<Fault>,
+    counter: u64,
+}
+
+pub struct FakeSts {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl FakeSts {
+    pub fn start() -> FakeSts {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let state = Arc::new(Mutex::new(State::default()));
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let st = Arc::clone(&state);
+        runtime.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let st = Arc::clone(&st);
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| handle(Arc::clone(&st), req));
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        FakeSts {
+            addr,
+            state,
+            _runtime: runtime,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Credentials issued from now on live this long, whatever DurationSeconds asked for.
+    pub fn set_lifetime(&self, lifetime: Duration) {
+        self.state.lock().unwrap().lifetime = Some(lifetime);
+    }
+
+    pub fn deny_role(&self, arn: &str) {
+        self.state.lock().unwrap().denied_roles.push(arn.to_string());
+    }
+
+    pub fn set_fault(&self, fault: Fault) {
+        self.state.lock().unwrap().fault = Some(fault);
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    pub fn count(&self, action: &str) -> usize {
+        self.calls().iter().filter(|c| c.action == action).count()
+    }
+
+    /// The secret parts of every credential issued so far (for leak checks).
+    pub fn issued_secrets(&self) -> Vec<(String, String, String)> {
+        self.state
+            .lock()
+            .unwrap()
+            .issued
+            .iter()
+            .map(|(k, i)| (k.clone(), i.secret.clone(), i.token.clone()))
+            .collect()
+    }
+}
+
+async fn handle(
+    state: Arc<Mutex<State>>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let mut params: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+    if let Some(q) = parts.uri.query() {
+        params.extend(form_urlencoded::parse(q.as_bytes()).into_owned());
+    }
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let access_key_id = header("authorization").and_then(|a| {
+        let rest = a.strip_prefix("AWS4-HMAC-SHA256 ")?;
+        let cred = rest.split(',').find_map(|p| p.trim().strip_prefix("Credential="))?;
+        cred.split('/').next().map(str::to_string)
+    });
+    let action = params.get("Action").cloned().unwrap_or_default();
+
+    let fault = {
+        let mut st = state.lock().unwrap();
+        st.calls.push(Call {
+            action: action.clone(),
+            params: params.clone(),
+            access_key_id: access_key_id.clone(),
+        });
+        st.fault
+    };
+    match fault {
+        Some(Fault::Throttling) => {
+            return Ok(error(StatusCode::BAD_REQUEST, "Throttling", "Rate exceeded"))
+        }
+        Some(Fault::ServerError) => {
+            return Ok(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "Service is unavailable",
+            ))
+        }
+        Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
+        Some(Fault::None) | None => {}
+    }
+
+    let caller = match authenticate(&state, access_key_id.as_deref(), header("x-amz-security-token")) {
+        Ok(arn) => arn,
+        Err(resp) => return Ok(resp),
+    };
+    Ok(match action.as_str() {
+        "AssumeRole" => assume_role(&state, &caller, &params),
+        "GetCallerIdentity" => caller_identity(&caller),
+        _ => error(StatusCode::BAD_REQUEST, "InvalidAction", "Could not find operation"),
+    })
+}
+
+/// Who signed the request, as STS would see it; the signature itself is not checked.
+fn authenticate(
+    state: &Mutex<State>,
+    key: Option<&str>,
+    token: Option<String>,
+) -> Result<String, Response<Full<Bytes>>> {
+    let key = key.ok_or_else(|| {
+        error(
+            StatusCode::FORBIDDEN,
+            "MissingAuthenticationToken",
+            "Request is missing Authentication Token",
+        )
+    })?;
+    match key {
+        SOURCE_KEY_ID => return Ok(SOURCE_ARN.to_string()),
+        HOSTILE_KEY_ID => return Ok(HOSTILE_ARN.to_string()),
+        _ => {}
+    }
+    let issued = state.lock().unwrap().issued.get(key).cloned();
+    let invalid = || {
+        error(
+            StatusCode::FORBIDDEN,
+            "InvalidClientTokenId",
+            "The security token included in the request is invalid.",
+        )
+    };
+    let issued = issued.ok_or_else(invalid)?;
+    if token.as_deref() != Some(issued.token.as_str()) {
+        return Err(invalid());
+    }
+    if SystemTime::now() >= issued.expires {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "ExpiredToken",
+            "The security token included in the request is expired",
+        ));
+    }
+    Ok(issued.arn)
+}
+
+fn assume_role(
+    state: &Mutex<State>,
+    caller: &str,
+    params: &HashMap<String, String>,
+) -> Response<Full<Bytes>> {
+    let (Some(role_arn), Some(session)) = (params.get("RoleArn"), params.get("RoleSessionName"))
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "ValidationError",
+            "RoleArn and RoleSessionName are required",
+        );
+    };
+    let duration: u64 = params
+        .get("DurationSeconds")
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(3600);
+    if !(900..=43200).contains(&duration) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "ValidationError",
+            "1 validation error detected: Value at 'durationSeconds' failed to satisfy constraint",
+        );
+    }
+    let mut st = state.lock().unwrap();
+    if st.denied_roles.contains(role_arn) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "AccessDenied",
+            &format!("User: {caller} is not authorized to perform: sts:AssumeRole on resource: {role_arn}"),
+        );
+    }
+    let lifetime = st.lifetime.unwrap_or(Duration::from_secs(duration));
+    st.counter += 1;
+    let n = st.counter;
+    let key = format!("ASIAFAKEROLE{n:06}");
+    let role_name = role_arn.rsplit('/').next().unwrap_or("role");
+    let account = role_arn.split(':').nth(4).unwrap_or("000000000000");
+    let arn = format!("arn:aws:sts::{account}:assumed-role/{role_name}/{session}");
+    // Whole seconds, as STS returns them.
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let expires = UNIX_EPOCH + Duration::from_secs(now) + lifetime;
+    let issued = Issued {
+        secret: format!("role-secret-{n}-{:x}", nanos()),
+        token: format!("role-session-token-{n}-{:x}", nanos().rotate_left(17)),
+        expires,
+        arn: arn.clone(),
+    };
+    st.issued.insert(key.clone(), issued.clone());
+    ok(&format!(
+        "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+         <AssumeRoleResult><Credentials><AccessKeyId>{key}</AccessKeyId>\
+         <SecretAccessKey>{}</SecretAccessKey><SessionToken>{}</SessionToken>\
+         <Expiration>{}</Expiration></Credentials>\
+         <AssumedRoleUser><AssumedRoleId>AROAFAKE:{session}</AssumedRoleId><Arn>{arn}</Arn></AssumedRoleUser>\
+         </AssumeRoleResult><ResponseMetadata><RequestId>req-{n}</RequestId></ResponseMetadata>\
+         </AssumeRoleResponse>",
+        issued.secret,
+        issued.token,
+        humantime::format_rfc3339_seconds(expires)
+    ))
+}
+
+fn caller_identity(caller: &str) -> Response<Full<Bytes>> {
+    let account = caller.split(':').nth(4).unwrap_or("000000000000");
+    ok(&format!(
+        "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+         <GetCallerIdentityResult><Arn>{caller}</Arn><UserId>AIDAFAKE</UserId>\
+         <Account>{account}</Account></GetCallerIdentityResult>\
+         <ResponseMetadata><RequestId>req-id</RequestId></ResponseMetadata>\
+         </GetCallerIdentityResponse>"
+    ))
+}
+
+fn nanos() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
+}
+
+fn ok(xml: &str) -> Response<Full<Bytes>> {
+    xml_response(StatusCode::OK, xml.to_string())
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
+    let kind = if status.is_server_error() { "Receiver" } else { "Sender" };
+    xml_response(
+        status,
+        format!(
+            "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+             <Error><Type>{kind}</Type><Code>{code}</Code><Message>{message}</Message></Error>\
+             <RequestId>req-err</RequestId></ErrorResponse>"
+        ),
+    )
+}
+
+fn xml_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/xml")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
