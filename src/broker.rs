@@ -39,7 +39,8 @@ impl Plan {
         Plan {
             refresh_at: expiration - refresh_lead,
             stale_at: expiration - stale_lead,
-            backoff_min: (lifetime / 1000).clamp(Duration::from_millis(100), Duration::from_secs(2)),
+            backoff_min: (lifetime / 1000)
+                .clamp(Duration::from_millis(100), Duration::from_secs(2)),
             backoff_max: (lifetime / 60).clamp(Duration::from_secs(1), Duration::from_secs(60)),
         }
     }
@@ -145,14 +146,26 @@ async fn refresh(role: &Role, plan: Plan) -> Lease {
                     plan.backoff_max
                 };
                 let serving = if SystemTime::now() < plan.stale_at {
-                    format!("still serving the current credential until {}", fmt_time(plan.stale_at))
+                    format!(
+                        "still serving the current credential until {}",
+                        fmt_time(plan.stale_at)
+                    )
                 } else {
                     "no valid credential to serve: the child gets HTTP 503".to_string()
                 };
                 if e.retryable {
-                    tracing::warn!(attempt, retry_in_ms = pause.as_millis() as u64, "refreshing role credentials failed: {e}; {serving}");
+                    tracing::warn!(
+                        attempt,
+                        retry_in_ms = pause.as_millis() as u64,
+                        "refreshing role credentials failed: {e}; {serving}"
+                    );
                 } else {
-                    tracing::error!(attempt, retry_in_ms = pause.as_millis() as u64, "refreshing role credentials failed: {e} ({}); {serving}", e.hint());
+                    tracing::error!(
+                        attempt,
+                        retry_in_ms = pause.as_millis() as u64,
+                        "refreshing role credentials failed: {e} ({}); {serving}",
+                        e.hint()
+                    );
                 }
                 tokio::time::sleep(pause).await;
                 attempt = attempt.saturating_add(1);
@@ -184,7 +197,10 @@ mod tests {
 
     fn plan(lifetime_secs: u64) -> (SystemTime, Plan) {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        (t0, Plan::for_credential(t0, t0 + Duration::from_secs(lifetime_secs)))
+        (
+            t0,
+            Plan::for_credential(t0, t0 + Duration::from_secs(lifetime_secs)),
+        )
     }
 
     #[test]

@@ -58,11 +58,7 @@ pub struct Cli {
     pub quiet: bool,
 
     /// The command to run, with its arguments (put it after `--`)
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        value_name = "COMMAND"
-    )]
+    #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
 }
 
@@ -106,7 +102,8 @@ const PARTITIONS: &[&str] = &[
     "aws-eusc",
 ];
 
-const ROLE_ARN_RULE: &str = "expected arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME with a 12-digit account";
+const ROLE_ARN_RULE: &str =
+    "expected arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME with a 12-digit account";
 
 fn parse_role_arn(s: &str) -> Result<RoleArn, String> {
     let bad = |why: &str| format!("{why}; {ROLE_ARN_RULE}");
@@ -138,11 +135,15 @@ fn parse_role_arn(s: &str) -> Result<RoleArn, String> {
             .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
     };
     if name.is_empty() || name.len() > 64 || !valid_chars(name) {
-        return Err(bad("the role name must be 1-64 characters of [A-Za-z0-9_+=,.@-]"));
+        return Err(bad(
+            "the role name must be 1-64 characters of [A-Za-z0-9_+=,.@-]",
+        ));
     }
     let path = &path_and_name[..path_and_name.len() - name.len()];
     if path.len() > 512 || path.split('/').any(|seg| !valid_chars(seg)) {
-        return Err(bad("the role path has characters outside [A-Za-z0-9_+=,.@-/]"));
+        return Err(bad(
+            "the role path has characters outside [A-Za-z0-9_+=,.@-/]",
+        ));
     }
     Ok(RoleArn {
         arn: s.to_string(),
@@ -153,8 +154,7 @@ fn parse_role_arn(s: &str) -> Result<RoleArn, String> {
 /// STS's rule for role session names: `[\w+=,.@-]{2,64}`.
 pub fn is_valid_session_name(s: &str) -> bool {
     (2..=64).contains(&s.len())
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
 }
 

@@ -1,7 +1,7 @@
 //! The exit-code contract, in one place (the same as env(1), timeout(1) and docker run).
 
-use std::process::ExitStatus;
 use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 
 /// Bad or missing option, invalid value, no COMMAND. Nothing was called or spawned.
 pub const USAGE: i32 = 2;

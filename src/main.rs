@@ -85,7 +85,13 @@ fn run(cli: Cli) -> Result<ExitStatus, Fatal> {
         .thread_name("credwrap-rt")
         .enable_all()
         .build()
-        .map_err(|e| Fatal::new(exit::FAILED, format!("could not start the runtime: {e}"), None))?;
+        .map_err(|e| {
+            Fatal::new(
+                exit::FAILED,
+                format!("could not start the runtime: {e}"),
+                None,
+            )
+        })?;
 
     let (endpoint, region) = runtime.block_on(async {
         let role = Role::connect(spec, cli.region.clone())
@@ -134,9 +140,15 @@ fn run(cli: Cli) -> Result<ExitStatus, Fatal> {
     );
 
     let supervisor = Supervisor::install().map_err(|e| {
-        Fatal::new(exit::FAILED, format!("could not install signal handlers: {e}"), None)
+        Fatal::new(
+            exit::FAILED,
+            format!("could not install signal handlers: {e}"),
+            None,
+        )
     })?;
-    let outcome = supervisor.spawn(&cli.command, env).map(|running| running.wait());
+    let outcome = supervisor
+        .spawn(&cli.command, env)
+        .map(|running| running.wait());
 
     // The credential must not outlive the child: revoke it before anything else.
     endpoint.close();

@@ -92,7 +92,15 @@ impl AssumeError {
             _ => (DisplayErrorContext(&err).to_string(), None),
         };
         let retryable = match (&err, code.as_deref()) {
-            (_, Some("Throttling" | "ThrottlingException" | "RequestTimeout" | "IDPCommunicationError"))
+            (
+                _,
+                Some(
+                    "Throttling"
+                    | "ThrottlingException"
+                    | "RequestTimeout"
+                    | "IDPCommunicationError",
+                ),
+            )
             | (_, Some("ServiceUnavailable" | "InternalFailure" | "InternalError")) => true,
             (SdkError::ServiceError(_), _) => status.is_some_and(|s| s >= 500),
             (SdkError::ConstructionFailure(_), _) => false,
@@ -144,7 +152,9 @@ impl Role {
         let sdk_config = loader.load().await;
 
         let Some(provider) = sdk_config.credentials_provider() else {
-            return Err(no_source_credentials("no credential provider is configured".into()));
+            return Err(no_source_credentials(
+                "no credential provider is configured".into(),
+            ));
         };
         if let Err(e) = provider.provide_credentials().await {
             return Err(no_source_credentials(DisplayErrorContext(&e).to_string()));
@@ -192,8 +202,8 @@ impl Role {
             retryable: true,
         };
         let creds = out.credentials().ok_or_else(|| malformed("credentials"))?;
-        let expiration =
-            SystemTime::try_from(*creds.expiration()).map_err(|_| malformed("a valid Expiration"))?;
+        let expiration = SystemTime::try_from(*creds.expiration())
+            .map_err(|_| malformed("a valid Expiration"))?;
         let assumed_role_arn = out
             .assumed_role_user()
             .map(|u| u.arn().to_string())

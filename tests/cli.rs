@@ -8,13 +8,14 @@ fn rejects(args: &[&str], names: &str) {
     let sb = Sandbox::new();
     let marker = sb.path("child-ran");
     let mut cmd = sb.credwrap();
-    cmd.args(args)
-        .arg("--")
-        .arg("touch")
-        .arg(&marker);
+    cmd.args(args).arg("--").arg("touch").arg(&marker);
     let out = run(&mut cmd);
     assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
-    assert!(out.stderr.contains(names), "{args:?}: message should name {names}: {}", out.stderr);
+    assert!(
+        out.stderr.contains(names),
+        "{args:?}: message should name {names}: {}",
+        out.stderr
+    );
     assert_eq!(sb.sts.calls().len(), 0, "{args:?} called STS");
     assert!(!marker.exists(), "{args:?} started the command");
 }
@@ -74,7 +75,10 @@ fn missing_command_and_missing_role() {
     assert_eq!(out.code(), Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("COMMAND"), "{}", out.stderr);
 
-    let out = run(sb.credwrap().env_remove("CREDWRAP_ROLE_ARN").args(["--", "true"]));
+    let out = run(sb
+        .credwrap()
+        .env_remove("CREDWRAP_ROLE_ARN")
+        .args(["--", "true"]));
     assert_eq!(out.code(), Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("--role-arn"), "{}", out.stderr);
     assert_eq!(sb.sts.calls().len(), 0);

@@ -21,7 +21,10 @@ fn passes_the_exit_code_through() {
     let c = &calls[0];
     assert_eq!(c.params["RoleArn"], ROLE_ARN);
     assert_eq!(c.params["DurationSeconds"], "3600");
-    assert!(c.params["RoleSessionName"].starts_with("credwrap-"), "{c:?}");
+    assert!(
+        c.params["RoleSessionName"].starts_with("credwrap-"),
+        "{c:?}"
+    );
     assert_eq!(c.access_key_id.as_deref(), Some(SOURCE_KEY_ID));
 }
 
@@ -50,7 +53,11 @@ fn command_not_found_is_127_and_not_executable_is_126() {
     let sb = Sandbox::new();
     let out = run(sb.credwrap().args(["--", "no-such-command-credwrap"]));
     assert_eq!(out.code(), Some(127), "{}", out.stderr);
-    assert!(out.stderr.contains("no-such-command-credwrap"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no-such-command-credwrap"),
+        "{}",
+        out.stderr
+    );
 
     let script = sb.write("not-executable.sh", "#!/bin/sh\nexit 0\n");
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -62,7 +69,13 @@ fn command_not_found_is_127_and_not_executable_is_126() {
 fn child_killed_by_a_signal_is_mirrored() {
     let sb = Sandbox::new();
     let out = run(sb.credwrap().args(["--", "sh", "-c", "kill -KILL $$"]));
-    assert_eq!(out.status.signal(), Some(9), "{:?} {}", out.status, out.stderr);
+    assert_eq!(
+        out.status.signal(),
+        Some(9),
+        "{:?} {}",
+        out.status,
+        out.stderr
+    );
     // What a calling shell sees: 128+9.
     let out = run(std::process::Command::new("sh")
         .arg("-c")
@@ -70,8 +83,17 @@ fn child_killed_by_a_signal_is_mirrored() {
             "{} -- sh -c 'kill -KILL $$'; echo \"status=$?\"",
             env!("CARGO_BIN_EXE_credwrap")
         ))
-        .envs(sb.credwrap().get_envs().filter_map(|(k, v)| v.map(|v| (k, v)))));
-    assert!(out.stdout.contains("status=137"), "{} {}", out.stdout, out.stderr);
+        .envs(
+            sb.credwrap()
+                .get_envs()
+                .filter_map(|(k, v)| v.map(|v| (k, v))),
+        ));
+    assert!(
+        out.stdout.contains("status=137"),
+        "{} {}",
+        out.stdout,
+        out.stderr
+    );
 }
 
 #[test]
@@ -82,7 +104,11 @@ fn denied_role_exits_125_without_starting_the_command() {
     let out = run(sb.credwrap().arg("--").arg("touch").arg(&marker));
     assert_eq!(out.code(), Some(125), "{}", out.stderr);
     assert!(out.stderr.contains("AccessDenied"), "{}", out.stderr);
-    assert!(out.stderr.contains("trust policy"), "hint missing: {}", out.stderr);
+    assert!(
+        out.stderr.contains("trust policy"),
+        "hint missing: {}",
+        out.stderr
+    );
     assert!(!marker.exists());
     assert_eq!(out.stderr.lines().count(), 2, "{}", out.stderr);
 }
@@ -99,7 +125,11 @@ fn no_source_credentials_exits_125_with_a_hint() {
         .arg("touch")
         .arg(&marker));
     assert_eq!(out.code(), Some(125), "{}", out.stderr);
-    assert!(out.stderr.contains("no source credentials"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no source credentials"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("hint:"), "{}", out.stderr);
     assert!(!marker.exists());
     assert_eq!(sb.sts.calls().len(), 0);
@@ -109,7 +139,11 @@ fn no_source_credentials_exits_125_with_a_hint() {
 fn unreachable_sts_exits_125() {
     let sb = Sandbox::new();
     // A port nobody listens on: bind, read the port, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let out = run(sb
         .credwrap()
         .env("AWS_ENDPOINT_URL_STS", format!("http://127.0.0.1:{port}"))
@@ -127,7 +161,10 @@ fn child_env_holds_no_source_credentials() {
         .env("AWS_PROFILE", "someprofile")
         .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/other")
         .env("AWS_WEB_IDENTITY_TOKEN_FILE", "/tmp/token")
-        .env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/x")
+        .env(
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "/v2/credentials/x",
+        )
         .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "/tmp/tok")
         .env("KEEP_ME", "yes")
         .args(["--", "env"]));
@@ -164,5 +201,8 @@ fn child_env_holds_no_source_credentials() {
         .lines()
         .find_map(|l| l.strip_prefix("AWS_SHARED_CREDENTIALS_FILE="))
         .expect("AWS_SHARED_CREDENTIALS_FILE is set");
-    assert!(!std::path::Path::new(creds).exists(), "{creds} was not removed");
+    assert!(
+        !std::path::Path::new(creds).exists(),
+        "{creds} was not removed"
+    );
 }

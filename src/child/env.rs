@@ -87,7 +87,13 @@ fn with_loopback(current: Option<&OsString>) -> OsString {
     match current {
         None => "127.0.0.1".into(),
         Some(v) if v.is_empty() => "127.0.0.1".into(),
-        Some(v) if v.to_string_lossy().split(',').any(|h| h.trim() == "127.0.0.1") => v.clone(),
+        Some(v)
+            if v.to_string_lossy()
+                .split(',')
+                .any(|h| h.trim() == "127.0.0.1") =>
+        {
+            v.clone()
+        }
         Some(v) => {
             let mut out = v.clone();
             out.push(",127.0.0.1");
@@ -116,7 +122,10 @@ mod tests {
             ("NO_PROXY", "corp.example"),
         ]
         .map(|(k, v)| (OsString::from(k), OsString::from(v)));
-        let endpoint = [("AWS_CONTAINER_CREDENTIALS_FULL_URI", Secret::new("http://127.0.0.1:9/p"))];
+        let endpoint = [(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            Secret::new("http://127.0.0.1:9/p"),
+        )];
         let files = [("AWS_CONFIG_FILE", OsString::from("/tmp/x/config"))];
         let env = build(
             parent,
@@ -127,15 +136,29 @@ mod tests {
                 role_arn: "arn:aws:iam::123456789012:role/r",
             },
         );
-        for k in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] {
+        for k in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_PROFILE",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        ] {
             assert!(get(&env, k).is_none(), "{k} leaked");
         }
-        assert_eq!(get(&env, "AWS_ENDPOINT_URL_STS").unwrap(), "http://127.0.0.1:1");
-        assert_eq!(get(&env, "AWS_CONTAINER_CREDENTIALS_FULL_URI").unwrap(), "http://127.0.0.1:9/p");
+        assert_eq!(
+            get(&env, "AWS_ENDPOINT_URL_STS").unwrap(),
+            "http://127.0.0.1:1"
+        );
+        assert_eq!(
+            get(&env, "AWS_CONTAINER_CREDENTIALS_FULL_URI").unwrap(),
+            "http://127.0.0.1:9/p"
+        );
         assert_eq!(get(&env, "AWS_DEFAULT_REGION").unwrap(), "eu-west-1");
         assert_eq!(get(&env, "NO_PROXY").unwrap(), "corp.example,127.0.0.1");
         assert_eq!(get(&env, "no_proxy").unwrap(), "127.0.0.1");
         assert_eq!(get(&env, "AWS_EC2_METADATA_DISABLED").unwrap(), "true");
-        assert_eq!(env.iter().filter(|(k, _)| k == "AWS_CONFIG_FILE").count(), 1);
+        assert_eq!(
+            env.iter().filter(|(k, _)| k == "AWS_CONFIG_FILE").count(),
+            1
+        );
     }
 }

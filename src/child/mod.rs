@@ -23,7 +23,9 @@ use crate::exit;
 
 /// Signals passed on to the child. Never KILL/STOP (impossible), CHLD (ours), PIPE (our own
 /// writes), URG (Go's runtime preemption) nor the synchronous faults.
-const FORWARDED: &[i32] = &[SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM, SIGWINCH];
+const FORWARDED: &[i32] = &[
+    SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM, SIGWINCH,
+];
 
 /// Why the command could not be started.
 #[derive(Debug)]
@@ -149,7 +151,6 @@ impl Running {
             }
         }
     }
-
 }
 
 fn try_wait(child: &mut Child) -> Option<ExitStatus> {
@@ -158,7 +159,9 @@ fn try_wait(child: &mut Child) -> Option<ExitStatus> {
         Err(e) => {
             // ECHILD cannot happen while we are the only waiter; if it does, do not spin.
             tracing::error!("lost track of the command: {e}");
-            Some(std::os::unix::process::ExitStatusExt::from_raw(exit::FAILED << 8))
+            Some(std::os::unix::process::ExitStatusExt::from_raw(
+                exit::FAILED << 8,
+            ))
         }
     }
 }
@@ -167,8 +170,14 @@ fn spawn_error(program: &OsString, e: &io::Error) -> SpawnError {
     let name = program.to_string_lossy();
     let (code, hint) = match e.kind() {
         io::ErrorKind::NotFound => (exit::NOT_FOUND, "check the name and PATH"),
-        io::ErrorKind::PermissionDenied => (exit::NOT_EXECUTABLE, "check that it is an executable file (chmod +x)"),
-        _ => (exit::NOT_EXECUTABLE, "check that it is a program this system can run"),
+        io::ErrorKind::PermissionDenied => (
+            exit::NOT_EXECUTABLE,
+            "check that it is an executable file (chmod +x)",
+        ),
+        _ => (
+            exit::NOT_EXECUTABLE,
+            "check that it is a program this system can run",
+        ),
     };
     SpawnError {
         code,

@@ -140,7 +140,8 @@ fn respond(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             "MethodNotAllowed",
             "only GET is served here",
         );
-        resp.headers_mut().insert(ALLOW, HeaderValue::from_static("GET"));
+        resp.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET"));
         return resp;
     }
     if !authorized(state, req) {

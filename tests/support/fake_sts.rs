@@ -111,7 +111,11 @@ impl FakeSts {
     }
 
     pub fn deny_role(&self, arn: &str) {
-        self.state.lock().unwrap().denied_roles.push(arn.to_string());
+        self.state
+            .lock()
+            .unwrap()
+            .denied_roles
+            .push(arn.to_string());
     }
 
     pub fn set_fault(&self, fault: Fault) {
@@ -143,7 +147,11 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let mut params: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
     if let Some(q) = parts.uri.query() {
         params.extend(form_urlencoded::parse(q.as_bytes()).into_owned());
@@ -157,7 +165,9 @@ async fn handle(
     };
     let access_key_id = header("authorization").and_then(|a| {
         let rest = a.strip_prefix("AWS4-HMAC-SHA256 ")?;
-        let cred = rest.split(',').find_map(|p| p.trim().strip_prefix("Credential="))?;
+        let cred = rest
+            .split(',')
+            .find_map(|p| p.trim().strip_prefix("Credential="))?;
         cred.split('/').next().map(str::to_string)
     });
     let action = params.get("Action").cloned().unwrap_or_default();
@@ -173,7 +183,11 @@ async fn handle(
     };
     match fault {
         Some(Fault::Throttling) => {
-            return Ok(error(StatusCode::BAD_REQUEST, "Throttling", "Rate exceeded"))
+            return Ok(error(
+                StatusCode::BAD_REQUEST,
+                "Throttling",
+                "Rate exceeded",
+            ))
         }
         Some(Fault::ServerError) => {
             return Ok(error(
@@ -186,14 +200,22 @@ async fn handle(
         Some(Fault::None) | None => {}
     }
 
-    let caller = match authenticate(&state, access_key_id.as_deref(), header("x-amz-security-token")) {
+    let caller = match authenticate(
+        &state,
+        access_key_id.as_deref(),
+        header("x-amz-security-token"),
+    ) {
         Ok(arn) => arn,
-        Err(resp) => return Ok(resp),
+        Err(resp) => return Ok(*resp),
     };
     Ok(match action.as_str() {
         "AssumeRole" => assume_role(&state, &caller, &params),
         "GetCallerIdentity" => caller_identity(&caller),
-        _ => error(StatusCode::BAD_REQUEST, "InvalidAction", "Could not find operation"),
+        _ => error(
+            StatusCode::BAD_REQUEST,
+            "InvalidAction",
+            "Could not find operation",
+        ),
     })
 }
 
@@ -202,13 +224,13 @@ fn authenticate(
     state: &Mutex<State>,
     key: Option<&str>,
     token: Option<String>,
-) -> Result<String, Response<Full<Bytes>>> {
+) -> Result<String, Box<Response<Full<Bytes>>>> {
     let key = key.ok_or_else(|| {
-        error(
+        Box::new(error(
             StatusCode::FORBIDDEN,
             "MissingAuthenticationToken",
             "Request is missing Authentication Token",
-        )
+        ))
     })?;
     match key {
         SOURCE_KEY_ID => return Ok(SOURCE_ARN.to_string()),
@@ -217,22 +239,22 @@ fn authenticate(
     }
     let issued = state.lock().unwrap().issued.get(key).cloned();
     let invalid = || {
-        error(
+        Box::new(error(
             StatusCode::FORBIDDEN,
             "InvalidClientTokenId",
             "The security token included in the request is invalid.",
-        )
+        ))
     };
     let issued = issued.ok_or_else(invalid)?;
     if token.as_deref() != Some(issued.token.as_str()) {
         return Err(invalid());
     }
     if SystemTime::now() >= issued.expires {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::FORBIDDEN,
             "ExpiredToken",
             "The security token included in the request is expired",
-        ));
+        )));
     }
     Ok(issued.arn)
 }
@@ -277,7 +299,10 @@ fn assume_role(
     let account = role_arn.split(':').nth(4).unwrap_or("000000000000");
     let arn = format!("arn:aws:sts::{account}:assumed-role/{role_name}/{session}");
     // Whole seconds, as STS returns them.
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let expires = UNIX_EPOCH + Duration::from_secs(now) + lifetime;
     let issued = Issued {
         secret: format!("role-secret-{n}-{:x}", nanos()),
@@ -312,7 +337,10 @@ fn caller_identity(caller: &str) -> Response<Full<Bytes>> {
 }
 
 fn nanos() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
 }
 
 fn ok(xml: &str) -> Response<Full<Bytes>> {
@@ -320,7 +348,11 @@ fn ok(xml: &str) -> Response<Full<Bytes>> {
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
-    let kind = if status.is_server_error() { "Receiver" } else { "Sender" };
+    let kind = if status.is_server_error() {
+        "Receiver"
+    } else {
+        "Sender"
+    };
     xml_response(
         status,
         format!(

@@ -1,0 +1,60 @@
+# Shared by scripts/demo and scripts/test: installs what they need, idempotently.
+# Python packages go to .deps/venv (git-ignored); nothing is installed system-wide except
+# Debian packages that are missing.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DEPS="$ROOT/.deps"
+VENV="$DEPS/venv"
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "installing Debian packages: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+ensure_toolchain() {
+    command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
+}
+
+# The venv is rebuilt only when tests/requirements.txt changes.
+ensure_python_deps() {
+    local req="$ROOT/tests/requirements.txt"
+    if [ -x "$VENV/bin/python" ] && cmp -s "$req" "$VENV/.installed-requirements"; then
+        return 0
+    fi
+    command -v python3 >/dev/null || apt_install python3
+    if ! python3 -m venv --help >/dev/null 2>&1; then
+        apt_install python3-venv
+    fi
+    log "installing Python test dependencies into .deps/venv"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+    cp "$req" "$VENV/.installed-requirements"
+}
+
+# Starts moto_server (a third-party STS) on an ephemeral loopback port; sets MOTO_PID, MOTO_URL.
+start_moto() {
+    local logfile="$DEPS/moto.log"
+    "$VENV/bin/moto_server" -H 127.0.0.1 -p 0 >"$logfile" 2>&1 &
+    MOTO_PID=$!
+    local line=""
+    for _ in $(seq 1 300); do
+        line="$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$logfile" | head -1 || true)"
+        [ -n "$line" ] && break
+        kill -0 "$MOTO_PID" 2>/dev/null || { cat "$logfile" >&2; echo "moto_server died" >&2; exit 1; }
+        sleep 0.1
+    done
+    [ -n "$line" ] || { cat "$logfile" >&2; echo "moto_server did not start in 30 s" >&2; exit 1; }
+    MOTO_URL="$line"
+}

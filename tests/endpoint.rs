@@ -1,0 +1,108 @@
+//! The endpoint as a client sees it: only the exact token gets a credential, and it lives
+//! exactly as long as the child.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+
+use support::{finish, Lines, Sandbox};
+
+/// One HTTP/1.1 request on a new connection; returns the status code and body.
+fn request(addr: &str, method: &str, path: &str, auth: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(a) = auth {
+        req.push_str(&format!("Authorization: {a}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {resp:?}"));
+    let body = resp
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    (status, body)
+}
+
+#[test]
+fn only_the_exact_token_gets_a_credential_while_the_child_runs() {
+    let sb = Sandbox::new();
+    let mut child = sb
+        .credwrap()
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "echo \"$AWS_CONTAINER_CREDENTIALS_FULL_URI $AWS_CONTAINER_AUTHORIZATION_TOKEN\"; read line; exit 0",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Lines::new(child.stdout.take().unwrap());
+    let line = lines.next("the endpoint variables");
+    let (uri, token) = line.split_once(' ').unwrap();
+    let rest = uri.strip_prefix("http://").unwrap();
+    let (addr, path) = rest.split_at(rest.find('/').unwrap());
+    let path = path.to_string();
+    assert!(addr.starts_with("127.0.0.1:"), "{uri}");
+    assert!(path.len() >= 33, "the path should be unguessable: {path}");
+    assert!(
+        token.len() >= 32 && token.chars().all(|c| c.is_ascii_graphic()),
+        "{token}"
+    );
+
+    let (status, body) = request(addr, "GET", &path, Some(token));
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let issued = sb.sts.issued_secrets();
+    assert_eq!(issued.len(), 1);
+    assert_eq!(v["AccessKeyId"], issued[0].0.as_str());
+    assert_eq!(v["SecretAccessKey"], issued[0].1.as_str());
+    assert_eq!(v["Token"], issued[0].2.as_str());
+    assert_eq!(v["AccountId"], "123456789012");
+    let exp = v["Expiration"].as_str().unwrap();
+    assert!(exp.len() == 20 && exp.ends_with('Z'), "{exp}");
+
+    let bearer = format!("Bearer {token}");
+    let longer = format!("{token}x");
+    let shorter = &token[..token.len() - 1];
+    let lower = token.to_ascii_uppercase();
+    for auth in [
+        None,
+        Some("wrong"),
+        Some(bearer.as_str()),
+        Some(longer.as_str()),
+        Some(shorter),
+        Some(lower.as_str()),
+    ] {
+        let (status, body) = request(addr, "GET", &path, auth);
+        assert_eq!(status, 401, "{auth:?}");
+        assert!(!body.contains("AccessKeyId"), "{body}");
+    }
+    let (status, body) = request(addr, "GET", "/", Some(token));
+    assert_eq!(status, 404);
+    assert!(!body.contains("AccessKeyId"));
+    let (status, body) = request(addr, "POST", &path, Some(token));
+    assert_eq!(status, 405);
+    assert!(!body.contains("AccessKeyId"));
+
+    // The child exits: the endpoint is gone with it.
+    drop(child.stdin.take());
+    let out = finish(child);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "endpoint still listening after the child exited"
+    );
+}

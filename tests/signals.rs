@@ -1,0 +1,121 @@
+//! Signals sent to credwrap reach the child; a child killed by a signal kills credwrap the same way.
+//! credwrap runs in a session of its own (no controlling terminal), as in CI.
+
+mod support;
+
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Stdio};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use support::{finish, Lines, Sandbox};
+
+const LOOP: &str = "echo ready; while :; do sleep 1 & wait $!; done";
+
+fn start(sb: &Sandbox, script: &str) -> (Child, Lines) {
+    let mut child = sb
+        .credwrap()
+        .args(["--", "sh", "-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Lines::new(child.stdout.take().unwrap());
+    lines.until("ready", |l| l == "ready");
+    (child, lines)
+}
+
+fn send(child: &Child, sig: Signal) {
+    kill(Pid::from_raw(child.id() as i32), sig).unwrap();
+}
+
+#[test]
+fn sigterm_and_sigint_reach_the_childs_trap() {
+    let sb = Sandbox::new();
+    for (sig, name, code) in [(Signal::SIGTERM, "TERM", 42), (Signal::SIGINT, "INT", 43)] {
+        let script = format!("trap 'echo got-{name}; exit {code}' {name}; {LOOP}");
+        let (child, lines) = start(&sb, &script);
+        send(&child, sig);
+        assert_eq!(lines.next("the trap's output"), format!("got-{name}"));
+        let out = finish(child);
+        assert_eq!(out.code(), Some(code), "{}", out.stderr);
+    }
+}
+
+#[test]
+fn every_forwarded_signal_arrives() {
+    let sb = Sandbox::new();
+    let script =
+        format!("for s in HUP QUIT USR1 USR2 ALRM WINCH; do trap \"echo got-$s\" $s; done; {LOOP}");
+    let (child, lines) = start(&sb, &script);
+    for (sig, name) in [
+        (Signal::SIGHUP, "HUP"),
+        (Signal::SIGQUIT, "QUIT"),
+        (Signal::SIGUSR1, "USR1"),
+        (Signal::SIGUSR2, "USR2"),
+        (Signal::SIGALRM, "ALRM"),
+        (Signal::SIGWINCH, "WINCH"),
+    ] {
+        send(&child, sig);
+        assert_eq!(lines.next(name), format!("got-{name}"));
+    }
+    send(&child, Signal::SIGKILL);
+    let _ = finish(child);
+}
+
+#[test]
+fn repeated_interrupts_are_forwarded_not_escalated() {
+    let sb = Sandbox::new();
+    let script =
+        format!("n=0; trap 'n=$((n+1)); echo int-$n; [ $n -ge 3 ] && exit 44' INT; {LOOP}");
+    let (child, lines) = start(&sb, &script);
+    for i in 1..=3 {
+        send(&child, Signal::SIGINT);
+        assert_eq!(lines.next("the INT trap"), format!("int-{i}"));
+    }
+    let out = finish(child);
+    assert_eq!(out.code(), Some(44), "{}", out.stderr);
+}
+
+#[test]
+fn a_child_killed_by_a_signal_kills_credwrap_by_the_same_signal() {
+    let sb = Sandbox::new();
+    let (child, _lines) = start(&sb, LOOP);
+    send(&child, Signal::SIGTERM);
+    let out = finish(child);
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGTERM),
+        "{:?} {}",
+        out.status,
+        out.stderr
+    );
+
+    let out = support::run(sb.credwrap().args(["--", "sh", "-c", "kill -INT $$"]));
+    assert_eq!(out.status.signal(), Some(libc::SIGINT), "{:?}", out.status);
+}
+
+#[test]
+fn signals_ignored_at_start_stay_ignored_for_the_child() {
+    let sb = Sandbox::new();
+    let mut cmd = sb.credwrap();
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGUSR1, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let out = support::run(cmd.args(["--", "grep", "SigIgn", "/proc/self/status"]));
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let mask = u64::from_str_radix(out.stdout.split_whitespace().nth(1).unwrap(), 16).unwrap();
+    assert_ne!(
+        mask & (1 << (libc::SIGUSR1 - 1)),
+        0,
+        "USR1 not ignored: {mask:x}"
+    );
+    assert_eq!(
+        mask & (1 << (libc::SIGUSR2 - 1)),
+        0,
+        "USR2 ignored: {mask:x}"
+    );
+}
