@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
 use aws_credential_types::provider::ProvideCredentials;
-use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::operation::assume_role::AssumeRoleError;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_types::region::Region;
@@ -89,7 +89,7 @@ impl AssumeError {
                 Some(se.raw().status().as_u16()),
             ),
             SdkError::TimeoutError(_) => ("STS did not answer in time".to_string(), None),
-            _ => (DisplayErrorContext(&err).to_string(), None),
+            _ => (error_chain(&err), None),
         };
         let retryable = match (&err, code.as_deref()) {
             (
@@ -157,7 +157,12 @@ impl Role {
             ));
         };
         if let Err(e) = provider.provide_credentials().await {
-            return Err(no_source_credentials(DisplayErrorContext(&e).to_string()));
+            // The chain reports only its last provider's failure (usually IMDS), which says
+            // little; the whole story is in the SDK's warnings and at -vv.
+            tracing::debug!("source credential chain: {}", error_chain(&e));
+            return Err(no_source_credentials(
+                "tried the environment, profiles, web identity, SSO, container and instance metadata".into(),
+            ));
         }
 
         let child_region = sdk_config.region().map(|r| r.to_string());
@@ -225,6 +230,20 @@ impl Role {
             assumed_role_arn,
         })
     }
+}
+
+/// An error and its sources on one line, each level's message once.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let msg = e.to_string();
+        if !parts.iter().any(|p| p.contains(&msg)) {
+            parts.push(msg);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }
 
 fn no_source_credentials(detail: String) -> SetupError {

@@ -119,3 +119,37 @@ fn signals_ignored_at_start_stay_ignored_for_the_child() {
         "USR2 ignored: {mask:x}"
     );
 }
+
+/// At a terminal the child shares credwrap's process group, so the terminal's Ctrl-C reaches it
+/// directly; credwrap must not forward a second one. A later SIGUSR1 from a process is forwarded,
+/// and by then any duplicate SIGINT would have arrived before it.
+#[test]
+fn ctrl_c_at_a_terminal_reaches_the_child_once() {
+    let sb = Sandbox::new();
+    let mut cmd = sb.credwrap();
+    let args: Vec<std::ffi::OsString> = std::iter::once(cmd.get_program().to_owned())
+        .chain(
+            [
+                "--",
+                "sh",
+                "-c",
+                "n=0; trap 'n=$((n+1)); echo int-$n' INT; trap 'echo usr1-after-$n; exit 0' USR1; \
+                 echo ready; while :; do sleep 1 & wait $!; done",
+            ]
+            .map(Into::into),
+        )
+        .collect();
+    let mut py = std::process::Command::new(support::python());
+    py.arg(support::script("pty_run.py"))
+        .args(&args)
+        .env_clear()
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))));
+    let out = support::run(&mut py);
+    assert!(
+        out.stdout.contains("usr1-after-1"),
+        "stdout: {}\nstderr: {}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(out.stdout.contains("exit=0"), "{}", out.stdout);
+}
