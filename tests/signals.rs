@@ -126,7 +126,7 @@ fn signals_ignored_at_start_stay_ignored_for_the_child() {
 #[test]
 fn ctrl_c_at_a_terminal_reaches_the_child_once() {
     let sb = Sandbox::new();
-    let mut cmd = sb.credwrap();
+    let cmd = sb.credwrap();
     let args: Vec<std::ffi::OsString> = std::iter::once(cmd.get_program().to_owned())
         .chain(
             [
