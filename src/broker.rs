@@ -16,10 +16,12 @@ const WALL_CLOCK_CHECK: Duration = Duration::from_secs(60);
 /// When to refresh a credential and when to stop handing it out.
 ///
 /// Real SDKs re-fetch a container credential some minutes before it expires (botocore: 15 min
-/// advisory, 10 min mandatory; JS and Go 5 min; Rust 10 s). We start refreshing half-way through
-/// a one-hour session (earlier for longer ones), so the credential served normally has more than
-/// 30 minutes left, and stop serving once less than botocore's mandatory window remains. Both
-/// points scale with the lifetime, so a test credential that lives 20 s behaves like a 1-hour one.
+/// advisory, 10 min mandatory; JS and Go 5 min; Rust 10 s). We refresh once the credential has
+/// `max(30 min, lifetime/6)` left (two thirds of the lifetime for sessions under 45 minutes), so
+/// what the endpoint hands out normally has more than 20 minutes left; and we stop handing it out
+/// once less than botocore's mandatory 10 minutes remain. Below 30 minutes (only tests issue
+/// such credentials) both points scale with the lifetime, so a credential that lives 20 s goes
+/// through the same phases as a real one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plan {
     pub refresh_at: SystemTime,
@@ -29,13 +31,21 @@ pub struct Plan {
     pub backoff_max: Duration,
 }
 
+/// botocore fails a call when its credential has less than this left.
+const MANDATORY_WINDOW: Duration = Duration::from_secs(10 * 60);
+const REAL_LIFETIME: Duration = Duration::from_secs(30 * 60);
+
 impl Plan {
     pub fn for_credential(received: SystemTime, expiration: SystemTime) -> Plan {
         let lifetime = expiration
             .duration_since(received)
             .unwrap_or(Duration::ZERO);
-        let refresh_lead = (lifetime / 2).min((lifetime / 6).max(Duration::from_secs(30 * 60)));
-        let stale_lead = (lifetime / 6).min(Duration::from_secs(10 * 60));
+        let refresh_lead = (lifetime * 2 / 3).min((lifetime / 6).max(REAL_LIFETIME));
+        let stale_lead = if lifetime >= REAL_LIFETIME {
+            MANDATORY_WINDOW
+        } else {
+            lifetime / 6
+        };
         Plan {
             refresh_at: expiration - refresh_lead,
             stale_at: expiration - stale_lead,
@@ -43,6 +53,33 @@ impl Plan {
                 .clamp(Duration::from_millis(100), Duration::from_secs(2)),
             backoff_max: (lifetime / 60).clamp(Duration::from_secs(1), Duration::from_secs(60)),
         }
+    }
+}
+
+/// Pauses between failed refresh attempts: capped exponential backoff with jitter for transient
+/// errors, the cap straight away for errors a retry will not fix soon (AccessDenied).
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(plan: &Plan) -> Backoff {
+        Backoff {
+            next: plan.backoff_min,
+            max: plan.backoff_max,
+        }
+    }
+
+    /// The pause before the next attempt; `jitter` in [0, 1] spreads hosts apart.
+    fn pause(&mut self, retryable: bool, jitter: f64) -> Duration {
+        if !retryable {
+            return self.max;
+        }
+        let base = self.next;
+        self.next = (self.next * 2).min(self.max);
+        base / 2 + base.mul_f64(jitter.clamp(0.0, 1.0) / 2.0)
     }
 }
 
@@ -99,7 +136,18 @@ async fn refresh_forever(role: Role, tx: watch::Sender<Arc<Lease>>, wake: Arc<No
         let plan = tx.borrow().plan;
         wait_until(plan.refresh_at, &wake).await;
         let lease = refresh(&role, plan).await;
+        let next = lease.plan;
         tx.send_replace(Arc::new(lease));
+        if next.refresh_at <= SystemTime::now() {
+            // A credential due for refresh the moment it arrives means our clock is far off
+            // STS's (or the role's session is very short): never turn that into a tight loop.
+            tracing::warn!(
+                "the new credential is already due for refresh; is the system clock right? \
+                 next attempt in {}s",
+                next.backoff_max.as_secs()
+            );
+            tokio::time::sleep(next.backoff_max).await;
+        }
     }
 }
 
@@ -121,11 +169,11 @@ async fn wait_until(when: SystemTime, wake: &Notify) {
 
 /// Assumes the role until it works, pausing with jittered exponential backoff between attempts.
 async fn refresh(role: &Role, plan: Plan) -> Lease {
-    let mut backoff = plan.backoff_min;
+    let mut backoff = Backoff::new(&plan);
     let mut attempt: u32 = 1;
     loop {
         let started = std::time::Instant::now();
-        match role.assume().await {
+        match role.reassume().await {
             Ok(credential) => {
                 let lease = Lease::new(credential);
                 tracing::info!(
@@ -137,14 +185,9 @@ async fn refresh(role: &Role, plan: Plan) -> Lease {
                 return lease;
             }
             Err(e) => {
-                let pause = if e.retryable {
-                    let p = jitter(backoff);
-                    backoff = (backoff * 2).min(plan.backoff_max);
-                    p
-                } else {
-                    // The trust policy may be fixed mid-job; keep trying, but slowly.
-                    plan.backoff_max
-                };
+                // A non-retryable error (the trust policy changed mid-job) may still be fixed by
+                // someone; keep trying, slowly.
+                let pause = backoff.pause(e.retryable, random_unit());
                 let serving = if SystemTime::now() < plan.stale_at {
                     format!(
                         "still serving the current credential until {}",
@@ -174,15 +217,13 @@ async fn refresh(role: &Role, plan: Plan) -> Lease {
     }
 }
 
-/// "Equal jitter": between half and all of `d`, so retries from many hosts spread out but never
-/// collapse to zero.
-fn jitter(d: Duration) -> Duration {
+/// A random number in [0, 1] from the OS; the middle if it has none to give.
+fn random_unit() -> f64 {
     let mut b = [0u8; 4];
-    let r = match getrandom::fill(&mut b) {
-        Ok(()) => u32::from_le_bytes(b) as f64 / u32::MAX as f64,
+    match getrandom::fill(&mut b) {
+        Ok(()) => f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX),
         Err(_) => 0.5,
-    };
-    d / 2 + d.mul_f64(r / 2.0)
+    }
 }
 
 pub fn fmt_time(t: SystemTime) -> String {
@@ -195,6 +236,9 @@ pub fn fmt_time(t: SystemTime) -> String {
 mod tests {
     use super::*;
 
+    const MIN: u64 = 60;
+    const HOUR: u64 = 3600;
+
     fn plan(lifetime_secs: u64) -> (SystemTime, Plan) {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         (
@@ -203,43 +247,133 @@ mod tests {
         )
     }
 
+    fn left(p_at: SystemTime, t0: SystemTime, lifetime: u64) -> Duration {
+        (t0 + Duration::from_secs(lifetime))
+            .duration_since(p_at)
+            .unwrap()
+    }
+
     #[test]
     fn one_hour_refreshes_half_way_and_serves_until_ten_minutes_left() {
-        let (t0, p) = plan(3600);
-        assert_eq!(p.refresh_at, t0 + Duration::from_secs(1800));
-        assert_eq!(p.stale_at, t0 + Duration::from_secs(3000));
+        let (t0, p) = plan(HOUR);
+        assert_eq!(p.refresh_at, t0 + Duration::from_secs(30 * MIN));
+        assert_eq!(p.stale_at, t0 + Duration::from_secs(50 * MIN));
     }
 
     #[test]
-    fn twelve_hours_starts_two_hours_early() {
-        let (t0, p) = plan(12 * 3600);
-        assert_eq!(p.refresh_at, t0 + Duration::from_secs(10 * 3600));
-        assert_eq!(p.stale_at, t0 + Duration::from_secs(12 * 3600 - 600));
-        assert_eq!(p.backoff_max, Duration::from_secs(60));
+    fn every_real_duration_serves_well_outside_every_sdk_window() {
+        // From 30 min to 12 h: what is served normally has > 20 min left (botocore's advisory
+        // window is 15), and nothing is served inside botocore's mandatory 10 minutes.
+        for lifetime in (30 * MIN..=12 * HOUR).step_by(5 * MIN as usize) {
+            let (t0, p) = plan(lifetime);
+            assert!(
+                left(p.refresh_at, t0, lifetime) >= Duration::from_secs(20 * MIN),
+                "{lifetime}"
+            );
+            assert_eq!(
+                left(p.stale_at, t0, lifetime),
+                Duration::from_secs(10 * MIN),
+                "{lifetime}"
+            );
+            // At least 10 minutes of retries before anything would be refused.
+            assert!(
+                p.stale_at.duration_since(p.refresh_at).unwrap() >= Duration::from_secs(10 * MIN)
+            );
+        }
+        let (t0, p) = plan(12 * HOUR);
+        assert_eq!(
+            left(p.refresh_at, t0, 12 * HOUR),
+            Duration::from_secs(2 * HOUR)
+        );
     }
 
     #[test]
-    fn short_lifetimes_scale_down() {
+    fn test_lifetimes_scale_down() {
         let (t0, p) = plan(30);
-        assert_eq!(p.refresh_at, t0 + Duration::from_secs(15));
+        assert_eq!(p.refresh_at, t0 + Duration::from_secs(10));
         assert_eq!(p.stale_at, t0 + Duration::from_secs(25));
         assert_eq!(p.backoff_min, Duration::from_millis(100));
         assert_eq!(p.backoff_max, Duration::from_secs(1));
     }
 
+    /// Successful refreshes per lifetime, and attempts per lifetime when STS always fails,
+    /// computed from the schedule for every lifetime from 20 s to 12 h.
     #[test]
-    fn refresh_always_comes_before_stale() {
-        for secs in [20, 60, 1800, 3600, 7200, 43200] {
-            let (t0, p) = plan(secs);
-            assert!(t0 < p.refresh_at && p.refresh_at < p.stale_at, "{secs}");
+    fn sts_calls_per_lifetime_are_bounded() {
+        let mut lifetimes: Vec<u64> = vec![20, 30, 60, 300, 900];
+        lifetimes.extend((30 * MIN..=12 * HOUR).step_by(15 * MIN as usize));
+        for lifetime in lifetimes {
+            let (t0, p) = plan(lifetime);
+            let period = p.refresh_at.duration_since(t0).unwrap();
+            let per_lifetime = lifetime as f64 / period.as_secs_f64();
+            assert!(
+                per_lifetime <= 3.0,
+                "{lifetime}s: {per_lifetime} refreshes per lifetime"
+            );
+
+            // Worst case: every attempt fails, jitter always picks the shortest pause.
+            let mut backoff = Backoff::new(&p);
+            let window = Duration::from_secs(lifetime) - period;
+            let (mut spent, mut attempts) = (Duration::ZERO, 0u32);
+            while spent < window {
+                let pause = backoff.pause(true, 0.0);
+                assert!(pause >= Duration::from_millis(50), "{lifetime}s: {pause:?}");
+                spent += pause;
+                attempts += 1;
+            }
+            let bound = 10 + 2 * window.as_secs() / p.backoff_max.as_secs();
+            assert!(
+                u64::from(attempts) <= bound,
+                "{lifetime}s: {attempts} attempts > {bound}"
+            );
+            assert!(attempts <= 300, "{lifetime}s: {attempts} attempts");
         }
     }
 
     #[test]
-    fn jitter_stays_within_half_and_whole() {
-        for _ in 0..100 {
-            let j = jitter(Duration::from_secs(10));
-            assert!(j >= Duration::from_secs(5) && j <= Duration::from_secs(10));
-        }
+    fn backoff_grows_to_its_cap_and_jitters_within_half() {
+        let (_, p) = plan(HOUR);
+        let mut b = Backoff::new(&p);
+        let pauses: Vec<Duration> = (0..10).map(|_| b.pause(true, 1.0)).collect();
+        assert_eq!(pauses[0], Duration::from_secs(2));
+        assert_eq!(pauses[1], Duration::from_secs(4));
+        assert_eq!(*pauses.last().unwrap(), Duration::from_secs(60));
+        let mut b = Backoff::new(&p);
+        assert_eq!(b.pause(true, 0.0), Duration::from_secs(1));
+        assert_eq!(b.pause(false, 0.0), Duration::from_secs(60));
+        let r = random_unit();
+        assert!((0.0..=1.0).contains(&r));
+    }
+
+    #[test]
+    fn a_credential_past_its_stale_point_is_not_served_and_wakes_the_broker() {
+        let now = SystemTime::now();
+        let credential = Credential {
+            access_key_id: "ASIA".into(),
+            secret_access_key: crate::secret::Secret::new("s"),
+            session_token: crate::secret::Secret::new("t"),
+            // Issued 100 s ago for 100 s: as after a laptop slept through its expiry.
+            received: now - Duration::from_secs(100),
+            expiration: now,
+            account_id: "123456789012".into(),
+            assumed_role_arn: String::new(),
+        };
+        let (_tx, rx) = watch::channel(Arc::new(Lease::new(credential)));
+        let wake = Arc::new(Notify::new());
+        let creds = Credentials {
+            current: rx,
+            wake: Arc::clone(&wake),
+        };
+        assert!(creds.current().is_none());
+        // The notification is stored for the broker: it does not wait out its timer.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(1), wake.notified())
+                .await
+                .expect("broker was not woken");
+        });
     }
 }

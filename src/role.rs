@@ -126,7 +126,11 @@ impl std::fmt::Display for AssumeError {
 
 /// An STS client bound to one role.
 pub struct Role {
+    /// With the SDK's own retries: the first AssumeRole, where the user is waiting.
     client: aws_sdk_sts::Client,
+    /// Without them: the broker's backoff alone paces refreshes, so each attempt is one call,
+    /// logged once, and timing stays predictable.
+    refresh_client: aws_sdk_sts::Client,
     spec: RoleSpec,
     child_region: Option<String>,
 }
@@ -171,8 +175,14 @@ impl Role {
             tracing::debug!("no region configured; using {FALLBACK_REGION} for STS");
             sts_config = sts_config.region(Region::from_static(FALLBACK_REGION));
         }
+        let conf = sts_config.build();
+        let refresh_conf = conf
+            .to_builder()
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build();
         Ok(Role {
-            client: aws_sdk_sts::Client::from_conf(sts_config.build()),
+            client: aws_sdk_sts::Client::from_conf(conf),
+            refresh_client: aws_sdk_sts::Client::from_conf(refresh_conf),
             spec,
             child_region,
         })
@@ -187,11 +197,20 @@ impl Role {
         &self.spec
     }
 
+    /// The first AssumeRole, retried by the SDK on transient errors.
     pub async fn assume(&self) -> Result<Credential, AssumeError> {
+        self.assume_with(&self.client).await
+    }
+
+    /// One AssumeRole call, no retries: the caller decides when to try again.
+    pub async fn reassume(&self) -> Result<Credential, AssumeError> {
+        self.assume_with(&self.refresh_client).await
+    }
+
+    async fn assume_with(&self, client: &aws_sdk_sts::Client) -> Result<Credential, AssumeError> {
         let spec = &self.spec;
         let duration = i32::try_from(spec.duration.as_secs()).unwrap_or(i32::MAX);
-        let out = self
-            .client
+        let out = client
             .assume_role()
             .role_arn(spec.role_arn.as_str())
             .role_session_name(&spec.session_name)

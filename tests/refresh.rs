@@ -1,26 +1,31 @@
-//! Credentials are re-assumed before they expire, and the child's SDK picks them up by itself.
-//! Time is compressed: the fake STS issues credentials that live seconds.
+//! A long job never sees ExpiredToken, even when STS misbehaves. Time is compressed: the strict
+//! fake STS issues credentials that live seconds and rejects any call signed with an expired one.
 
 mod support;
 
-use std::time::Duration;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant, SystemTime};
 
-use support::{python, run, script, Sandbox};
+use support::endpoint::EndpointChild;
+use support::{finish, python, rust_child, script, Fault, Lines, Output, Sandbox};
 
-#[test]
-fn boto3_sees_fresh_keys_and_never_an_expired_one() {
-    let sb = Sandbox::new();
-    let lifetime = 6;
+/// Runs a real-SDK child calling STS for `seconds` under credentials living `lifetime` seconds.
+fn soak(sb: &Sandbox, lifetime: u64, seconds: u64, rust: bool) -> Output {
     sb.sts.set_lifetime(Duration::from_secs(lifetime));
-    let out = run(sb
-        .credwrap()
-        .arg("-v")
+    let mut cmd = sb.credwrap();
+    cmd.arg("-v")
         .env("SOAK_LIFETIME", lifetime.to_string())
-        .env("SOAK_KEYS", "3")
-        .env("SOAK_SECONDS", "60")
-        .arg("--")
-        .arg(python())
-        .arg(script("soak.py")));
+        .env("SOAK_SECONDS", seconds.to_string())
+        .arg("--");
+    if rust {
+        cmd.arg(rust_child());
+    } else {
+        cmd.arg(python()).arg(script("soak.py"));
+    }
+    support::run(&mut cmd)
+}
+
+fn assert_soaked(sb: &Sandbox, out: &Output, lifetime: u64, seconds: u64) {
     assert_eq!(
         out.code(),
         Some(0),
@@ -29,12 +34,268 @@ fn boto3_sees_fresh_keys_and_never_an_expired_one() {
         out.stderr
     );
     assert!(out.stdout.contains("errors=0"), "{}", out.stdout);
+    let keys = sb.sts.keys_used_for("GetCallerIdentity");
+    assert!(
+        keys.len() >= 3,
+        "only {} distinct keys: {keys:?}",
+        keys.len()
+    );
+    assert!(
+        keys.iter().all(|k| k.starts_with("ASIAFAKEROLE")),
+        "{keys:?}"
+    );
+    // Three refreshes a lifetime at most for such short lifetimes; no loop.
+    let assumes = sb.sts.count("AssumeRole") as u64;
+    assert!(
+        assumes <= 2 + 3 * seconds / lifetime,
+        "{assumes} AssumeRole calls"
+    );
     assert!(
         out.stderr.contains("refreshed role credentials"),
         "{}",
         out.stderr
     );
-    // Three keys need two refreshes; the schedule must not have called STS in a loop.
-    let assumes = sb.sts.count("AssumeRole");
-    assert!((3..=5).contains(&assumes), "{assumes} AssumeRole calls");
+}
+
+#[test]
+fn soak_boto3_for_four_lifetimes() {
+    let sb = Sandbox::new();
+    let out = soak(&sb, 8, 32, false);
+    assert_soaked(&sb, &out, 8, 32);
+}
+
+#[test]
+fn soak_rust_sdk_for_four_lifetimes() {
+    let sb = Sandbox::new();
+    let out = soak(&sb, 8, 32, true);
+    assert_soaked(&sb, &out, 8, 32);
+}
+
+/// A boto3 child that runs until it has used `keys` distinct credentials; returns it once it
+/// made its first successful call (so the first AssumeRole is done).
+fn start_soak_until_keys(sb: &Sandbox, lifetime: u64, keys: u32) -> (Child, Lines) {
+    sb.sts.set_lifetime(Duration::from_secs(lifetime));
+    let mut child = sb
+        .credwrap()
+        .arg("-v")
+        .env("SOAK_LIFETIME", lifetime.to_string())
+        .env("SOAK_KEYS", keys.to_string())
+        .env("SOAK_SECONDS", (4 * lifetime).to_string())
+        .arg("--")
+        // The child's own STS calls go to a port the faults leave alone.
+        .arg("env")
+        .arg(format!("AWS_ENDPOINT_URL_STS={}", sb.sts.client_url()))
+        .arg(python())
+        .arg(script("soak.py"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Lines::new(child.stdout.take().unwrap());
+    lines.until("ready", |l| l == "ready");
+    (child, lines)
+}
+
+/// Injects `fault` from the start until `hold` after the first refresh began, then expects the
+/// child to have seen no error and to have moved on to a fresh credential.
+fn survives(fault: Fault, lifetime: u64, hold: Duration) -> Output {
+    let sb = Sandbox::new();
+    let (child, lines) = start_soak_until_keys(&sb, lifetime, 2);
+    sb.sts.set_fault(fault);
+    // Refresh starts a third of the way into a short lifetime.
+    std::thread::sleep(Duration::from_secs(lifetime) / 3 + hold);
+    sb.sts.set_fault(Fault::None);
+    let summary = lines.until("the summary", |l| l.starts_with("keys="));
+    let out = finish(child);
+    assert_eq!(out.code(), Some(0), "{summary}\nstderr: {}", out.stderr);
+    assert_eq!(
+        summary.split_whitespace().last(),
+        Some("errors=0"),
+        "{summary}"
+    );
+    assert!(summary.starts_with("keys=2"), "{summary}");
+    out
+}
+
+#[test]
+fn survives_sts_5xx_during_refresh() {
+    let out = survives(Fault::ServerError, 12, Duration::from_secs(3));
+    assert!(out.stderr.contains("ServiceUnavailable"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("still serving the current credential"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn survives_throttling_during_refresh() {
+    let out = survives(Fault::Throttling, 12, Duration::from_secs(3));
+    assert!(out.stderr.contains("Throttling"), "{}", out.stderr);
+}
+
+#[test]
+fn survives_refused_connections_during_refresh() {
+    let out = survives(Fault::Refuse, 12, Duration::from_secs(3));
+    assert!(
+        out.stderr.contains("could not reach") || out.stderr.contains("dispatch failure"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn survives_a_ten_second_slow_sts() {
+    let out = survives(
+        Fault::Slow(Duration::from_secs(10)),
+        30,
+        Duration::from_secs(2),
+    );
+    let took = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("refreshed role credentials"))
+        .filter_map(|l| {
+            l.split("took_ms=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(took >= 9_000, "no slow refresh logged: {}", out.stderr);
+}
+
+fn expiration(body: &str) -> (String, SystemTime) {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    let exp = humantime::parse_rfc3339(v["Expiration"].as_str().unwrap()).unwrap();
+    (v["AccessKeyId"].as_str().unwrap().to_string(), exp)
+}
+
+/// Polls the endpoint like an SDK would until `done` says so; checks every answer on the way:
+/// a 200 always carries a credential that has not expired, anything else is a 503 with JSON.
+fn poll(ep: &EndpointChild, limit: Duration, mut done: impl FnMut(u16, &str) -> bool) {
+    let start = Instant::now();
+    loop {
+        let (status, body) = ep.get();
+        match status {
+            200 => {
+                let (_, exp) = expiration(&body);
+                assert!(
+                    exp > SystemTime::now(),
+                    "served an expired credential: {body}"
+                );
+            }
+            503 => {
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                assert_eq!(v["code"], "CredentialsUnavailable", "{body}");
+            }
+            other => panic!("unexpected status {other}: {body}"),
+        }
+        if done(status, &body) {
+            return;
+        }
+        assert!(start.elapsed() < limit, "gave up after {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn outage_longer_than_the_credential_gives_503_then_recovers() {
+    let sb = Sandbox::new();
+    sb.sts.set_lifetime(Duration::from_secs(6));
+    let ep = EndpointChild::start(&sb, &["-v"]);
+    let (_, first) = ep.get();
+    let (first_key, first_exp) = expiration(&first);
+    sb.sts.set_fault(Fault::ServerError);
+
+    // The old credential is served while it has real time left, then refused.
+    poll(&ep, Duration::from_secs(20), |status, _| status == 503);
+    // Outlast the credential itself.
+    while SystemTime::now() < first_exp + Duration::from_secs(1) {
+        poll(&ep, Duration::from_secs(20), |_, _| true);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    sb.sts.set_fault(Fault::None);
+    let mut recovered = String::new();
+    poll(&ep, Duration::from_secs(20), |status, body| {
+        if status == 200 {
+            recovered = expiration(body).0;
+        }
+        status == 200
+    });
+    assert_ne!(recovered, first_key);
+    let out = ep.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(out.stderr.contains("ServiceUnavailable"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("the child gets HTTP 503"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn access_denied_mid_job_is_an_error_retried_slowly() {
+    let sb = Sandbox::new();
+    sb.sts.set_lifetime(Duration::from_secs(6));
+    let ep = EndpointChild::start(&sb, &[]);
+    sb.sts.deny_role(support::fake_sts::ROLE_ARN);
+    poll(&ep, Duration::from_secs(20), |status, _| status == 503);
+    let denied_at = Instant::now();
+    let before = sb.sts.count("AssumeRole");
+    std::thread::sleep(Duration::from_secs(3));
+    let during = sb.sts.count("AssumeRole") - before;
+    // backoff_max for a 6 s lifetime is 1 s: a slow pace, not a loop.
+    assert!(
+        during <= 5,
+        "{during} AssumeRole calls in {:?}",
+        denied_at.elapsed()
+    );
+    sb.sts.allow_role(support::fake_sts::ROLE_ARN);
+    poll(&ep, Duration::from_secs(20), |status, _| status == 200);
+    let out = ep.finish();
+    assert!(out.stderr.contains("ERROR"), "{}", out.stderr);
+    assert!(out.stderr.contains("AccessDenied"), "{}", out.stderr);
+}
+
+#[test]
+fn concurrent_requests_during_a_refresh_cause_one_assume_role() {
+    let sb = Sandbox::new();
+    sb.sts.set_lifetime(Duration::from_secs(10));
+    let ep = EndpointChild::start(&sb, &[]);
+    let (_, first) = ep.get();
+    let (first_key, _) = expiration(&first);
+    // Slow STS: the refresh stays in flight while the requests pile up.
+    sb.sts.set_fault(Fault::Slow(Duration::from_secs(2)));
+    let start = Instant::now();
+    while sb.sts.count("AssumeRole") < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no refresh started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let keys: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..100)
+            .map(|_| {
+                s.spawn(|| {
+                    let (status, body) = ep.get();
+                    assert_eq!(status, 200, "{body}");
+                    expiration(&body).0
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(keys.len(), 100);
+    let mut new_key = String::new();
+    poll(&ep, Duration::from_secs(20), |_, body| {
+        new_key = expiration(body).0;
+        new_key != first_key
+    });
+    assert_eq!(sb.sts.count("AssumeRole"), 2, "{:?}", sb.sts.calls());
+    let _ = ep.finish();
 }

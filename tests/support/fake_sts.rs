@@ -41,6 +41,8 @@ pub enum Fault {
     Throttling,
     ServerError,
     Slow(Duration),
+    /// Nothing listens on the port: connections are refused.
+    Refuse,
 }
 
 #[derive(Clone)]
@@ -63,7 +65,12 @@ struct State {
 
 pub struct FakeSts {
     addr: SocketAddr,
+    /// A second port on the same STS that faults never touch, for the child's own calls, so a
+    /// test can tell credwrap's trouble from the child's.
+    client_addr: SocketAddr,
     state: Arc<Mutex<State>>,
+    listening: tokio::sync::watch::Sender<bool>,
+    _client_listening: tokio::sync::watch::Sender<bool>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -79,30 +86,37 @@ impl FakeSts {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         let addr = listener.local_addr().unwrap();
-        let st = Arc::clone(&state);
-        runtime.spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let st = Arc::clone(&st);
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| handle(Arc::clone(&st), req));
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        let (listening, rx) = tokio::sync::watch::channel(true);
+        runtime.spawn(serve(listener, addr, rx, Arc::clone(&state), true));
+        let client_listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let client_addr = client_listener.local_addr().unwrap();
+        let (client_listening, rx) = tokio::sync::watch::channel(true);
+        runtime.spawn(serve(
+            client_listener,
+            client_addr,
+            rx,
+            Arc::clone(&state),
+            false,
+        ));
         FakeSts {
             addr,
+            client_addr,
             state,
+            listening,
+            _client_listening: client_listening,
             _runtime: runtime,
         }
     }
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The same STS on a port that faults never touch.
+    pub fn client_url(&self) -> String {
+        format!("http://{}", self.client_addr)
     }
 
     /// Credentials issued from now on live this long, whatever DurationSeconds asked for.
@@ -119,7 +133,21 @@ impl FakeSts {
     }
 
     pub fn set_fault(&self, fault: Fault) {
+        self.listening.send_replace(fault != Fault::Refuse);
         self.state.lock().unwrap().fault = Some(fault);
+    }
+
+    pub fn allow_role(&self, arn: &str) {
+        self.state.lock().unwrap().denied_roles.retain(|r| r != arn);
+    }
+
+    /// The distinct access keys that signed calls of `action`.
+    pub fn keys_used_for(&self, action: &str) -> std::collections::BTreeSet<String> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.action == action)
+            .filter_map(|c| c.access_key_id)
+            .collect()
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -142,9 +170,53 @@ impl FakeSts {
     }
 }
 
+/// Accepts while `listening` is true; while false the port is closed, so connections are refused.
+async fn serve(
+    mut listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    mut listening: tokio::sync::watch::Receiver<bool>,
+    state: Arc<Mutex<State>>,
+    faultable: bool,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let st = Arc::clone(&state);
+                let mut refusing = listening.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| handle(Arc::clone(&st), req, faultable));
+                    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+                    // Going down closes kept-alive connections too, as a crashed STS would.
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = refusing.wait_for(|on| !*on) => {}
+                    }
+                });
+            }
+            changed = listening.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                if !*listening.borrow_and_update() {
+                    drop(listener);
+                    if listening.wait_for(|on| *on).await.is_err() {
+                        return;
+                    }
+                    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                    socket.set_reuseaddr(true).unwrap();
+                    socket.bind(addr).unwrap();
+                    listener = socket.listen(128).unwrap();
+                }
+            }
+        }
+    }
+}
+
 async fn handle(
     state: Arc<Mutex<State>>,
     req: Request<Incoming>,
+    faultable: bool,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
     let body = body
@@ -179,7 +251,7 @@ async fn handle(
             params: params.clone(),
             access_key_id: access_key_id.clone(),
         });
-        st.fault
+        st.fault.filter(|_| faultable)
     };
     match fault {
         Some(Fault::Throttling) => {
@@ -197,7 +269,7 @@ async fn handle(
             ))
         }
         Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
-        Some(Fault::None) | None => {}
+        Some(Fault::None | Fault::Refuse) | None => {}
     }
 
     let caller = match authenticate(

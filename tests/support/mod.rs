@@ -1,8 +1,9 @@
 //! Helpers shared by the integration tests: the fake STS, and running the built binary in a
 //! controlled environment (never the real home directory, never real AWS, never IMDS).
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
+pub mod endpoint;
 pub mod fake_sts;
 
 use std::io::{BufRead, BufReader, Read};
@@ -12,7 +13,7 @@ use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-pub use fake_sts::FakeSts;
+pub use fake_sts::{FakeSts, Fault};
 
 /// Generous: a cold boto3 import on a loaded 2-core CI machine takes seconds.
 pub const TIMEOUT: Duration = Duration::from_secs(90);
@@ -177,6 +178,20 @@ pub fn python() -> PathBuf {
         venv.display()
     );
     venv
+}
+
+/// The Rust-SDK child, built by `cargo test` from examples/sdk_child.rs.
+pub fn rust_child() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_credwrap"))
+        .parent()
+        .unwrap()
+        .join("examples/sdk_child");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo test --all-targets` (scripts/test does)",
+        bin.display()
+    );
+    bin
 }
 
 pub fn script(name: &str) -> PathBuf {

@@ -1,0 +1,80 @@
+//! A credwrap whose child only reports the endpoint and waits, so the test itself can be the
+//! SDK: it sends raw requests and sees exactly what an SDK would get.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+
+use super::{finish, Lines, Output, Sandbox};
+
+pub struct EndpointChild {
+    child: Child,
+    pub addr: String,
+    pub path: String,
+    pub token: String,
+}
+
+impl EndpointChild {
+    pub fn start(sb: &Sandbox, extra_args: &[&str]) -> EndpointChild {
+        let mut child = sb
+            .credwrap()
+            .args(extra_args)
+            .args([
+                "--",
+                "sh",
+                "-c",
+                "echo \"$AWS_CONTAINER_CREDENTIALS_FULL_URI $AWS_CONTAINER_AUTHORIZATION_TOKEN\"; read line; exit 0",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = Lines::new(child.stdout.take().unwrap());
+        let line = lines.next("the endpoint variables");
+        let (uri, token) = line.split_once(' ').unwrap();
+        let rest = uri.strip_prefix("http://").unwrap();
+        let (addr, path) = rest.split_at(rest.find('/').unwrap());
+        EndpointChild {
+            addr: addr.to_string(),
+            path: path.to_string(),
+            token: token.to_string(),
+            child,
+        }
+    }
+
+    /// GET the credential with the right token.
+    pub fn get(&self) -> (u16, String) {
+        request(&self.addr, "GET", &self.path, Some(&self.token))
+    }
+
+    /// Lets the child exit and collects credwrap's output.
+    pub fn finish(mut self) -> Output {
+        drop(self.child.stdin.take());
+        finish(self.child)
+    }
+}
+
+/// One HTTP/1.1 request on a new connection; returns the status code and body.
+pub fn request(addr: &str, method: &str, path: &str, auth: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(a) = auth {
+        req.push_str(&format!("Authorization: {a}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {resp:?}"));
+    let body = resp
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    (status, body)
+}
