@@ -43,6 +43,20 @@ ensure_python_deps() {
     cp "$req" "$VENV/.installed-requirements"
 }
 
+# The JS SDK child's packages, from tests/js's lockfile, into .deps/js (rebuilt when it changes).
+ensure_node_deps() {
+    command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+    local lock="$ROOT/tests/js/package-lock.json"
+    if [ -d "$DEPS/js/node_modules/@aws-sdk/client-sts" ] && cmp -s "$lock" "$DEPS/js/package-lock.json"; then
+        return 0
+    fi
+    log "installing JavaScript test dependencies into .deps/js"
+    rm -rf "$DEPS/js"
+    mkdir -p "$DEPS/js"
+    cp "$ROOT/tests/js/package.json" "$lock" "$DEPS/js/"
+    (cd "$DEPS/js" && npm ci --no-audit --no-fund --loglevel=error)
+}
+
 # Starts moto_server (a third-party STS) on an ephemeral loopback port; sets MOTO_PID, MOTO_URL.
 start_moto() {
     local logfile="$DEPS/moto.log"

@@ -16,12 +16,13 @@ const WALL_CLOCK_CHECK: Duration = Duration::from_secs(60);
 /// When to refresh a credential and when to stop handing it out.
 ///
 /// Real SDKs re-fetch a container credential some minutes before it expires (botocore: 15 min
-/// advisory, 10 min mandatory; JS and Go 5 min; Rust 10 s). We refresh once the credential has
-/// `max(30 min, lifetime/6)` left (two thirds of the lifetime for sessions under 45 minutes), so
-/// what the endpoint hands out normally has more than 20 minutes left; and we stop handing it out
-/// once less than botocore's mandatory 10 minutes remain. Below 30 minutes (only tests issue
-/// such credentials) both points scale with the lifetime, so a credential that lives 20 s goes
-/// through the same phases as a real one.
+/// advisory, 10 min mandatory; JS and Go 5 min; Rust 10 s). The endpoint never hands out a
+/// credential with less than a `guard` left (10 minutes for the container endpoint, 25 for IMDS,
+/// whose clients stretch an expiring credential), and we refresh once it has
+/// `max(guard + 20 min, lifetime/6)` left, at most two thirds of the lifetime: what is served
+/// normally has 20 minutes more than the guard. Below 30 minutes (only tests issue such
+/// credentials) the guard scales with the lifetime as if it were an hour, so a credential that
+/// lives 20 s goes through the same phases as a real one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plan {
     pub refresh_at: SystemTime,
@@ -31,24 +32,31 @@ pub struct Plan {
     pub backoff_max: Duration,
 }
 
-/// botocore fails a call when its credential has less than this left.
-const MANDATORY_WINDOW: Duration = Duration::from_secs(10 * 60);
+/// botocore fails a call when its container credential has less than this left.
+pub const CONTAINER_GUARD: Duration = Duration::from_secs(10 * 60);
+/// botocore and the Rust SDK stretch an IMDS credential with less than ~20 minutes left.
+pub const IMDS_GUARD: Duration = Duration::from_secs(25 * 60);
 const REAL_LIFETIME: Duration = Duration::from_secs(30 * 60);
+const HOUR: Duration = Duration::from_secs(3600);
+/// How much longer than the guard a normally served credential lasts.
+const MARGIN: Duration = Duration::from_secs(20 * 60);
 
 impl Plan {
-    pub fn for_credential(received: SystemTime, expiration: SystemTime) -> Plan {
+    pub fn for_credential(received: SystemTime, expiration: SystemTime, guard: Duration) -> Plan {
         let lifetime = expiration
             .duration_since(received)
             .unwrap_or(Duration::ZERO);
-        let refresh_lead = (lifetime * 2 / 3).min((lifetime / 6).max(REAL_LIFETIME));
-        let stale_lead = if lifetime >= REAL_LIFETIME {
-            MANDATORY_WINDOW
+        let (stale_lead, refresh_lead) = if lifetime >= REAL_LIFETIME {
+            let lead = (guard + MARGIN).max(lifetime / 6);
+            (guard, lead)
         } else {
-            lifetime / 6
+            let scaled_guard = lifetime.mul_f64(guard.as_secs_f64() / HOUR.as_secs_f64());
+            (scaled_guard, lifetime * 2 / 3)
         };
+        let refresh_lead = refresh_lead.min(lifetime * 2 / 3).max(stale_lead);
         Plan {
             refresh_at: expiration - refresh_lead,
-            stale_at: expiration - stale_lead,
+            stale_at: expiration - stale_lead.min(lifetime),
             backoff_min: (lifetime / 1000)
                 .clamp(Duration::from_millis(100), Duration::from_secs(2)),
             backoff_max: (lifetime / 60).clamp(Duration::from_secs(1), Duration::from_secs(60)),
@@ -91,8 +99,8 @@ pub struct Lease {
 }
 
 impl Lease {
-    fn new(credential: Credential) -> Lease {
-        let plan = Plan::for_credential(credential.received, credential.expiration);
+    fn new(credential: Credential, guard: Duration) -> Lease {
+        let plan = Plan::for_credential(credential.received, credential.expiration, guard);
         Lease { credential, plan }
     }
 
@@ -123,19 +131,24 @@ impl Credentials {
 }
 
 /// Starts the refresh task on the current tokio runtime with the credential from the first
-/// AssumeRole, and returns the read side.
-pub fn start(role: Role, first: Credential) -> Credentials {
-    let (tx, rx) = watch::channel(Arc::new(Lease::new(first)));
+/// AssumeRole, and returns the read side. No credential with less than `guard` left is served.
+pub fn start(role: Role, first: Credential, guard: Duration) -> Credentials {
+    let (tx, rx) = watch::channel(Arc::new(Lease::new(first, guard)));
     let wake = Arc::new(Notify::new());
-    tokio::spawn(refresh_forever(role, tx, Arc::clone(&wake)));
+    tokio::spawn(refresh_forever(role, tx, Arc::clone(&wake), guard));
     Credentials { current: rx, wake }
 }
 
-async fn refresh_forever(role: Role, tx: watch::Sender<Arc<Lease>>, wake: Arc<Notify>) {
+async fn refresh_forever(
+    role: Role,
+    tx: watch::Sender<Arc<Lease>>,
+    wake: Arc<Notify>,
+    guard: Duration,
+) {
     loop {
         let plan = tx.borrow().plan;
         wait_until(plan.refresh_at, &wake).await;
-        let lease = refresh(&role, plan).await;
+        let lease = refresh(&role, plan, guard).await;
         let next = lease.plan;
         tx.send_replace(Arc::new(lease));
         if next.refresh_at <= SystemTime::now() {
@@ -168,14 +181,14 @@ async fn wait_until(when: SystemTime, wake: &Notify) {
 }
 
 /// Assumes the role until it works, pausing with jittered exponential backoff between attempts.
-async fn refresh(role: &Role, plan: Plan) -> Lease {
+async fn refresh(role: &Role, plan: Plan, guard: Duration) -> Lease {
     let mut backoff = Backoff::new(&plan);
     let mut attempt: u32 = 1;
     loop {
         let started = std::time::Instant::now();
         match role.reassume().await {
             Ok(credential) => {
-                let lease = Lease::new(credential);
+                let lease = Lease::new(credential, guard);
                 tracing::info!(
                     expires = %fmt_time(lease.credential.expiration),
                     took_ms = started.elapsed().as_millis() as u64,
@@ -240,11 +253,13 @@ mod tests {
     const HOUR: u64 = 3600;
 
     fn plan(lifetime_secs: u64) -> (SystemTime, Plan) {
+        plan_with(lifetime_secs, CONTAINER_GUARD)
+    }
+
+    fn plan_with(lifetime_secs: u64, guard: Duration) -> (SystemTime, Plan) {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        (
-            t0,
-            Plan::for_credential(t0, t0 + Duration::from_secs(lifetime_secs)),
-        )
+        let expires = t0 + Duration::from_secs(lifetime_secs);
+        (t0, Plan::for_credential(t0, expires, guard))
     }
 
     fn left(p_at: SystemTime, t0: SystemTime, lifetime: u64) -> Duration {
@@ -285,6 +300,21 @@ mod tests {
             left(p.refresh_at, t0, 12 * HOUR),
             Duration::from_secs(2 * HOUR)
         );
+    }
+
+    #[test]
+    fn imds_never_serves_inside_25_minutes_for_sessions_of_an_hour_or_more() {
+        for lifetime in (HOUR..=12 * HOUR).step_by(5 * 60) {
+            let (t0, p) = plan_with(lifetime, IMDS_GUARD);
+            assert_eq!(left(p.stale_at, t0, lifetime), IMDS_GUARD, "{lifetime}");
+            assert!(
+                left(p.refresh_at, t0, lifetime) >= Duration::from_secs(40 * 60),
+                "{lifetime}"
+            );
+        }
+        let (t0, p) = plan_with(60, IMDS_GUARD);
+        assert_eq!(left(p.stale_at, t0, 60), Duration::from_secs(25));
+        assert_eq!(left(p.refresh_at, t0, 60), Duration::from_secs(40));
     }
 
     #[test]
@@ -358,7 +388,7 @@ mod tests {
             account_id: "123456789012".into(),
             assumed_role_arn: String::new(),
         };
-        let (_tx, rx) = watch::channel(Arc::new(Lease::new(credential)));
+        let (_tx, rx) = watch::channel(Arc::new(Lease::new(credential, CONTAINER_GUARD)));
         let wake = Arc::new(Notify::new());
         let creds = Credentials {
             current: rx,

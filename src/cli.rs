@@ -49,6 +49,17 @@ pub struct Cli {
     #[arg(long, env = "CREDWRAP_REGION", value_name = "REGION", value_parser = parse_region)]
     pub region: Option<String>,
 
+    /// How the command gets its credentials: `ecs` (container-credentials endpoint, the default)
+    /// or `imds` (IMDSv2-compatible, for tools that only speak instance metadata)
+    #[arg(
+        long,
+        env = "CREDWRAP_ENDPOINT",
+        value_name = "KIND",
+        default_value = "ecs",
+        value_enum
+    )]
+    pub endpoint: EndpointKind,
+
     /// More log output on stderr (-v info, -vv debug, -vvv trace); secrets are never logged
     #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
@@ -62,11 +73,37 @@ pub struct Cli {
     pub command: Vec<OsString>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EndpointKind {
+    Ecs,
+    Imds,
+}
+
+/// IMDS clients (botocore, the Rust SDK) stretch a credential that is about to expire, so in
+/// that mode none is served with less than 25 minutes left: shorter sessions leave no room.
+pub const MIN_IMDS_DURATION: Duration = Duration::from_secs(3600);
+
+impl Cli {
+    /// Rules that involve more than one option; clap's own error, so it looks and exits the same.
+    pub fn check(&self) -> Result<(), clap::Error> {
+        use clap::CommandFactory;
+        if self.endpoint == EndpointKind::Imds && self.duration < MIN_IMDS_DURATION {
+            return Err(Cli::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--duration must be at least 1h with --endpoint imds: IMDS clients keep using a \
+                 credential past its expiry, so credwrap never serves one with less than 25 minutes left",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A role ARN that has the shape STS accepts.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RoleArn {
     arn: String,
     account: String,
+    name_start: usize,
 }
 
 impl RoleArn {
@@ -76,6 +113,11 @@ impl RoleArn {
 
     pub fn account(&self) -> &str {
         &self.account
+    }
+
+    /// The role's name without its path: what IMDS lists under security-credentials/.
+    pub fn name(&self) -> &str {
+        &self.arn[self.name_start..]
     }
 }
 
@@ -148,6 +190,7 @@ fn parse_role_arn(s: &str) -> Result<RoleArn, String> {
     Ok(RoleArn {
         arn: s.to_string(),
         account: account.to_string(),
+        name_start: s.len() - name.len(),
     })
 }
 
@@ -255,6 +298,7 @@ mod tests {
     #[test]
     fn role_arns() {
         let arn = parse_role_arn("arn:aws:iam::123456789012:role/ci/deploy").unwrap();
+        assert_eq!(arn.name(), "deploy");
         assert_eq!(arn.account(), "123456789012");
         assert!(parse_role_arn("arn:aws-cn:iam::123456789012:role/x").is_ok());
         assert!(parse_role_arn("arn:aws:iam::12345678901:role/x").is_err());

@@ -19,8 +19,8 @@ use clap::Parser;
 use crate::child::aws_files::{self, SharedFiles};
 use crate::child::env::{self as child_env, Additions};
 use crate::child::Supervisor;
-use crate::cli::Cli;
-use crate::endpoint::Endpoint;
+use crate::cli::{Cli, EndpointKind};
+use crate::endpoint::{Endpoint, Protocol};
 use crate::role::{Role, RoleSpec};
 
 /// A failure before the child ran, with the exit code and advice for the user.
@@ -41,7 +41,7 @@ impl Fatal {
 }
 
 fn main() {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse().and_then(|cli| cli.check().map(|()| cli)) {
         Ok(cli) => cli,
         Err(e) => {
             // --help and --version print to stdout and succeed; everything else is a usage error.
@@ -110,8 +110,19 @@ fn run(cli: Cli) -> Result<ExitStatus, Fatal> {
             "assumed role"
         );
         let region = role.region().map(str::to_string);
-        let credentials = broker::start(role, first);
-        let endpoint = Endpoint::start(credentials).await.map_err(|e| {
+        let (protocol, guard) = match cli.endpoint {
+            EndpointKind::Ecs => (Protocol::Container, broker::CONTAINER_GUARD),
+            EndpointKind::Imds => {
+                tracing::warn!(
+                    "IMDS mode: any local process that can reach 127.0.0.1 can read the role's \
+                     credentials from the endpoint; the default container mode requires a token"
+                );
+                let role_name = cli.role_arn.name().to_string();
+                (Protocol::Imds { role_name }, broker::IMDS_GUARD)
+            }
+        };
+        let credentials = broker::start(role, first, guard);
+        let endpoint = Endpoint::start(credentials, protocol).await.map_err(|e| {
             Fatal::new(
                 exit::FAILED,
                 format!("{e:#}"),

@@ -82,3 +82,90 @@ fn only_the_exact_token_gets_a_credential_while_the_child_runs() {
         "endpoint still listening after the child exited"
     );
 }
+
+#[test]
+fn imds_speaks_v2_only_and_serves_the_role() {
+    use support::endpoint::{send, EndpointChild};
+    let sb = Sandbox::new();
+    let ep = EndpointChild::start(&sb, &["--endpoint", "imds"]);
+    let addr = ep.addr.as_str();
+    assert_eq!(ep.path, "/");
+    const CREDS: &str = "/latest/meta-data/iam/security-credentials/";
+    const TTL: &str = "X-aws-ec2-metadata-token-ttl-seconds";
+    const TOKEN: &str = "X-aws-ec2-metadata-token";
+
+    // A session token needs a PUT with a valid TTL, which is echoed back.
+    assert_eq!(send(addr, "PUT", "/latest/api/token", &[]).status, 400);
+    assert_eq!(
+        send(addr, "PUT", "/latest/api/token", &[(TTL, "0")]).status,
+        400
+    );
+    assert_eq!(
+        send(addr, "PUT", "/latest/api/token", &[(TTL, "21601")]).status,
+        400
+    );
+    assert_eq!(
+        send(addr, "GET", "/latest/api/token", &[(TTL, "60")]).status,
+        405
+    );
+    let forwarded = [(TTL, "60"), ("X-Forwarded-For", "10.0.0.1")];
+    assert_eq!(
+        send(addr, "PUT", "/latest/api/token", &forwarded).status,
+        403
+    );
+    let r = send(addr, "PUT", "/latest/api/token", &[(TTL, "300")]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header(TTL), Some("300"));
+    let token = r.body.clone();
+    assert!(token.len() >= 32);
+
+    // IMDSv1 (no token) and wrong tokens get nothing.
+    for headers in [vec![], vec![(TOKEN, "wrong")], vec![(TOKEN, &token[1..])]] {
+        let r = send(addr, "GET", CREDS, &headers);
+        assert_eq!(r.status, 401, "{headers:?}");
+        let r = send(addr, "GET", &format!("{CREDS}deploy"), &headers);
+        assert_eq!(r.status, 401, "{headers:?}");
+        assert!(!r.body.contains("AccessKeyId"));
+    }
+
+    let with = [(TOKEN, token.as_str())];
+    let r = send(addr, "GET", CREDS, &with);
+    assert_eq!((r.status, r.body.as_str()), (200, "deploy"));
+    let r = send(addr, "GET", &format!("{CREDS}deploy"), &with);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["Code"], "Success");
+    assert_eq!(v["Type"], "AWS-HMAC");
+    assert_eq!(v["AccessKeyId"], sb.sts.issued_secrets()[0].0.as_str());
+    assert!(v["Expiration"].as_str().unwrap().ends_with('Z'));
+    assert!(v["LastUpdated"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        send(addr, "GET", &format!("{CREDS}other"), &with).status,
+        404
+    );
+    let extended = "/latest/meta-data/iam/security-credentials-extended/";
+    assert_eq!(send(addr, "GET", extended, &with).status, 404);
+    assert_eq!(send(addr, "GET", "/latest/meta-data/", &with).status, 404);
+    assert_eq!(send(addr, "POST", CREDS, &with).status, 405);
+
+    let out = ep.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("any local process"),
+        "no IMDS warning: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn imds_needs_sessions_of_an_hour() {
+    let sb = Sandbox::new();
+    let out =
+        support::run(
+            sb.credwrap()
+                .args(["--endpoint", "imds", "--duration", "45m", "--", "true"]),
+        );
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("--duration"), "{}", out.stderr);
+    assert_eq!(sb.sts.calls().len(), 0);
+}

@@ -28,6 +28,8 @@ pub const REMOVED: &[&str] = &[
     "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
     "AWS_EC2_METADATA_SERVICE_ENDPOINT",
     "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE",
+    "AWS_EC2_METADATA_DISABLED",
+    "AWS_EC2_METADATA_V1_DISABLED",
     "AWS_CREDENTIAL_FILE",
     "AWS_SHARED_CREDENTIALS_FILE",
     "AWS_CONFIG_FILE",
@@ -71,9 +73,6 @@ pub fn build(
         set(&mut env, "AWS_REGION", region.into());
         set(&mut env, "AWS_DEFAULT_REGION", region.into());
     }
-    // Java falls through to the real IMDS when the container endpoint fails; the JS and Rust
-    // chains would too. The endpoint is the child's only source.
-    set(&mut env, "AWS_EC2_METADATA_DISABLED", "true".into());
     set(&mut env, NESTED_MARKER, add.role_arn.into());
     let no_proxy = with_loopback(env.iter().find(|(k, _)| k == "NO_PROXY").map(|(_, v)| v));
     let no_proxy_lower = with_loopback(env.iter().find(|(k, _)| k == "no_proxy").map(|(_, v)| v));
@@ -116,16 +115,20 @@ mod tests {
             ("AWS_ACCESS_KEY_ID", "AKIA"),
             ("AWS_SECRET_ACCESS_KEY", "s"),
             ("AWS_PROFILE", "dev"),
+            ("AWS_EC2_METADATA_DISABLED", "false"),
             ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/x"),
             ("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:1"),
             ("PATH", "/bin"),
             ("NO_PROXY", "corp.example"),
         ]
         .map(|(k, v)| (OsString::from(k), OsString::from(v)));
-        let endpoint = [(
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-            Secret::new("http://127.0.0.1:9/p"),
-        )];
+        let endpoint = [
+            (
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                Secret::new("http://127.0.0.1:9/p"),
+            ),
+            ("AWS_EC2_METADATA_DISABLED", Secret::new("true")),
+        ];
         let files = [("AWS_CONFIG_FILE", OsString::from("/tmp/x/config"))];
         let env = build(
             parent,

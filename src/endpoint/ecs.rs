@@ -1,12 +1,56 @@
-//! The container-credentials response body, in the shape every SDK's container provider reads.
+//! The container-credentials protocol, as every SDK's container provider reads it: one random
+//! path, `Authorization: <token>` (raw, no scheme), a JSON credential.
 
+use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::AUTHORIZATION;
+use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
+use super::State;
 use crate::broker::fmt_time;
 use crate::role::Credential;
+use crate::secret::Secret;
+
+pub const ENV_FULL_URI: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
+pub const ENV_TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN";
+
+pub fn child_env(addr: SocketAddr, path: &str, token: &Secret) -> Vec<(&'static str, Secret)> {
+    vec![
+        (ENV_FULL_URI, Secret::new(format!("http://{addr}{path}"))),
+        (ENV_TOKEN, token.clone()),
+        // Java falls through to the real IMDS when the container endpoint fails, and the JS
+        // and Rust chains would too: the endpoint must be the child's only source.
+        ("AWS_EC2_METADATA_DISABLED", Secret::new("true")),
+    ]
+}
+
+pub fn respond(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.uri().path() != state.path {
+        return super::error(StatusCode::NOT_FOUND, "NotFound", "no such resource");
+    }
+    if req.method() != Method::GET {
+        return super::method_not_allowed("GET");
+    }
+    if !super::secret_eq(req.headers().get(AUTHORIZATION), state.token.expose()) {
+        return super::error(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "the Authorization header must be AWS_CONTAINER_AUTHORIZATION_TOKEN, exactly",
+        );
+    }
+    if super::revoked(state) {
+        return super::shutting_down();
+    }
+    match state.credentials.current() {
+        Some(lease) => super::json(StatusCode::OK, body(&lease.credential)),
+        None => super::unavailable(),
+    }
+}
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -37,7 +81,7 @@ pub fn body(c: &Credential) -> Bytes {
 
 /// `YYYY-MM-DDTHH:MM:SSZ` is what the strictest parsers take; rounding down never promises a
 /// credential for longer than STS does.
-fn floor_to_second(t: SystemTime) -> SystemTime {
+pub fn floor_to_second(t: SystemTime) -> SystemTime {
     let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
     UNIX_EPOCH + Duration::from_secs(secs)
 }

@@ -1,10 +1,12 @@
 //! The loopback HTTP endpoint the child's SDK reads its credentials from.
 //!
-//! It listens on 127.0.0.1 only, on an ephemeral port, under one random path, and answers only a
-//! request that carries the random token. It only reads the broker's current credential and never
-//! waits on STS, so a request is answered from memory.
+//! It listens on 127.0.0.1 only, on an ephemeral port, and speaks one of two protocols: the
+//! container-credentials one ([`ecs`], a random path and a random token) or an IMDSv2-compatible
+//! one ([`imds`], session tokens from `PUT /latest/api/token`). It only reads the broker's current
+//! credential and never waits on STS, so a request is answered from memory.
 
 mod ecs;
+mod imds;
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -16,10 +18,10 @@ use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
@@ -37,14 +39,22 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Smallest buffer hyper accepts; SDK requests are a few hundred bytes.
 const MAX_HEADER_BYTES: usize = 8192;
 
-/// The environment the child needs to find the endpoint.
-pub const ENV_FULL_URI: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
-pub const ENV_TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN";
+/// Which protocol the endpoint speaks.
+pub enum Protocol {
+    /// Container credentials (`AWS_CONTAINER_CREDENTIALS_FULL_URI`).
+    Container,
+    /// IMDSv2, listing this role name under `security-credentials/`.
+    Imds { role_name: String },
+}
 
 struct State {
     credentials: Credentials,
+    protocol: Protocol,
+    /// Container protocol: the random path and token.
     path: String,
     token: Secret,
+    /// IMDS protocol: the session tokens handed out.
+    imds_sessions: imds::Sessions,
     revoked: AtomicBool,
 }
 
@@ -57,15 +67,17 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// Binds the listener and starts serving on the current tokio runtime.
-    pub async fn start(credentials: Credentials) -> anyhow::Result<Endpoint> {
+    pub async fn start(credentials: Credentials, protocol: Protocol) -> anyhow::Result<Endpoint> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .context("could not listen on 127.0.0.1")?;
         let addr = listener.local_addr().context("no local address")?;
         let state = Arc::new(State {
             credentials,
+            protocol,
             path: format!("/{}", random_hex(16)?),
             token: Secret::new(random_hex(32)?),
+            imds_sessions: imds::Sessions::default(),
             revoked: AtomicBool::new(false),
         });
         let accept_loop = tokio::spawn(accept(listener, Arc::clone(&state)));
@@ -77,16 +89,13 @@ impl Endpoint {
         })
     }
 
-    /// The variables that point an SDK at this endpoint. The URI uses the literal 127.0.0.1,
-    /// the one host every SDK version accepts over plain HTTP (`localhost` may resolve to ::1).
+    /// The variables that point an SDK at this endpoint. URIs use the literal 127.0.0.1, the
+    /// one host every SDK version accepts over plain HTTP (`localhost` may resolve to ::1).
     pub fn child_env(&self) -> Vec<(&'static str, Secret)> {
-        vec![
-            (
-                ENV_FULL_URI,
-                Secret::new(format!("http://{}{}", self.addr, self.state.path)),
-            ),
-            (ENV_TOKEN, self.state.token.clone()),
-        ]
+        match self.state.protocol {
+            Protocol::Container => ecs::child_env(self.addr, &self.state.path, &self.state.token),
+            Protocol::Imds { .. } => imds::child_env(self.addr),
+        }
     }
 
     /// Revokes the token for requests still in flight on open connections, and stops accepting.
@@ -131,48 +140,48 @@ async fn accept(listener: TcpListener, state: Arc<State>) {
 }
 
 fn respond(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    if req.uri().path() != state.path {
-        return error(StatusCode::NOT_FOUND, "NotFound", "no such resource");
-    }
-    if req.method() != Method::GET {
-        let mut resp = error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowed",
-            "only GET is served here",
-        );
-        resp.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET"));
-        return resp;
-    }
-    if !authorized(state, req) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "the Authorization header must be AWS_CONTAINER_AUTHORIZATION_TOKEN, exactly",
-        );
-    }
-    if state.revoked.load(Ordering::SeqCst) {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ShuttingDown",
-            "credwrap is exiting; its credentials are no longer served",
-        );
-    }
-    match state.credentials.current() {
-        Some(lease) => json(StatusCode::OK, ecs::body(&lease.credential)),
-        None => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "CredentialsUnavailable",
-            "credwrap could not refresh the role's credentials from STS and is retrying; see its log",
-        ),
-    }
+    let resp = match &state.protocol {
+        Protocol::Container => ecs::respond(state, req),
+        Protocol::Imds { role_name } => imds::respond(state, role_name, req),
+    };
+    tracing::debug!(method = %req.method(), status = resp.status().as_u16(), "endpoint request");
+    resp
 }
 
-fn authorized(state: &State, req: &Request<Incoming>) -> bool {
-    let expected = state.token.expose().as_bytes();
-    req.headers()
-        .get(AUTHORIZATION)
-        .is_some_and(|got| bool::from(got.as_bytes().ct_eq(expected)))
+fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        "method not allowed here",
+    );
+    resp.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    resp
+}
+
+fn revoked(state: &State) -> bool {
+    state.revoked.load(Ordering::SeqCst)
+}
+
+fn shutting_down() -> Response<Full<Bytes>> {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ShuttingDown",
+        "credwrap is exiting; its credentials are no longer served",
+    )
+}
+
+fn unavailable() -> Response<Full<Bytes>> {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "CredentialsUnavailable",
+        "credwrap could not refresh the role's credentials from STS and is retrying; see its log",
+    )
+}
+
+/// Constant-time: the time taken does not tell how much of a guess was right.
+fn secret_eq(got: Option<&HeaderValue>, expected: &str) -> bool {
+    got.is_some_and(|v| bool::from(v.as_bytes().ct_eq(expected.as_bytes())))
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {

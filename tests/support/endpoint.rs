@@ -23,7 +23,7 @@ impl EndpointChild {
                 "--",
                 "sh",
                 "-c",
-                "echo \"$AWS_CONTAINER_CREDENTIALS_FULL_URI $AWS_CONTAINER_AUTHORIZATION_TOKEN\"; read line; exit 0",
+                "echo \"${AWS_CONTAINER_CREDENTIALS_FULL_URI:-$AWS_EC2_METADATA_SERVICE_ENDPOINT/} ${AWS_CONTAINER_AUTHORIZATION_TOKEN:-none}\"; read line; exit 0",
             ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -57,24 +57,55 @@ impl EndpointChild {
 
 /// One HTTP/1.1 request on a new connection; returns the status code and body.
 pub fn request(addr: &str, method: &str, path: &str, auth: Option<&str>) -> (u16, String) {
+    let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
+    let r = send(addr, method, path, &headers);
+    (r.status, r.body)
+}
+
+pub struct Reply {
+    pub status: u16,
+    /// Header lines with lower-cased names: `name: value`.
+    pub headers: Vec<String>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let prefix = format!("{}: ", name.to_ascii_lowercase());
+        self.headers.iter().find_map(|h| h.strip_prefix(&prefix))
+    }
+}
+
+/// One HTTP/1.1 request with the given headers on a new connection.
+pub fn send(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
     let mut s = TcpStream::connect(addr).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(a) = auth {
-        req.push_str(&format!("Authorization: {a}\r\n"));
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if method == "PUT" || method == "POST" {
+        req.push_str("Content-Length: 0\r\n");
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
-    let status = resp
-        .split(' ')
-        .nth(1)
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("not an HTTP response: {resp:?}"));
-    let body = resp
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    (status, body)
+    let headers = lines
+        .map(|l| match l.split_once(": ") {
+            Some((k, v)) => format!("{}: {v}", k.to_ascii_lowercase()),
+            None => l.to_string(),
+        })
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_string(),
+    }
 }

@@ -158,6 +158,17 @@ impl FakeSts {
         self.calls().iter().filter(|c| c.action == action).count()
     }
 
+    /// When the most recently issued credential expires.
+    pub fn latest_expiry(&self) -> Option<SystemTime> {
+        self.state
+            .lock()
+            .unwrap()
+            .issued
+            .values()
+            .map(|i| i.expires)
+            .max()
+    }
+
     /// The secret parts of every credential issued so far (for leak checks).
     pub fn issued_secrets(&self) -> Vec<(String, String, String)> {
         self.state

@@ -5,6 +5,7 @@
 
 pub mod endpoint;
 pub mod fake_sts;
+pub mod moto;
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
@@ -156,6 +157,11 @@ impl Lines {
         self.rx
             .recv_timeout(TIMEOUT)
             .unwrap_or_else(|_| panic!("the child never printed {what}"))
+    }
+
+    /// The next line, or an error once the child closed its stdout (or after [`TIMEOUT`]).
+    pub fn rx_recv(&self) -> Result<String, mpsc::RecvTimeoutError> {
+        self.rx.recv_timeout(TIMEOUT)
     }
 
     /// Skips lines until one satisfies `pred`.

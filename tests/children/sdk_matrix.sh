@@ -1,0 +1,26 @@
+#!/bin/sh
+# Runs every real-SDK child in turn under one credwrap; each line of output is prefixed with the
+# SDK's name. The interpreters and the Rust child come from the environment the test sets:
+# PYTHON, AWS_CLI, NODE_MODULES, RUST_CHILD, CHILDREN.
+
+# A container-relative URI would send an SDK to 169.254.170.2: never let one through to them.
+if [ -n "$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI" ]; then
+    echo "leak: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI reached the child"
+    exit 99
+fi
+
+status=0
+run() {
+    name=$1
+    shift
+    out=$("$@" 2>&1)
+    rc=$?
+    printf '%s\n' "$out" | sed "s/^/$name: /"
+    [ "$rc" -eq 0 ] || { echo "$name: exit=$rc"; status=1; }
+}
+
+run boto3 "$PYTHON" "$CHILDREN/whoami.py"
+run awscli sh -c 'arn=$("$AWS_CLI" sts get-caller-identity --query Arn --output text) && echo "arn=$arn"'
+run js env NODE_PATH="$NODE_MODULES" AWS_SDK_JS_SUPPRESS_NODE_VERSION_WARNING=1 node "$CHILDREN/whoami.cjs"
+run rust "$RUST_CHILD"
+exit $status
