@@ -10,6 +10,7 @@ mod endpoint;
 mod exit;
 mod role;
 mod secret;
+mod settings;
 
 use std::io::IsTerminal;
 use std::process::ExitStatus;
@@ -19,9 +20,9 @@ use clap::Parser;
 use crate::child::aws_files::{self, SharedFiles};
 use crate::child::env::{self as child_env, Additions};
 use crate::child::Supervisor;
-use crate::cli::{Cli, EndpointKind};
+use crate::cli::{Cli, EndpointKind, LogFormat};
 use crate::endpoint::{Endpoint, Protocol};
-use crate::role::{Role, RoleSpec};
+use crate::role::Role;
 
 /// A failure before the child ran, with the exit code and advice for the user.
 struct Fatal {
@@ -50,7 +51,23 @@ fn main() {
             std::process::exit(code);
         }
     };
-    init_logging(cli.verbose, cli.quiet);
+    if let Some(shell) = cli.completions {
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut cmd, "credwrap", &mut std::io::stdout());
+        std::process::exit(0);
+    }
+    if cli.man {
+        let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+        let code = match page.render(&mut std::io::stdout()) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("credwrap: error: could not write the man page: {e}");
+                exit::FAILED
+            }
+        };
+        std::process::exit(code);
+    }
+    init_logging(cli.verbose, cli.quiet, cli.log_format);
     match run(cli) {
         Ok(status) => exit::mirror(status),
         Err(fatal) => {
@@ -70,16 +87,6 @@ fn run(cli: Cli) -> Result<ExitStatus, Fatal> {
             outer.to_string_lossy()
         );
     }
-    let spec = RoleSpec {
-        session_name: cli
-            .role_session_name
-            .clone()
-            .unwrap_or_else(default_session_name),
-        role_arn: cli.role_arn.clone(),
-        duration: cli.duration,
-        external_id: cli.external_id.clone(),
-    };
-
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("credwrap-rt")
@@ -93,14 +100,22 @@ fn run(cli: Cli) -> Result<ExitStatus, Fatal> {
             )
         })?;
 
+    // Bad input (a missing profile, an unusable MFA code) is a usage error: exit 2 before any
+    // network call, formatted like clap's own.
+    let settings = runtime
+        .block_on(settings::resolve(&cli))
+        .unwrap_or_else(|e| e.exit());
+    let role_name = settings.role_arn.name().to_string();
+    let role_arn = settings.role_arn.to_string();
+
     let (endpoint, region) = runtime.block_on(async {
-        let role = Role::connect(spec, cli.region.clone())
+        let role = Role::connect(settings)
             .await
             .map_err(|e| Fatal::new(exit::FAILED, e.message, Some(e.hint.to_string())))?;
         let first = role.assume().await.map_err(|e| {
             Fatal::new(
                 exit::FAILED,
-                format!("could not assume {}: {e}", role.spec().role_arn),
+                format!("could not assume {}: {e}", role.role_arn()),
                 Some(e.hint().to_string()),
             )
         })?;
@@ -117,7 +132,6 @@ fn run(cli: Cli) -> Result<ExitStatus, Fatal> {
                     "IMDS mode: any local process that can reach 127.0.0.1 can read the role's \
                      credentials from the endpoint; the default container mode requires a token"
                 );
-                let role_name = cli.role_arn.name().to_string();
                 (Protocol::Imds { role_name }, broker::IMDS_GUARD)
             }
         };
@@ -146,7 +160,7 @@ fn run(cli: Cli) -> Result<ExitStatus, Fatal> {
             endpoint: &endpoint_env,
             files: &files.child_env(),
             region: region.as_deref(),
-            role_arn: cli.role_arn.as_str(),
+            role_arn: &role_arn,
         },
     );
 
@@ -168,37 +182,9 @@ fn run(cli: Cli) -> Result<ExitStatus, Fatal> {
     outcome.map_err(|e| Fatal::new(e.code, e.message, None))
 }
 
-/// `credwrap-<who>-<unix time>`: tells a CloudTrail reader the session came from credwrap, and
-/// from which CI run when there is one.
-fn default_session_name() -> String {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let who = var("GITHUB_RUN_ID")
-        .map(|id| format!("gh{id}"))
-        .or_else(|| var("CI_JOB_ID").map(|id| format!("gl{id}")))
-        .or_else(|| var("BUILDKITE_BUILD_NUMBER").map(|id| format!("bk{id}")))
-        .or_else(|| var("USER"))
-        .or_else(|| var("LOGNAME"))
-        .unwrap_or_else(|| format!("pid{}", std::process::id()));
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
-    let who: String = who
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(*c))
-        .take(40)
-        .collect();
-    let name = format!("credwrap-{who}-{secs}");
-    if cli::is_valid_session_name(&name) {
-        name
-    } else {
-        format!("credwrap-{secs}")
-    }
-}
-
 /// Logs go to stderr. The SDK's own crates stay at `warn` at every verbosity: their wire-level
 /// logs would print the source credentials' signatures and the role's keys.
-fn init_logging(verbose: u8, quiet: bool) {
+fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
@@ -208,9 +194,11 @@ fn init_logging(verbose: u8, quiet: bool) {
     };
     let base = if quiet { "error" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::new(format!("{base},credwrap={level}"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+    }
 }

@@ -1,30 +1,23 @@
-//! The role side: credwrap's own source credentials (the SDK's default provider chain) and the
-//! AssumeRole call that turns them into role credentials.
+//! The role side: credwrap's own source credentials (the SDK's default chain, a profile, web
+//! identity, an MFA session) and the STS calls that turn them into the role's credentials,
+//! through any chain of intermediate roles.
 
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
 use aws_credential_types::provider::ProvideCredentials;
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_sts::operation::assume_role::AssumeRoleError;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_types::region::Region;
 
 use crate::cli::RoleArn;
 use crate::secret::Secret;
+use crate::settings::{Settings, Source};
 
 /// STS is global; when nothing names a region, the SDKs and the AWS CLI fall back to us-east-1 too.
 const FALLBACK_REGION: &str = "us-east-1";
-
-/// What to ask STS for.
-#[derive(Debug, Clone)]
-pub struct RoleSpec {
-    pub role_arn: RoleArn,
-    pub session_name: String,
-    pub duration: Duration,
-    pub external_id: Option<String>,
-}
 
 /// A set of role credentials, as STS issued them.
 #[derive(Debug, Clone)]
@@ -81,7 +74,10 @@ impl AssumeError {
         }
     }
 
-    fn from_sdk(err: SdkError<AssumeRoleError>) -> Self {
+    fn from_sdk<E>(err: SdkError<E>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
         let code = err.code().map(str::to_string);
         let (message, status) = match &err {
             SdkError::ServiceError(se) => (
@@ -124,21 +120,29 @@ impl std::fmt::Display for AssumeError {
     }
 }
 
-/// An STS client bound to one role.
+/// The MFA session from GetSessionToken, reused for every refresh.
+struct MfaSession {
+    credentials: aws_credential_types::Credentials,
+    expires: SystemTime,
+}
+
+/// STS clients bound to one plan of what to assume.
 pub struct Role {
     /// With the SDK's own retries: the first AssumeRole, where the user is waiting.
-    client: aws_sdk_sts::Client,
+    conf: aws_sdk_sts::Config,
     /// Without them: the broker's backoff alone paces refreshes, so each attempt is one call,
     /// logged once, and timing stays predictable.
-    refresh_client: aws_sdk_sts::Client,
-    spec: RoleSpec,
+    refresh_conf: aws_sdk_sts::Config,
+    settings: Settings,
     child_region: Option<String>,
+    mfa_session: Mutex<Option<MfaSession>>,
+    warned_mfa_end: std::sync::atomic::AtomicBool,
 }
 
 impl Role {
     /// Loads the SDK configuration the way every AWS tool does and checks that it yields source
     /// credentials, so that a missing login is reported as such rather than as an STS failure.
-    pub async fn connect(spec: RoleSpec, region: Option<String>) -> Result<Role, SetupError> {
+    pub async fn connect(settings: Settings) -> Result<Role, SetupError> {
         let http_client = aws_smithy_http_client::Builder::new()
             .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
             .build_https();
@@ -150,23 +154,40 @@ impl Role {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .http_client(http_client)
             .timeout_config(timeouts);
-        if let Some(r) = &region {
+        if let Some(r) = &settings.region {
             loader = loader.region(Region::new(r.clone()));
         }
+        loader = match &settings.source {
+            Source::DefaultChain { profile: Some(p) } => loader.profile_name(p),
+            Source::DefaultChain { profile: None } => loader,
+            Source::Environment => loader.credentials_provider(
+                aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+            ),
+            Source::Ec2InstanceMetadata => loader.credentials_provider(
+                aws_config::imds::credentials::ImdsCredentialsProvider::builder().build(),
+            ),
+            Source::EcsContainer => loader
+                .credentials_provider(aws_config::ecs::EcsCredentialsProvider::builder().build()),
+            // AssumeRoleWithWebIdentity is unsigned: the token is the credential.
+            Source::WebIdentity { .. } => loader.no_credentials(),
+        };
         let sdk_config = loader.load().await;
 
-        let Some(provider) = sdk_config.credentials_provider() else {
-            return Err(no_source_credentials(
-                "no credential provider is configured".into(),
-            ));
-        };
-        if let Err(e) = provider.provide_credentials().await {
-            // The chain reports only its last provider's failure (usually IMDS), which says
-            // little; the whole story is in the SDK's warnings and at -vv.
-            tracing::debug!("source credential chain: {}", error_chain(&e));
-            return Err(no_source_credentials(
-                "tried the environment, profiles, web identity, SSO, container and instance metadata".into(),
-            ));
+        if !matches!(settings.source, Source::WebIdentity { .. }) {
+            let Some(provider) = sdk_config.credentials_provider() else {
+                return Err(no_source_credentials(
+                    "no credential provider is configured".into(),
+                ));
+            };
+            if let Err(e) = provider.provide_credentials().await {
+                // The chain reports only its last provider's failure (usually IMDS), which says
+                // little; the whole story is in the SDK's warnings and at -vv.
+                tracing::debug!("source credential chain: {}", error_chain(&e));
+                return Err(no_source_credentials(match &settings.source {
+                    Source::DefaultChain { profile: Some(p) } => format!("profile {p} gave none: {e}"),
+                    _ => "tried the environment, profiles, web identity, SSO, container and instance metadata".into(),
+                }));
+            }
         }
 
         let child_region = sdk_config.region().map(|r| r.to_string());
@@ -181,10 +202,12 @@ impl Role {
             .retry_config(aws_config::retry::RetryConfig::disabled())
             .build();
         Ok(Role {
-            client: aws_sdk_sts::Client::from_conf(conf),
-            refresh_client: aws_sdk_sts::Client::from_conf(refresh_conf),
-            spec,
+            conf,
+            refresh_conf,
+            settings,
             child_region,
+            mfa_session: Mutex::new(None),
+            warned_mfa_end: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -193,62 +216,272 @@ impl Role {
         self.child_region.as_deref()
     }
 
-    pub fn spec(&self) -> &RoleSpec {
-        &self.spec
+    pub fn role_arn(&self) -> &RoleArn {
+        &self.settings.role_arn
     }
 
-    /// The first AssumeRole, retried by the SDK on transient errors.
+    /// The first AssumeRole (and MFA session), retried by the SDK on transient errors.
     pub async fn assume(&self) -> Result<Credential, AssumeError> {
-        self.assume_with(&self.client).await
+        self.assume_with(&self.conf).await
     }
 
-    /// One AssumeRole call, no retries: the caller decides when to try again.
+    /// One attempt, no SDK retries: the caller decides when to try again.
     pub async fn reassume(&self) -> Result<Credential, AssumeError> {
-        self.assume_with(&self.refresh_client).await
+        let credential = self.assume_with(&self.refresh_conf).await?;
+        self.warn_before_mfa_session_ends(&credential);
+        Ok(credential)
     }
 
-    async fn assume_with(&self, client: &aws_sdk_sts::Client) -> Result<Credential, AssumeError> {
-        let spec = &self.spec;
-        let duration = i32::try_from(spec.duration.as_secs()).unwrap_or(i32::MAX);
-        let out = client
+    async fn assume_with(&self, conf: &aws_sdk_sts::Config) -> Result<Credential, AssumeError> {
+        let s = &self.settings;
+        let mut hops: Vec<&RoleArn> = s.via.iter().collect();
+        hops.push(&s.role_arn);
+
+        // Whatever signs the first AssumeRole: the source, or the MFA session made from it.
+        let mut signer = self.mfa_credentials(conf).await?;
+        let mut first = 0;
+        if let Source::WebIdentity { token_file } = &s.source {
+            let last = hops.len() == 1;
+            let c = self.web_identity(conf, token_file, hops[0], last).await?;
+            if last {
+                return Ok(c);
+            }
+            signer = Some(sdk_credentials(&c));
+            first = 1;
+        }
+        let mut result = None;
+        for (i, role) in hops.iter().enumerate().skip(first) {
+            let last = i == hops.len() - 1;
+            let client = client_with(conf, signer.take());
+            let c = self.assume_role(&client, role, last).await?;
+            signer = Some(sdk_credentials(&c));
+            result = Some(c);
+        }
+        result.ok_or_else(|| AssumeError {
+            code: None,
+            message: "no role to assume".into(),
+            retryable: false,
+        })
+    }
+
+    /// AssumeRole for one hop; session options go with the last one, the role the child gets.
+    async fn assume_role(
+        &self,
+        client: &aws_sdk_sts::Client,
+        role: &RoleArn,
+        last: bool,
+    ) -> Result<Credential, AssumeError> {
+        let s = &self.settings;
+        let mut req = client
             .assume_role()
-            .role_arn(spec.role_arn.as_str())
-            .role_session_name(&spec.session_name)
-            .duration_seconds(duration)
-            .set_external_id(spec.external_id.clone())
+            .role_arn(role.as_str())
+            .role_session_name(&s.session_name);
+        if last {
+            let o = &s.options;
+            req = req
+                .duration_seconds(secs_i32(s.duration))
+                .set_external_id(o.external_id.clone())
+                .set_source_identity(o.source_identity.clone())
+                .set_policy(o.policy.clone());
+            for tag in &o.tags {
+                let tag = aws_sdk_sts::types::Tag::builder()
+                    .key(&tag.key)
+                    .value(&tag.value)
+                    .build()
+                    .map_err(|e| invalid_input(&e))?;
+                req = req.tags(tag);
+            }
+            for key in &o.transitive_tag_keys {
+                req = req.transitive_tag_keys(key);
+            }
+            for arn in &o.policy_arns {
+                req = req.policy_arns(
+                    aws_sdk_sts::types::PolicyDescriptorType::builder()
+                        .arn(arn)
+                        .build(),
+                );
+            }
+        } else {
+            req = req.duration_seconds(secs_i32(crate::settings::CHAINED_MAX));
+        }
+        let out = req.send().await.map_err(AssumeError::from_sdk)?;
+        credential_from(
+            out.credentials(),
+            out.assumed_role_user().map(|u| u.arn()),
+            role,
+        )
+    }
+
+    async fn web_identity(
+        &self,
+        conf: &aws_sdk_sts::Config,
+        token_file: &std::path::Path,
+        role: &RoleArn,
+        last: bool,
+    ) -> Result<Credential, AssumeError> {
+        let s = &self.settings;
+        // CI systems and Kubernetes rotate the token: read it fresh every time.
+        let token = std::fs::read_to_string(token_file).map_err(|e| AssumeError {
+            code: None,
+            message: format!(
+                "cannot read the web identity token {}: {e}",
+                token_file.display()
+            ),
+            retryable: true,
+        })?;
+        let duration = if last {
+            s.duration
+        } else {
+            crate::settings::CHAINED_MAX
+        };
+        let client = aws_sdk_sts::Client::from_conf(conf.clone());
+        let mut req = client
+            .assume_role_with_web_identity()
+            .role_arn(role.as_str())
+            .role_session_name(&s.session_name)
+            .web_identity_token(token.trim())
+            .duration_seconds(secs_i32(duration));
+        if last {
+            req = req.set_policy(s.options.policy.clone());
+            for arn in &s.options.policy_arns {
+                req = req.policy_arns(
+                    aws_sdk_sts::types::PolicyDescriptorType::builder()
+                        .arn(arn)
+                        .build(),
+                );
+            }
+        }
+        let out = req.send().await.map_err(AssumeError::from_sdk)?;
+        credential_from(
+            out.credentials(),
+            out.assumed_role_user().map(|u| u.arn()),
+            role,
+        )
+    }
+
+    /// The MFA session's credentials, getting the session first if there is none yet.
+    async fn mfa_credentials(
+        &self,
+        conf: &aws_sdk_sts::Config,
+    ) -> Result<Option<aws_credential_types::Credentials>, AssumeError> {
+        let Some(mfa) = &self.settings.mfa else {
+            return Ok(None);
+        };
+        if let Some(session) = self
+            .mfa_session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            return Ok(Some(session.credentials.clone()));
+        }
+        let client = aws_sdk_sts::Client::from_conf(conf.clone());
+        let out = client
+            .get_session_token()
+            .serial_number(&mfa.serial)
+            .token_code(mfa.code.expose())
+            .duration_seconds(secs_i32(mfa.duration))
             .send()
             .await
             .map_err(AssumeError::from_sdk)?;
-        let received = SystemTime::now();
-        let malformed = |what: &str| AssumeError {
-            code: None,
-            message: format!("STS answered AssumeRole without {what}"),
-            retryable: true,
-        };
-        let creds = out.credentials().ok_or_else(|| malformed("credentials"))?;
-        let expiration = SystemTime::try_from(*creds.expiration())
-            .map_err(|_| malformed("a valid Expiration"))?;
-        let assumed_role_arn = out
-            .assumed_role_user()
-            .map(|u| u.arn().to_string())
-            .unwrap_or_default();
-        // arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION
-        let account_id = assumed_role_arn
-            .split(':')
-            .nth(4)
-            .filter(|a| a.len() == 12)
-            .unwrap_or(spec.role_arn.account())
-            .to_string();
-        Ok(Credential {
-            access_key_id: creds.access_key_id().to_string(),
-            secret_access_key: Secret::new(creds.secret_access_key()),
-            session_token: Secret::new(creds.session_token()),
-            expiration,
-            received,
-            account_id,
-            assumed_role_arn,
-        })
+        let c = credential_from(out.credentials(), None, &self.settings.role_arn)?;
+        tracing::info!(expires = %crate::broker::fmt_time(c.expiration), "MFA session started");
+        let credentials = sdk_credentials(&c);
+        *self.mfa_session.lock().unwrap_or_else(|e| e.into_inner()) = Some(MfaSession {
+            credentials: credentials.clone(),
+            expires: c.expiration,
+        });
+        Ok(Some(credentials))
     }
+
+    /// credwrap never asks for a second MFA code mid-job: say when refreshing will stop.
+    fn warn_before_mfa_session_ends(&self, fresh: &Credential) {
+        let guard = self.mfa_session.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(session) = guard.as_ref() else {
+            return;
+        };
+        // The next refresh will come before `fresh` expires; if the session ends first, it fails.
+        if session.expires < fresh.expiration
+            && !self
+                .warned_mfa_end
+                .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            tracing::warn!(
+                "the MFA session ends at {}: credwrap cannot refresh the role after that (it does \
+                 not ask for a new code), so the command's credentials run out at about {}; \
+                 restart with a longer --mfa-duration for longer jobs",
+                crate::broker::fmt_time(session.expires),
+                crate::broker::fmt_time(fresh.expiration),
+            );
+        }
+    }
+}
+
+fn secs_i32(d: Duration) -> i32 {
+    i32::try_from(d.as_secs()).unwrap_or(i32::MAX)
+}
+
+fn client_with(
+    conf: &aws_sdk_sts::Config,
+    credentials: Option<aws_credential_types::Credentials>,
+) -> aws_sdk_sts::Client {
+    match credentials {
+        Some(c) => {
+            aws_sdk_sts::Client::from_conf(conf.to_builder().credentials_provider(c).build())
+        }
+        None => aws_sdk_sts::Client::from_conf(conf.clone()),
+    }
+}
+
+fn sdk_credentials(c: &Credential) -> aws_credential_types::Credentials {
+    aws_credential_types::Credentials::new(
+        c.access_key_id.clone(),
+        c.secret_access_key.expose(),
+        Some(c.session_token.expose().to_string()),
+        Some(c.expiration),
+        "credwrap-chain",
+    )
+}
+
+fn invalid_input(e: &dyn std::error::Error) -> AssumeError {
+    AssumeError {
+        code: None,
+        message: format!("invalid request: {e}"),
+        retryable: false,
+    }
+}
+
+fn credential_from(
+    creds: Option<&aws_sdk_sts::types::Credentials>,
+    assumed_arn: Option<&str>,
+    role: &RoleArn,
+) -> Result<Credential, AssumeError> {
+    let received = SystemTime::now();
+    let malformed = |what: &str| AssumeError {
+        code: None,
+        message: format!("STS answered without {what}"),
+        retryable: true,
+    };
+    let creds = creds.ok_or_else(|| malformed("credentials"))?;
+    let expiration =
+        SystemTime::try_from(*creds.expiration()).map_err(|_| malformed("a valid Expiration"))?;
+    let assumed_role_arn = assumed_arn.unwrap_or_default().to_string();
+    // arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION
+    let account_id = assumed_role_arn
+        .split(':')
+        .nth(4)
+        .filter(|a| a.len() == 12)
+        .unwrap_or(role.account())
+        .to_string();
+    Ok(Credential {
+        access_key_id: creds.access_key_id().to_string(),
+        secret_access_key: Secret::new(creds.secret_access_key()),
+        session_token: Secret::new(creds.session_token()),
+        expiration,
+        received,
+        account_id,
+        assumed_role_arn,
+    })
 }
 
 /// An error and its sources on one line, each level's message once.

@@ -155,6 +155,7 @@ fn unreachable_sts_exits_125() {
 #[test]
 fn child_env_holds_no_source_credentials() {
     let sb = Sandbox::new();
+    sb.write(".aws/config", "[profile someprofile]\nregion = us-east-1\n");
     let out = run(sb
         .credwrap()
         .env("AWS_SESSION_TOKEN", "source-session-token")

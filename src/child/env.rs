@@ -34,6 +34,8 @@ pub const REMOVED: &[&str] = &[
     "AWS_SHARED_CREDENTIALS_FILE",
     "AWS_CONFIG_FILE",
     "BOTO_CONFIG",
+    // A one-time code is of no use to the child, and it is nobody else's business.
+    "CREDWRAP_MFA_CODE",
 ];
 
 /// Set in the child so that a credwrap started inside it knows it is nested.

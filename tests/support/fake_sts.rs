@@ -283,6 +283,10 @@ async fn handle(
         Some(Fault::None | Fault::Refuse) | None => {}
     }
 
+    // The one unsigned STS call: the web identity token is the credential.
+    if action == "AssumeRoleWithWebIdentity" {
+        return Ok(assume_role_with_web_identity(&state, &params));
+    }
     let caller = match authenticate(
         &state,
         access_key_id.as_deref(),
@@ -294,6 +298,7 @@ async fn handle(
     Ok(match action.as_str() {
         "AssumeRole" => assume_role(&state, &caller, &params),
         "GetCallerIdentity" => caller_identity(&caller),
+        "GetSessionToken" => session_token(&state, &caller, access_key_id.as_deref(), &params),
         _ => error(
             StatusCode::BAD_REQUEST,
             "InvalidAction",
@@ -375,12 +380,24 @@ fn assume_role(
         );
     }
     let lifetime = st.lifetime.unwrap_or(Duration::from_secs(duration));
-    st.counter += 1;
-    let n = st.counter;
-    let key = format!("ASIAFAKEROLE{n:06}");
     let role_name = role_arn.rsplit('/').next().unwrap_or("role");
     let account = role_arn.split(':').nth(4).unwrap_or("000000000000");
     let arn = format!("arn:aws:sts::{account}:assumed-role/{role_name}/{session}");
+    let creds = issue(&mut st, &arn, lifetime);
+    ok(&format!(
+        "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+         <AssumeRoleResult>{creds}\
+         <AssumedRoleUser><AssumedRoleId>AROAFAKE:{session}</AssumedRoleId><Arn>{arn}</Arn></AssumedRoleUser>\
+         </AssumeRoleResult><ResponseMetadata><RequestId>req</RequestId></ResponseMetadata>\
+         </AssumeRoleResponse>"
+    ))
+}
+
+/// Records a new credential for `arn` and returns its `<Credentials>` element.
+fn issue(st: &mut State, arn: &str, lifetime: Duration) -> String {
+    st.counter += 1;
+    let n = st.counter;
+    let key = format!("ASIAFAKEROLE{n:06}");
     // Whole seconds, as STS returns them.
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -391,20 +408,95 @@ fn assume_role(
         secret: format!("role-secret-{n}-{:x}", nanos()),
         token: format!("role-session-token-{n}-{:x}", nanos().rotate_left(17)),
         expires,
-        arn: arn.clone(),
+        arn: arn.to_string(),
     };
     st.issued.insert(key.clone(), issued.clone());
-    ok(&format!(
-        "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
-         <AssumeRoleResult><Credentials><AccessKeyId>{key}</AccessKeyId>\
+    format!(
+        "<Credentials><AccessKeyId>{key}</AccessKeyId>\
          <SecretAccessKey>{}</SecretAccessKey><SessionToken>{}</SessionToken>\
-         <Expiration>{}</Expiration></Credentials>\
-         <AssumedRoleUser><AssumedRoleId>AROAFAKE:{session}</AssumedRoleId><Arn>{arn}</Arn></AssumedRoleUser>\
-         </AssumeRoleResult><ResponseMetadata><RequestId>req-{n}</RequestId></ResponseMetadata>\
-         </AssumeRoleResponse>",
+         <Expiration>{}</Expiration></Credentials>",
         issued.secret,
         issued.token,
         humantime::format_rfc3339_seconds(expires)
+    )
+}
+
+fn assume_role_with_web_identity(
+    state: &Mutex<State>,
+    params: &HashMap<String, String>,
+) -> Response<Full<Bytes>> {
+    let (Some(role_arn), Some(session), Some(token)) = (
+        params.get("RoleArn"),
+        params.get("RoleSessionName"),
+        params.get("WebIdentityToken"),
+    ) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "ValidationError",
+            "RoleArn, RoleSessionName and WebIdentityToken are required",
+        );
+    };
+    if token.len() < 4 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidIdentityToken",
+            "The web identity token that was passed could not be validated",
+        );
+    }
+    let mut st = state.lock().unwrap();
+    let duration: u64 = params
+        .get("DurationSeconds")
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(3600);
+    let lifetime = st.lifetime.unwrap_or(Duration::from_secs(duration));
+    let role_name = role_arn.rsplit('/').next().unwrap_or("role");
+    let account = role_arn.split(':').nth(4).unwrap_or("000000000000");
+    let arn = format!("arn:aws:sts::{account}:assumed-role/{role_name}/{session}");
+    let creds = issue(&mut st, &arn, lifetime);
+    ok(&format!(
+        "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+         <AssumeRoleWithWebIdentityResult>{creds}\
+         <SubjectFromWebIdentityToken>ci</SubjectFromWebIdentityToken>\
+         <AssumedRoleUser><AssumedRoleId>AROAFAKE:{session}</AssumedRoleId><Arn>{arn}</Arn></AssumedRoleUser>\
+         </AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>req</RequestId></ResponseMetadata>\
+         </AssumeRoleWithWebIdentityResponse>"
+    ))
+}
+
+/// GetSessionToken: only long-term keys may call it, as in real STS.
+fn session_token(
+    state: &Mutex<State>,
+    caller: &str,
+    key: Option<&str>,
+    params: &HashMap<String, String>,
+) -> Response<Full<Bytes>> {
+    if key.is_some_and(|k| k.starts_with("ASIA")) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "AccessDenied",
+            "Cannot call GetSessionToken with session credentials",
+        );
+    }
+    if let Some(code) = params.get("TokenCode") {
+        if code.len() != 6 || params.get("SerialNumber").is_none() {
+            return error(
+                StatusCode::FORBIDDEN,
+                "AccessDenied",
+                "MultiFactorAuthentication failed",
+            );
+        }
+    }
+    let duration: u64 = params
+        .get("DurationSeconds")
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(43200);
+    let mut st = state.lock().unwrap();
+    // Session tokens live as asked, whatever lifetime the test set for role credentials.
+    let creds = issue(&mut st, caller, Duration::from_secs(duration));
+    ok(&format!(
+        "<GetSessionTokenResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+         <GetSessionTokenResult>{creds}</GetSessionTokenResult>\
+         <ResponseMetadata><RequestId>req</RequestId></ResponseMetadata></GetSessionTokenResponse>"
     ))
 }
 
