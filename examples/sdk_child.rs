@@ -4,6 +4,8 @@
 //!
 //! Prints `arn=<Arn>` after its first call, then calls STS GetCallerIdentity until
 //! SOAK_SECONDS have passed, and ends with `calls=N errors=N`; exits 1 if any call failed.
+//! With CHILD_MODE=credentials it only resolves credentials through the chain (no STS call),
+//! prints `key=<AccessKeyId prefix>` and exits: what the benchmark's 100 children do.
 
 use std::time::{Duration, Instant};
 
@@ -34,6 +36,25 @@ async fn main() {
         )
         .load()
         .await;
+    if std::env::var("CHILD_MODE").as_deref() == Ok("credentials") {
+        use aws_credential_types::provider::ProvideCredentials;
+        let provider = config.credentials_provider();
+        let Some(provider) = provider else {
+            eprintln!("error: no credential provider");
+            std::process::exit(1);
+        };
+        match provider.provide_credentials().await {
+            Ok(c) => println!(
+                "key={}",
+                &c.access_key_id()[..8.min(c.access_key_id().len())]
+            ),
+            Err(e) => {
+                eprintln!("error: {}", aws_sdk_sts::error::DisplayErrorContext(&e));
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     let sts = aws_sdk_sts::Client::new(&config);
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let (mut calls, mut errors) = (0u32, 0u32);

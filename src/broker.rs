@@ -96,12 +96,19 @@ impl Backoff {
 pub struct Lease {
     pub credential: Credential,
     pub plan: Plan,
+    /// The endpoint's rendering of this credential, made once on first use: the hot path then
+    /// only clones a reference-counted buffer.
+    pub rendered: std::sync::OnceLock<bytes::Bytes>,
 }
 
 impl Lease {
     fn new(credential: Credential, guard: Duration) -> Lease {
         let plan = Plan::for_credential(credential.received, credential.expiration, guard);
-        Lease { credential, plan }
+        Lease {
+            credential,
+            plan,
+            rendered: std::sync::OnceLock::new(),
+        }
     }
 
     /// Whether the credential may still be handed to an SDK at `now`.

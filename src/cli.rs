@@ -115,6 +115,19 @@ pub struct Cli {
     )]
     pub endpoint: EndpointKind,
 
+    /// Hand the command the endpoint token in a file (AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE,
+    /// mode 0600 in a private directory, removed at exit) instead of in its environment
+    #[arg(long, env = "CREDWRAP_TOKEN_FILE")]
+    pub token_file: bool,
+
+    /// Send SIGKILL to the command this long after the first SIGTERM/SIGINT, if it is still running
+    #[arg(long, env = "CREDWRAP_KILL_AFTER", value_name = "DURATION", value_parser = parse_kill_after)]
+    pub kill_after: Option<Duration>,
+
+    /// Adopt and reap orphaned grandchildren (PR_SET_CHILD_SUBREAPER); automatic as PID 1
+    #[arg(long, env = "CREDWRAP_SUBREAPER")]
+    pub subreaper: bool,
+
     /// More log output on stderr (-v info, -vv debug, -vvv trace); secrets are never logged
     #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
@@ -385,6 +398,13 @@ fn parse_region(s: &str) -> Result<String, String> {
         Ok(s.to_string())
     } else {
         Err("expected a region name such as us-east-1 (lowercase letters, digits, '-')".to_string())
+    }
+}
+
+fn parse_kill_after(s: &str) -> Result<Duration, String> {
+    match parse_duration_secs(s) {
+        Some(secs) if (1..=86_400).contains(&secs) => Ok(Duration::from_secs(secs)),
+        _ => Err("expected a duration from 1s to 24h, e.g. 10s or 2m".into()),
     }
 }
 

@@ -153,7 +153,28 @@ fn run(cli: Cli) -> Result<ExitStatus, Fatal> {
             Some("check that TMPDIR is writable".to_string()),
         )
     })?;
-    let endpoint_env = endpoint.child_env();
+    let mut endpoint_env = endpoint.child_env();
+    if cli.token_file {
+        // The token then lives in a 0600 file instead of the child's environment, which any
+        // process of the same user can read from /proc.
+        let token = endpoint_env
+            .iter()
+            .position(|(k, _)| *k == endpoint::ENV_TOKEN)
+            .map(|i| endpoint_env.remove(i));
+        if let Some((_, token)) = token {
+            let path = files.write_secret("token", &token).map_err(|e| {
+                Fatal::new(
+                    exit::FAILED,
+                    format!("{e:#}"),
+                    Some("check that TMPDIR is writable".into()),
+                )
+            })?;
+            endpoint_env.push((
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                secret::Secret::new(path.to_string_lossy()),
+            ));
+        }
+    }
     let env = child_env::build(
         std::env::vars_os(),
         &Additions {
@@ -164,7 +185,11 @@ fn run(cli: Cli) -> Result<ExitStatus, Fatal> {
         },
     );
 
-    let supervisor = Supervisor::install().map_err(|e| {
+    let options = child::Options {
+        kill_after: cli.kill_after,
+        subreaper: cli.subreaper,
+    };
+    let supervisor = Supervisor::install(options).map_err(|e| {
         Fatal::new(
             exit::FAILED,
             format!("could not install signal handlers: {e}"),

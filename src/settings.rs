@@ -123,9 +123,11 @@ pub async fn resolve(cli: &Cli) -> Result<Settings, UsageError> {
                          Ec2InstanceMetadata or EcsContainer"
                     )))
                 }
-                None => return Err(usage(format!(
+                None => {
+                    return Err(usage(format!(
                     "profile {name} has role_arn but neither source_profile nor credential_source"
-                ))),
+                )))
+                }
             }
         }
     } else if let Some(file) = &cli.web_identity_token_file {

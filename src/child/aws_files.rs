@@ -44,8 +44,11 @@ pub struct SharedFiles {
 impl SharedFiles {
     /// Writes the stand-ins into a new private (0700) directory.
     pub fn create(user_config: Option<PathBuf>) -> anyhow::Result<SharedFiles> {
+        use std::os::unix::fs::PermissionsExt;
+        // Private to us: the files hold the token (--token-file) and the user's settings.
         let dir = tempfile::Builder::new()
             .prefix("credwrap-")
+            .permissions(fs::Permissions::from_mode(0o700))
             .tempdir()
             .context("could not create a private temporary directory")?;
         let original = match &user_config {
@@ -76,6 +79,17 @@ impl SharedFiles {
             ("AWS_SHARED_CREDENTIALS_FILE", p("credentials")),
             ("BOTO_CONFIG", p("boto")),
         ]
+    }
+
+    /// Writes a secret into a 0600 file in the private directory; returns its path.
+    pub fn write_secret(
+        &self,
+        name: &str,
+        value: &crate::secret::Secret,
+    ) -> anyhow::Result<PathBuf> {
+        let path = self.dir.path().join(name);
+        write_private(&path, value.expose())?;
+        Ok(path)
     }
 
     pub fn remove(self) {

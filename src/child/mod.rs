@@ -46,14 +46,32 @@ enum Group {
     Own,
 }
 
+/// How the child is supervised beyond the defaults.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// SIGKILL the child this long after the first TERM/INT.
+    pub kill_after: Option<std::time::Duration>,
+    /// Adopt orphaned descendants and reap them (also done as PID 1).
+    pub subreaper: bool,
+}
+
 /// Signal handling installed before the child exists, so no signal or exit can slip by.
 pub struct Supervisor {
     signals: SignalsInfo<WithOrigin>,
     group: Group,
+    options: Options,
+    reap_orphans: bool,
 }
 
 impl Supervisor {
-    pub fn install() -> io::Result<Supervisor> {
+    pub fn install(options: Options) -> io::Result<Supervisor> {
+        let reap_orphans = options.subreaper || std::process::id() == 1;
+        if options.subreaper {
+            // SAFETY: plain prctl on our own process.
+            if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
         // A signal ignored when we started (nohup, `&` in a script) stays ignored: we install
         // no handler for it, so the child inherits SIG_IGN across exec.
         let mut wanted: Vec<i32> = FORWARDED
@@ -68,7 +86,12 @@ impl Supervisor {
         } else {
             Group::Own
         };
-        Ok(Supervisor { signals, group })
+        Ok(Supervisor {
+            signals,
+            group,
+            options,
+            reap_orphans,
+        })
     }
 
     /// Starts `command` with exactly `env` as its environment.
@@ -107,6 +130,9 @@ impl Supervisor {
         Ok(Running {
             signals: self.signals,
             group: self.group,
+            options: self.options,
+            reap_orphans: self.reap_orphans,
+            kill_timer: false,
             child,
         })
     }
@@ -116,6 +142,9 @@ impl Supervisor {
 pub struct Running {
     signals: SignalsInfo<WithOrigin>,
     group: Group,
+    options: Options,
+    reap_orphans: bool,
+    kill_timer: bool,
     child: Child,
 }
 
@@ -126,12 +155,23 @@ impl Running {
         let group = self.group;
         loop {
             // Checked before every block: SIGCHLD may have come before we got here.
-            if let Some(status) = try_wait(&mut self.child) {
+            let exited = if self.reap_orphans {
+                reap_all(pid)
+            } else {
+                try_wait(&mut self.child)
+            };
+            if let Some(status) = exited {
                 return status;
             }
             for info in self.signals.wait() {
                 if info.signal == SIGCHLD {
                     continue;
+                }
+                if matches!(info.signal, SIGTERM | SIGINT) && !self.kill_timer {
+                    if let Some(after) = self.options.kill_after {
+                        self.kill_timer = true;
+                        start_kill_timer(pid, group, after);
+                    }
                 }
                 if group == Group::Shared && !matches!(info.cause, Cause::Sent(_)) {
                     // The terminal sent it to the whole group; the child has it already.
@@ -148,6 +188,53 @@ impl Running {
                     Ok(()) => tracing::debug!(signal = %sig, "forwarded"),
                     Err(e) => tracing::debug!(signal = %sig, "could not forward: {e}"),
                 }
+            }
+        }
+    }
+}
+
+/// `--kill-after`: one thread that sleeps, then kills. It dies with the process if the child
+/// exits first, so it needs no cancelling.
+fn start_kill_timer(pid: Pid, group: Group, after: std::time::Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("credwrap-kill-after".into())
+        .spawn(move || {
+            std::thread::sleep(after);
+            tracing::warn!(
+                "the command is still running {}s after SIGTERM/SIGINT: sending SIGKILL",
+                after.as_secs()
+            );
+            let _ = match group {
+                Group::Own => killpg(pid, Signal::SIGKILL),
+                Group::Shared => kill(pid, Signal::SIGKILL),
+            };
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("--kill-after could not start its timer: {e}");
+    }
+}
+
+/// As a subreaper or PID 1, orphaned descendants become our children: reap every one that has
+/// exited, and return the command's own status when it is among them.
+fn reap_all(child: Pid) -> Option<ExitStatus> {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    use std::os::unix::process::ExitStatusExt;
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(p, code)) if p == child => {
+                return Some(ExitStatus::from_raw((code & 0xff) << 8))
+            }
+            Ok(WaitStatus::Signaled(p, sig, core)) if p == child => {
+                return Some(ExitStatus::from_raw(
+                    sig as i32 | if core { 0x80 } else { 0 },
+                ))
+            }
+            Ok(WaitStatus::StillAlive) => return None,
+            Ok(other) => tracing::debug!("reaped an orphan: {other:?}"),
+            Err(nix::errno::Errno::ECHILD) => return None,
+            Err(e) => {
+                tracing::debug!("waitpid: {e}");
+                return None;
             }
         }
     }

@@ -47,7 +47,13 @@ pub fn respond(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> 
         return super::shutting_down();
     }
     match state.credentials.current() {
-        Some(lease) => super::json(StatusCode::OK, body(&lease.credential)),
+        Some(lease) => super::json(
+            StatusCode::OK,
+            lease
+                .rendered
+                .get_or_init(|| body(&lease.credential))
+                .clone(),
+        ),
         None => super::unavailable(),
     }
 }

@@ -113,7 +113,13 @@ pub fn respond(state: &State, role_name: &str, req: &Request<Incoming>) -> Respo
         return text(StatusCode::NOT_FOUND, "Not Found");
     }
     match state.credentials.current() {
-        Some(lease) => super::json(StatusCode::OK, body(&lease.credential)),
+        Some(lease) => super::json(
+            StatusCode::OK,
+            lease
+                .rendered
+                .get_or_init(|| body(&lease.credential))
+                .clone(),
+        ),
         None => super::unavailable(),
     }
 }

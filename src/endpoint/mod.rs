@@ -8,6 +8,8 @@
 mod ecs;
 mod imds;
 
+pub use ecs::ENV_TOKEN;
+
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,6 +52,8 @@ pub enum Protocol {
 struct State {
     credentials: Credentials,
     protocol: Protocol,
+    /// The port we listen on, for the Host check.
+    port: u16,
     /// Container protocol: the random path and token.
     path: String,
     token: Secret,
@@ -75,6 +79,7 @@ impl Endpoint {
         let state = Arc::new(State {
             credentials,
             protocol,
+            port: addr.port(),
             path: format!("/{}", random_hex(16)?),
             token: Secret::new(random_hex(32)?),
             imds_sessions: imds::Sessions::default(),
@@ -140,12 +145,38 @@ async fn accept(listener: TcpListener, state: Arc<State>) {
 }
 
 fn respond(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if !loopback_host(state, req) {
+        // DNS rebinding: a web page the user opened may resolve its own name to 127.0.0.1, but
+        // the browser still sends that name as Host.
+        return error(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "the Host header must be 127.0.0.1 or localhost",
+        );
+    }
     let resp = match &state.protocol {
         Protocol::Container => ecs::respond(state, req),
         Protocol::Imds { role_name } => imds::respond(state, role_name, req),
     };
-    tracing::debug!(method = %req.method(), status = resp.status().as_u16(), "endpoint request");
+    tracing::trace!(method = %req.method(), status = resp.status().as_u16(), "endpoint request");
     resp
+}
+
+/// `Host` names this endpoint: 127.0.0.1 or localhost, with our port or none.
+fn loopback_host(state: &State, req: &Request<Incoming>) -> bool {
+    let Some(host) = req
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
+        return false;
+    };
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (host, None),
+    };
+    let port_ok = port.is_none_or(|p| p.parse::<u16>() == Ok(state.port));
+    port_ok && (name == "127.0.0.1" || name.eq_ignore_ascii_case("localhost"))
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {

@@ -78,7 +78,6 @@ impl Reply {
 
 /// One HTTP/1.1 request with the given headers on a new connection.
 pub fn send(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut s = TcpStream::connect(addr).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -87,9 +86,25 @@ pub fn send(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> R
         req.push_str("Content-Length: 0\r\n");
     }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
+    send_raw(addr, req.as_bytes())
+}
+
+/// Writes `raw` as is and reads the reply until the server closes the connection.
+pub fn send_raw(addr: &str, raw: &[u8]) -> Reply {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(super::TIMEOUT)).unwrap();
+    // The server may answer and close before it read everything (431): ignore write errors.
+    let _ = s.write_all(raw);
+    let mut bytes = Vec::new();
+    let _ = s.read_to_end(&mut bytes);
+    let resp = String::from_utf8_lossy(&bytes).to_string();
+    if resp.is_empty() {
+        return Reply {
+            status: 0,
+            headers: Vec::new(),
+            body: String::new(),
+        };
+    }
     let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
     let mut lines = head.split("\r\n");
     let status = lines
