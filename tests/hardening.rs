@@ -84,6 +84,31 @@ fn oversized_and_slow_requests_do_not_block_the_child() {
     );
     let _ = n;
 
+    // An idle keep-alive connection is closed too, so idle clients give their slot back.
+    let mut idle = TcpStream::connect(&ep.addr).unwrap();
+    let req = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\n\r\n",
+        ep.path, ep.addr, ep.token
+    );
+    idle.write_all(req.as_bytes()).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // Read the response, then wait for the server to close the idle connection (EOF).
+    while let Ok(n) = std::io::Read::read(&mut idle, &mut chunk) {
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"));
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "idle connection kept open"
+    );
+
     // Hundreds of idle and half-open connections: the child's request is still answered.
     let idle: Vec<TcpStream> = (0..300)
         .map(|_| {

@@ -511,3 +511,38 @@ fn completions_and_man_page_come_from_the_cli_definitions() {
     );
     assert_eq!(sb.sts.calls().len(), 0);
 }
+
+/// Without --mfa-code, credwrap asks once on the terminal, and the code typed is what STS gets.
+#[test]
+fn mfa_code_is_asked_on_the_terminal() {
+    let sb = Sandbox::new();
+    let cmd = sb.credwrap();
+    let mut py = std::process::Command::new(support::python());
+    py.arg(support::script("pty_answer.py"))
+        .arg(cmd.get_program())
+        .args([
+            "--mfa-serial",
+            "arn:aws:iam::111111111111:mfa/source",
+            "--",
+            "echo",
+            "child-ran",
+        ])
+        .env_clear()
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .env(
+            "PROMPT",
+            "MFA code for arn:aws:iam::111111111111:mfa/source:",
+        )
+        .env("ANSWER", "246810");
+    let out = run(&mut py);
+    assert!(
+        out.stdout.contains("child-ran"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(out.stdout.contains("exit=0"), "{}", out.stdout);
+    let gst = calls(&sb, "GetSessionToken");
+    assert_eq!(gst.len(), 1);
+    assert_eq!(gst[0].params["TokenCode"], "246810");
+}
