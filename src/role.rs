@@ -294,13 +294,7 @@ impl Role {
             for key in &o.transitive_tag_keys {
                 req = req.transitive_tag_keys(key);
             }
-            for arn in &o.policy_arns {
-                req = req.policy_arns(
-                    aws_sdk_sts::types::PolicyDescriptorType::builder()
-                        .arn(arn)
-                        .build(),
-                );
-            }
+            req = req.set_policy_arns(policy_descriptors(&o.policy_arns));
         } else {
             req = req.duration_seconds(secs_i32(crate::settings::CHAINED_MAX));
         }
@@ -342,14 +336,9 @@ impl Role {
             .web_identity_token(token.trim())
             .duration_seconds(secs_i32(duration));
         if last {
-            req = req.set_policy(s.options.policy.clone());
-            for arn in &s.options.policy_arns {
-                req = req.policy_arns(
-                    aws_sdk_sts::types::PolicyDescriptorType::builder()
-                        .arn(arn)
-                        .build(),
-                );
-            }
+            req = req
+                .set_policy(s.options.policy.clone())
+                .set_policy_arns(policy_descriptors(&s.options.policy_arns));
         }
         let out = req.send().await.map_err(AssumeError::from_sdk)?;
         credential_from(
@@ -415,6 +404,18 @@ impl Role {
             );
         }
     }
+}
+
+fn policy_descriptors(arns: &[String]) -> Option<Vec<aws_sdk_sts::types::PolicyDescriptorType>> {
+    (!arns.is_empty()).then(|| {
+        arns.iter()
+            .map(|arn| {
+                aws_sdk_sts::types::PolicyDescriptorType::builder()
+                    .arn(arn)
+                    .build()
+            })
+            .collect()
+    })
 }
 
 fn secs_i32(d: Duration) -> i32 {

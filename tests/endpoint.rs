@@ -4,28 +4,21 @@
 mod support;
 
 use std::net::TcpStream;
-use std::process::Stdio;
 
 use support::endpoint::request;
-use support::{finish, Lines, Sandbox};
+use support::{finish, Sandbox};
 
 #[test]
 fn only_the_exact_token_gets_a_credential_while_the_child_runs() {
     let sb = Sandbox::new();
-    let mut child = sb
+    let (mut child, lines) = support::start(sb
         .credwrap()
         .args([
             "--",
             "sh",
             "-c",
             "echo \"$AWS_CONTAINER_CREDENTIALS_FULL_URI $AWS_CONTAINER_AUTHORIZATION_TOKEN\"; read line; exit 0",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = Lines::new(child.stdout.take().unwrap());
+        ]));
     let line = lines.next("the endpoint variables");
     let (uri, token) = line.split_once(' ').unwrap();
     let rest = uri.strip_prefix("http://").unwrap();

@@ -6,13 +6,12 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use support::endpoint::{send_raw, EndpointChild};
-use support::{finish, python, run, script, Lines, Sandbox};
+use support::{finish, python, run, script, Sandbox};
 
 fn get_with_host(ep: &EndpointChild, host: &str) -> u16 {
     let raw = format!(
@@ -131,16 +130,11 @@ fn oversized_and_slow_requests_do_not_block_the_child() {
 #[test]
 fn token_file_mode_keeps_the_token_out_of_the_environment() {
     let sb = Sandbox::new();
-    let mut child = sb
-        .credwrap()
-        .args(["--token-file", "--", "sh", "-c"])
-        .arg("env | grep -E '^AWS_CONTAINER' ; echo ready; read x; exit 0")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = Lines::new(child.stdout.take().unwrap());
+    let (mut child, lines) = support::start(
+        sb.credwrap()
+            .args(["--token-file", "--", "sh", "-c"])
+            .arg("env | grep -E '^AWS_CONTAINER' ; echo ready; read x; exit 0"),
+    );
     let mut env = Vec::new();
     loop {
         let l = lines.next("the environment");
@@ -249,14 +243,11 @@ fn no_secret_reaches_any_output_at_any_verbosity() {
 #[test]
 fn the_child_dies_when_credwrap_is_killed() {
     let sb = Sandbox::new();
-    let mut child = sb
-        .credwrap()
-        .args(["--", "sh", "-c", "echo $$; exec sleep 600"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let lines = Lines::new(child.stdout.take().unwrap());
+    let (mut child, lines) =
+        support::start(
+            sb.credwrap()
+                .args(["--", "sh", "-c", "echo $$; exec sleep 600"]),
+        );
     let pid: i32 = lines.next("the child's pid").parse().unwrap();
     kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
     let _ = child.wait();
@@ -277,15 +268,11 @@ fn the_child_dies_when_credwrap_is_killed() {
 #[test]
 fn kill_after_escalates_once_and_only_when_asked() {
     let sb = Sandbox::new();
-    let mut child = sb
-        .credwrap()
-        .args(["--kill-after", "1s", "--", "sh", "-c"])
-        .arg("trap 'echo ignoring-TERM' TERM; echo ready; while :; do sleep 1 & wait $!; done")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = Lines::new(child.stdout.take().unwrap());
+    let (child, lines) = support::start(
+        sb.credwrap()
+            .args(["--kill-after", "1s", "--", "sh", "-c"])
+            .arg("trap 'echo ignoring-TERM' TERM; echo ready; while :; do sleep 1 & wait $!; done"),
+    );
     lines.until("ready", |l| l == "ready");
     let started = Instant::now();
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
@@ -303,18 +290,10 @@ fn kill_after_escalates_once_and_only_when_asked() {
 #[test]
 fn pipe_urg_and_synchronous_signals_are_not_forwarded() {
     let sb = Sandbox::new();
-    let mut child = sb
-        .credwrap()
-        .args(["--", "sh", "-c"])
-        .arg(
-            "for s in PIPE URG SEGV BUS; do trap \"echo got-$s\" $s; done; \
+    let (child, lines) = support::start(sb.credwrap().args(["--", "sh", "-c"]).arg(
+        "for s in PIPE URG SEGV BUS; do trap \"echo got-$s\" $s; done; \
              trap 'echo got-USR1; exit 0' USR1; echo ready; while :; do sleep 1 & wait $!; done",
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = Lines::new(child.stdout.take().unwrap());
+    ));
     lines.until("ready", |l| l == "ready");
     let pid = Pid::from_raw(child.id() as i32);
     kill(pid, Signal::SIGPIPE).unwrap();
@@ -329,14 +308,11 @@ fn pipe_urg_and_synchronous_signals_are_not_forwarded() {
 #[test]
 fn credwrap_exits_with_the_child_even_if_grandchildren_hold_its_stdout() {
     let sb = Sandbox::new();
-    let mut child = sb
-        .credwrap()
-        .args(["--", "sh", "-c", "sleep 60 & echo $$; exit 3"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let lines = Lines::new(child.stdout.take().unwrap());
+    let (mut child, lines) =
+        support::start(
+            sb.credwrap()
+                .args(["--", "sh", "-c", "sleep 60 & echo $$; exit 3"]),
+        );
     let group: i32 = lines.next("the child's pid").parse().unwrap();
     let started = Instant::now();
     let status = child.wait().unwrap();

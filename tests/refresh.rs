@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant, SystemTime};
 
 use support::endpoint::EndpointChild;
@@ -75,23 +75,19 @@ fn soak_rust_sdk_for_four_lifetimes() {
 /// made its first successful call (so the first AssumeRole is done).
 fn start_soak_until_keys(sb: &Sandbox, lifetime: u64, keys: u32) -> (Child, Lines) {
     sb.sts.set_lifetime(Duration::from_secs(lifetime));
-    let mut child = sb
-        .credwrap()
-        .arg("-v")
-        .env("SOAK_LIFETIME", lifetime.to_string())
-        .env("SOAK_KEYS", keys.to_string())
-        .env("SOAK_SECONDS", (4 * lifetime).to_string())
-        .arg("--")
-        // The child's own STS calls go to a port the faults leave alone.
-        .arg("env")
-        .arg(format!("AWS_ENDPOINT_URL_STS={}", sb.sts.client_url()))
-        .arg(python())
-        .arg(script("soak.py"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = Lines::new(child.stdout.take().unwrap());
+    let (child, lines) = support::start(
+        sb.credwrap()
+            .arg("-v")
+            .env("SOAK_LIFETIME", lifetime.to_string())
+            .env("SOAK_KEYS", keys.to_string())
+            .env("SOAK_SECONDS", (4 * lifetime).to_string())
+            .arg("--")
+            // The child's own STS calls go to a port the faults leave alone.
+            .arg("env")
+            .arg(format!("AWS_ENDPOINT_URL_STS={}", sb.sts.client_url()))
+            .arg(python())
+            .arg(script("soak.py")),
+    );
     lines.until("ready", |l| l == "ready");
     (child, lines)
 }

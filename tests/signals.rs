@@ -4,7 +4,7 @@
 mod support;
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Stdio};
+use std::process::Child;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -13,14 +13,7 @@ use support::{finish, Lines, Sandbox};
 const LOOP: &str = "echo ready; while :; do sleep 1 & wait $!; done";
 
 fn start(sb: &Sandbox, script: &str) -> (Child, Lines) {
-    let mut child = sb
-        .credwrap()
-        .args(["--", "sh", "-c", script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = Lines::new(child.stdout.take().unwrap());
+    let (child, lines) = support::start(sb.credwrap().args(["--", "sh", "-c", script]));
     lines.until("ready", |l| l == "ready");
     (child, lines)
 }

@@ -43,19 +43,7 @@ pub fn respond(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> 
             "the Authorization header must be AWS_CONTAINER_AUTHORIZATION_TOKEN, exactly",
         );
     }
-    if super::revoked(state) {
-        return super::shutting_down();
-    }
-    match state.credentials.current() {
-        Some(lease) => super::json(
-            StatusCode::OK,
-            lease
-                .rendered
-                .get_or_init(|| body(&lease.credential))
-                .clone(),
-        ),
-        None => super::unavailable(),
-    }
+    super::serve_current(state, body)
 }
 
 #[derive(Serialize)]

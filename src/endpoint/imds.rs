@@ -98,9 +98,6 @@ pub fn respond(state: &State, role_name: &str, req: &Request<Incoming>) -> Respo
     if !state.imds_sessions.valid(req.headers().get(TOKEN_HEADER)) {
         return text(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
-    if super::revoked(state) {
-        return super::shutting_down();
-    }
     let name = path
         .strip_prefix(CREDENTIALS_PREFIX)
         .unwrap_or_default()
@@ -112,16 +109,7 @@ pub fn respond(state: &State, role_name: &str, req: &Request<Incoming>) -> Respo
     if name != role_name {
         return text(StatusCode::NOT_FOUND, "Not Found");
     }
-    match state.credentials.current() {
-        Some(lease) => super::json(
-            StatusCode::OK,
-            lease
-                .rendered
-                .get_or_init(|| body(&lease.credential))
-                .clone(),
-        ),
-        None => super::unavailable(),
-    }
+    super::serve_current(state, body)
 }
 
 fn session(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {

@@ -202,6 +202,27 @@ fn shutting_down() -> Response<Full<Bytes>> {
     )
 }
 
+/// The current credential, rendered once per credential by `render`, or 503 when there is none
+/// fit to hand out.
+fn serve_current(
+    state: &State,
+    render: impl FnOnce(&crate::role::Credential) -> Bytes,
+) -> Response<Full<Bytes>> {
+    if revoked(state) {
+        return shutting_down();
+    }
+    match state.credentials.current() {
+        Some(lease) => json(
+            StatusCode::OK,
+            lease
+                .rendered
+                .get_or_init(|| render(&lease.credential))
+                .clone(),
+        ),
+        None => unavailable(),
+    }
+}
+
 fn unavailable() -> Response<Full<Bytes>> {
     error(
         StatusCode::SERVICE_UNAVAILABLE,

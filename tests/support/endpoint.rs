@@ -3,9 +3,9 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Stdio};
+use std::process::Child;
 
-use super::{finish, Lines, Output, Sandbox};
+use super::{finish, Output, Sandbox};
 
 pub struct EndpointChild {
     child: Child,
@@ -16,21 +16,12 @@ pub struct EndpointChild {
 
 impl EndpointChild {
     pub fn start(sb: &Sandbox, extra_args: &[&str]) -> EndpointChild {
-        let mut child = sb
-            .credwrap()
-            .args(extra_args)
-            .args([
+        let (child, lines) = super::start(sb.credwrap().args(extra_args).args([
                 "--",
                 "sh",
                 "-c",
                 "echo \"${AWS_CONTAINER_CREDENTIALS_FULL_URI:-$AWS_EC2_METADATA_SERVICE_ENDPOINT/} ${AWS_CONTAINER_AUTHORIZATION_TOKEN:-none}\"; read line; exit 0",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = Lines::new(child.stdout.take().unwrap());
+        ]));
         let line = lines.next("the endpoint variables");
         let (uri, token) = line.split_once(' ').unwrap();
         let rest = uri.strip_prefix("http://").unwrap();

@@ -86,6 +86,19 @@ impl Output {
     }
 }
 
+/// Starts `cmd` with all three streams piped, its stdout read line by line; [`finish`] collects
+/// the rest.
+pub fn start(cmd: &mut Command) -> (Child, Lines) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Lines::new(child.stdout.take().unwrap());
+    (child, lines)
+}
+
 /// Runs to completion (or panics after [`TIMEOUT`]), capturing both streams.
 pub fn run(cmd: &mut Command) -> Output {
     let child = cmd
