@@ -146,13 +146,14 @@ fn run(cli: Cli) -> Result<ExitStatus, Fatal> {
         Ok::<_, Fatal>((endpoint, region))
     })?;
 
-    let files = SharedFiles::create(aws_files::user_config_path()).map_err(|e| {
+    let temp_failed = |e: anyhow::Error| {
         Fatal::new(
             exit::FAILED,
             format!("{e:#}"),
             Some("check that TMPDIR is writable".to_string()),
         )
-    })?;
+    };
+    let files = SharedFiles::create(aws_files::user_config_path()).map_err(temp_failed)?;
     let mut endpoint_env = endpoint.child_env();
     if cli.token_file {
         // The token then lives in a 0600 file instead of the child's environment, which any
@@ -162,15 +163,9 @@ fn run(cli: Cli) -> Result<ExitStatus, Fatal> {
             .position(|(k, _)| *k == endpoint::ENV_TOKEN)
             .map(|i| endpoint_env.remove(i));
         if let Some((_, token)) = token {
-            let path = files.write_secret("token", &token).map_err(|e| {
-                Fatal::new(
-                    exit::FAILED,
-                    format!("{e:#}"),
-                    Some("check that TMPDIR is writable".into()),
-                )
-            })?;
+            let path = files.write_secret("token", &token).map_err(temp_failed)?;
             endpoint_env.push((
-                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                endpoint::ENV_TOKEN_FILE,
                 secret::Secret::new(path.to_string_lossy()),
             ));
         }

@@ -363,13 +363,19 @@ fn mfa_gets_one_session_and_refreshes_from_it() {
     );
 }
 
-#[test]
-fn mfa_serial_from_the_profile_and_code_from_the_flag() {
+/// [`profile_sandbox`] plus a role profile `mfa` that names an MFA device.
+fn mfa_profile_sandbox() -> Sandbox {
     let sb = profile_sandbox();
     sb.write(
         ".aws/config",
         &format!("{PROFILES}\n[profile mfa]\nrole_arn = {ROLE_ARN}\nsource_profile = base\nmfa_serial = arn:aws:iam::111111111111:mfa/source\n"),
     );
+    sb
+}
+
+#[test]
+fn mfa_serial_from_the_profile_and_code_from_the_flag() {
+    let sb = mfa_profile_sandbox();
     let out =
         run(without_env_keys(&sb).args(["--profile", "mfa", "--mfa-code", "654321", "--", "true"]));
     ok(&out);
@@ -380,11 +386,7 @@ fn mfa_serial_from_the_profile_and_code_from_the_flag() {
     );
     assert_eq!(gst[0].params["TokenCode"], "654321");
     // No terminal and no code: a usage error, before any call.
-    let sb = profile_sandbox();
-    sb.write(
-        ".aws/config",
-        &format!("{PROFILES}\n[profile mfa]\nrole_arn = {ROLE_ARN}\nsource_profile = base\nmfa_serial = arn:aws:iam::111111111111:mfa/source\n"),
-    );
+    let sb = mfa_profile_sandbox();
     let out = run(without_env_keys(&sb).args(["--profile", "mfa", "--", "true"]));
     assert_eq!(out.code(), Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("--mfa-code"), "{}", out.stderr);

@@ -18,6 +18,8 @@ use crate::secret::Secret;
 
 pub const ENV_FULL_URI: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
 pub const ENV_TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN";
+/// The token's other form, a file the SDK reads (`--token-file`).
+pub const ENV_TOKEN_FILE: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE";
 
 pub fn child_env(addr: SocketAddr, path: &str, token: &Secret) -> Vec<(&'static str, Secret)> {
     vec![

@@ -8,7 +8,7 @@
 mod ecs;
 mod imds;
 
-pub use ecs::ENV_TOKEN;
+pub use ecs::{ENV_TOKEN, ENV_TOKEN_FILE};
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};

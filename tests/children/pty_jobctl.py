@@ -9,6 +9,8 @@ import pty
 import sys
 import time
 
+from ptylines import terminal_lines
+
 pid, fd = pty.fork()
 if pid == 0:
     os.environ["PS1"] = "$ "
@@ -37,30 +39,17 @@ def wait_until(pred):
 
 
 os.write(fd, b'"$CREDWRAP" -- sh -c "$CHILD_SCRIPT"\n')
-buf = b""
-deadline = time.monotonic() + 60
-while time.monotonic() < deadline:
-    try:
-        chunk = os.read(fd, 1024)
-    except OSError:
-        break
-    if not chunk:
-        break
-    buf += chunk
-    while b"\n" in buf:
-        line, buf = buf.split(b"\n", 1)
-        text = line.decode(errors="replace").strip()
-        print(text, flush=True)
-        if text.startswith("pid="):
-            child = int(text.split("=")[1])
-            wrapper = credwrap_pid(child)
-            os.write(fd, b"\x1a")
-            stopped = wait_until(lambda: state(wrapper) == "T" and state(child) == "T")
-            print(f"stopped={stopped}", flush=True)
-            os.write(fd, b"fg\n")
-            resumed = wait_until(lambda: state(wrapper) not in "T?" and state(child) not in "T?")
-            print(f"resumed={resumed}", flush=True)
-            os.write(fd, b"go\n")
-        if text.startswith("read-"):
-            os.write(fd, b"exit\n")
+for text in terminal_lines(fd, seconds=60):
+    if text.startswith("pid="):
+        child = int(text.split("=")[1])
+        wrapper = credwrap_pid(child)
+        os.write(fd, b"\x1a")
+        stopped = wait_until(lambda: state(wrapper) == "T" and state(child) == "T")
+        print(f"stopped={stopped}", flush=True)
+        os.write(fd, b"fg\n")
+        resumed = wait_until(lambda: state(wrapper) not in "T?" and state(child) not in "T?")
+        print(f"resumed={resumed}", flush=True)
+        os.write(fd, b"go\n")
+    if text.startswith("read-"):
+        os.write(fd, b"exit\n")
 os.waitpid(pid, 0)

@@ -8,29 +8,19 @@ import pty
 import signal
 import sys
 
+from ptylines import terminal_lines
+
 pid, fd = pty.fork()
 if pid == 0:
     os.execvp(sys.argv[1], sys.argv[1:])
 
-buf = b""
 typed = sent = False
-while True:
-    try:
-        chunk = os.read(fd, 1024)
-    except OSError:  # EIO: the terminal's other side is gone
-        break
-    if not chunk:
-        break
-    buf += chunk
-    while b"\n" in buf:
-        line, buf = buf.split(b"\n", 1)
-        text = line.decode(errors="replace").strip()
-        print(text, flush=True)
-        if text.endswith("ready") and not typed:
-            os.write(fd, b"\x03")
-            typed = True
-        if text.endswith("int-1") and not sent:
-            os.kill(pid, signal.SIGUSR1)
-            sent = True
+for text in terminal_lines(fd):
+    if text.endswith("ready") and not typed:
+        os.write(fd, b"\x03")
+        typed = True
+    if text.endswith("int-1") and not sent:
+        os.kill(pid, signal.SIGUSR1)
+        sent = True
 _, status = os.waitpid(pid, 0)
 print(f"exit={os.waitstatus_to_exitcode(status)}", flush=True)

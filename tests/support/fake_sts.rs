@@ -360,10 +360,7 @@ fn assume_role(
             "RoleArn and RoleSessionName are required",
         );
     };
-    let duration: u64 = params
-        .get("DurationSeconds")
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(3600);
+    let duration = duration_seconds(params, 3600);
     if !(900..=43200).contains(&duration) {
         return error(
             StatusCode::BAD_REQUEST,
@@ -380,9 +377,7 @@ fn assume_role(
         );
     }
     let lifetime = st.lifetime.unwrap_or(Duration::from_secs(duration));
-    let role_name = role_arn.rsplit('/').next().unwrap_or("role");
-    let account = role_arn.split(':').nth(4).unwrap_or("000000000000");
-    let arn = format!("arn:aws:sts::{account}:assumed-role/{role_name}/{session}");
+    let arn = assumed_role_arn(role_arn, session);
     let creds = issue(&mut st, &arn, lifetime);
     ok(&format!(
         "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
@@ -391,6 +386,21 @@ fn assume_role(
          </AssumeRoleResult><ResponseMetadata><RequestId>req</RequestId></ResponseMetadata>\
          </AssumeRoleResponse>"
     ))
+}
+
+/// DurationSeconds as the caller sent it, or STS's default for the action.
+fn duration_seconds(params: &HashMap<String, String>, default: u64) -> u64 {
+    params
+        .get("DurationSeconds")
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The ARN STS reports for a session of `role_arn`.
+fn assumed_role_arn(role_arn: &str, session: &str) -> String {
+    let role_name = role_arn.rsplit('/').next().unwrap_or("role");
+    let account = role_arn.split(':').nth(4).unwrap_or("000000000000");
+    format!("arn:aws:sts::{account}:assumed-role/{role_name}/{session}")
 }
 
 /// Records a new credential for `arn` and returns its `<Credentials>` element.
@@ -444,14 +454,9 @@ fn assume_role_with_web_identity(
         );
     }
     let mut st = state.lock().unwrap();
-    let duration: u64 = params
-        .get("DurationSeconds")
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(3600);
+    let duration = duration_seconds(params, 3600);
     let lifetime = st.lifetime.unwrap_or(Duration::from_secs(duration));
-    let role_name = role_arn.rsplit('/').next().unwrap_or("role");
-    let account = role_arn.split(':').nth(4).unwrap_or("000000000000");
-    let arn = format!("arn:aws:sts::{account}:assumed-role/{role_name}/{session}");
+    let arn = assumed_role_arn(role_arn, session);
     let creds = issue(&mut st, &arn, lifetime);
     ok(&format!(
         "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
@@ -486,10 +491,7 @@ fn session_token(
             );
         }
     }
-    let duration: u64 = params
-        .get("DurationSeconds")
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(43200);
+    let duration = duration_seconds(params, 43200);
     let mut st = state.lock().unwrap();
     // Session tokens live as asked, whatever lifetime the test set for role credentials.
     let creds = issue(&mut st, caller, Duration::from_secs(duration));
