@@ -19,9 +19,10 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV = os.path.join(ROOT, ".deps", "venv", "bin")
 BENCH_VENV = os.path.join(ROOT, ".deps", "bench-venv", "bin")
-CREDWRAP = os.path.join(ROOT, "target", "release", "credwrap")
-SDK_CHILD = os.path.join(ROOT, "target", "release", "examples", "sdk_child")
-BARE = os.path.join(ROOT, "target", "release", "examples", "bare_server")
+RELEASE = os.environ.get("BENCH_RELEASE_DIR", os.path.join(ROOT, "target", "release"))
+CREDWRAP = os.path.join(RELEASE, "credwrap")
+SDK_CHILD = os.path.join(RELEASE, "examples", "sdk_child")
+BARE = os.path.join(RELEASE, "examples", "bare_server")
 ROLE = "arn:aws:iam::123456789012:role/bench"
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 LOAD_SECONDS = 3 if QUICK else 10
@@ -53,14 +54,14 @@ def wait_for(pred, what, timeout=30):
 
 
 def start_moto(log):
+    """scripts/moto_sts.py, as the tests and the demo start it; its request log goes to `log`."""
     proc = subprocess.Popen(
-        [os.path.join(VENV, "moto_server"), "-H", "127.0.0.1", "-p", "0"],
-        stdout=subprocess.DEVNULL, stderr=open(log, "w"))
-
-    def url():
-        m = re.search(r"http://127\.0\.0\.1:\d+", open(log).read())
-        return m.group(0) if m else None
-    return proc, wait_for(url, "moto_server start")
+        [os.path.join(VENV, "python"), os.path.join(ROOT, "scripts", "moto_sts.py")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(log, "w"), text=True)
+    url = proc.stdout.readline().strip()
+    if not url.startswith("http://127.0.0.1:"):
+        sys.exit(f"bench: moto did not start: {open(log).read()}")
+    return proc, url
 
 
 def base_env(home, sts_url):

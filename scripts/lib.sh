@@ -57,18 +57,19 @@ ensure_node_deps() {
     (cd "$DEPS/js" && npm ci --no-audit --no-fund --loglevel=error)
 }
 
-# Starts moto_server (a third-party STS) on an ephemeral loopback port; sets MOTO_PID, MOTO_URL.
+# Starts moto's STS (scripts/moto_sts.py) on an ephemeral loopback port; sets MOTO_PID and
+# MOTO_URL. It serves until killed, or until this shell exits and closes its stdin.
 start_moto() {
-    local logfile="$DEPS/moto.log"
-    "$VENV/bin/moto_server" -H 127.0.0.1 -p 0 >"$logfile" 2>&1 &
-    MOTO_PID=$!
-    local line=""
-    for _ in $(seq 1 300); do
-        line="$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$logfile" | head -1 || true)"
-        [ -n "$line" ] && break
-        kill -0 "$MOTO_PID" 2>/dev/null || { cat "$logfile" >&2; echo "moto_server died" >&2; exit 1; }
-        sleep 0.1
-    done
-    [ -n "$line" ] || { cat "$logfile" >&2; echo "moto_server did not start in 30 s" >&2; exit 1; }
-    MOTO_URL="$line"
+    coproc MOTO { exec "$VENV/bin/python" "$ROOT/scripts/moto_sts.py" 2>"$DEPS/moto.log"; }
+    if ! read -r -t 60 MOTO_URL <&"${MOTO[0]}"; then
+        cat "$DEPS/moto.log" >&2
+        echo "moto did not start within 60 s" >&2
+        exit 1
+    fi
+}
+
+# Where cargo puts build output: target/, or CARGO_TARGET_DIR, or build.target-dir.
+target_dir() {
+    cargo metadata --no-deps --format-version 1 \
+        | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
 }

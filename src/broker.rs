@@ -1,13 +1,18 @@
-//! The credential broker: owns the current role credential and re-assumes the role before it
-//! expires. Readers (the endpoint) only look at the published [`Lease`]; they never call STS, so
-//! however many processes of the child ask at once, STS sees one AssumeRole per refresh.
+//! The credential broker: owns the [`Role`] and the current role credential, and re-assumes the
+//! role before it expires. Readers (the endpoint) only look at the published [`Lease`] through a
+//! [`CredentialReader`]; they never call STS, so however many processes of the child ask at
+//! once, STS sees one AssumeRole per refresh.
+//!
+//! The shape is mini-redis's `Db`: shared state behind a cheap handle, one background task that
+//! sleeps until the next deadline or a [`Notify`], and a [`Broker`] guard whose drop stops it.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{watch, Notify};
 
-use crate::role::{Credential, Role};
+use crate::credential::{fmt_time, RoleCredential};
+use crate::role::Role;
 
 /// The longest we sleep without looking at the wall clock: monotonic timers stop while a laptop
 /// is suspended, so a long sleep could wake up after the credential has expired.
@@ -94,7 +99,7 @@ impl Backoff {
 /// A credential together with the plan made for it.
 #[derive(Debug)]
 pub struct Lease {
-    pub credential: Credential,
+    pub credential: RoleCredential,
     pub plan: Plan,
     /// The endpoint's rendering of this credential, made once on first use: the hot path then
     /// only clones a reference-counted buffer.
@@ -102,7 +107,7 @@ pub struct Lease {
 }
 
 impl Lease {
-    fn new(credential: Credential, guard: Duration) -> Lease {
+    fn new(credential: RoleCredential, guard: Duration) -> Lease {
         let plan = Plan::for_credential(credential.received, credential.expiration, guard);
         Lease {
             credential,
@@ -119,12 +124,12 @@ impl Lease {
 
 /// The read side, handed to the endpoint.
 #[derive(Clone)]
-pub struct Credentials {
+pub struct CredentialReader {
     current: watch::Receiver<Arc<Lease>>,
     wake: Arc<Notify>,
 }
 
-impl Credentials {
+impl CredentialReader {
     /// The credential to serve now, or `None` when the one we hold is too close to expiry. In that
     /// case the broker is woken, which matters after a suspend, when its timer is behind.
     pub fn current(&self) -> Option<Arc<Lease>> {
@@ -137,36 +142,132 @@ impl Credentials {
     }
 }
 
-/// Starts the refresh task on the current tokio runtime with the credential from the first
-/// AssumeRole, and returns the read side. No credential with less than `guard` left is served.
-pub fn start(role: Role, first: Credential, guard: Duration) -> Credentials {
-    let (tx, rx) = watch::channel(Arc::new(Lease::new(first, guard)));
-    let wake = Arc::new(Notify::new());
-    tokio::spawn(refresh_forever(role, tx, Arc::clone(&wake), guard));
-    Credentials { current: rx, wake }
+/// The running broker. Dropping it stops the refresh task; so does dropping every reader.
+pub struct Broker {
+    reader: CredentialReader,
+    shutdown: Arc<Notify>,
 }
 
-async fn refresh_forever(
+impl Broker {
+    /// Starts the refresh task on the current tokio runtime with the credential from the first
+    /// AssumeRole. No credential with less than `guard` left is served.
+    pub fn start(role: Role, first: RoleCredential, guard: Duration) -> Broker {
+        let (tx, rx) = watch::channel(Arc::new(Lease::new(first, guard)));
+        let wake = Arc::new(Notify::new());
+        let shutdown = Arc::new(Notify::new());
+        let task = Refresher {
+            role,
+            tx,
+            wake: Arc::clone(&wake),
+            guard,
+        };
+        let stop = Arc::clone(&shutdown);
+        tokio::spawn(async move {
+            tokio::select! {
+                () = task.run() => {}
+                () = stop.notified() => tracing::debug!("credential broker stopped"),
+            }
+        });
+        Broker {
+            reader: CredentialReader { current: rx, wake },
+            shutdown,
+        }
+    }
+
+    pub fn reader(&self) -> CredentialReader {
+        self.reader.clone()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        // notify_one stores a permit, so the task stops even if it is not waiting right now.
+        self.shutdown.notify_one();
+    }
+}
+
+/// The refresh task's state: it alone calls STS, so it owns the role outright.
+struct Refresher {
     role: Role,
     tx: watch::Sender<Arc<Lease>>,
     wake: Arc<Notify>,
     guard: Duration,
-) {
-    loop {
-        let plan = tx.borrow().plan;
-        wait_until(plan.refresh_at, &wake).await;
-        let lease = refresh(&role, plan, guard).await;
-        let next = lease.plan;
-        tx.send_replace(Arc::new(lease));
-        if next.refresh_at <= SystemTime::now() {
-            // A credential due for refresh the moment it arrives means our clock is far off
-            // STS's (or the role's session is very short): never turn that into a tight loop.
-            tracing::warn!(
-                "the new credential is already due for refresh; is the system clock right? \
-                 next attempt in {}s",
-                next.backoff_max.as_secs()
-            );
-            tokio::time::sleep(next.backoff_max).await;
+}
+
+impl Refresher {
+    /// Refreshes before every expiry until no reader is left.
+    async fn run(mut self) {
+        loop {
+            let plan = self.tx.borrow().plan;
+            tokio::select! {
+                () = wait_until(plan.refresh_at, &self.wake) => {}
+                // Every reader is gone (the endpoint closed): nobody to refresh for.
+                () = self.tx.closed() => return,
+            }
+            let lease = self.refresh(plan).await;
+            let next = lease.plan;
+            self.tx.send_replace(Arc::new(lease));
+            if next.refresh_at <= SystemTime::now() {
+                // A credential due for refresh the moment it arrives means our clock is far off
+                // STS's (or the role's session is very short): never turn that into a tight loop.
+                tracing::warn!(
+                    "the new credential is already due for refresh; is the system clock right? \
+                     next attempt in {}s",
+                    next.backoff_max.as_secs()
+                );
+                tokio::time::sleep(next.backoff_max).await;
+            }
+        }
+    }
+
+    /// Assumes the role until it works, pausing with jittered exponential backoff between
+    /// attempts.
+    async fn refresh(&mut self, plan: Plan) -> Lease {
+        let mut backoff = Backoff::new(&plan);
+        let mut attempt: u32 = 1;
+        loop {
+            let started = std::time::Instant::now();
+            match self.role.reassume().await {
+                Ok(credential) => {
+                    let lease = Lease::new(credential, self.guard);
+                    tracing::info!(
+                        expires = %fmt_time(lease.credential.expiration),
+                        took_ms = started.elapsed().as_millis() as u64,
+                        attempt,
+                        "refreshed role credentials"
+                    );
+                    return lease;
+                }
+                Err(e) => {
+                    // A non-retryable error (the trust policy changed mid-job) may still be fixed
+                    // by someone; keep trying, slowly.
+                    let pause = backoff.pause(e.retryable, random_unit());
+                    let serving = if SystemTime::now() < plan.stale_at {
+                        format!(
+                            "still serving the current credential until {}",
+                            fmt_time(plan.stale_at)
+                        )
+                    } else {
+                        "no valid credential to serve: the child gets HTTP 503".to_string()
+                    };
+                    if e.retryable {
+                        tracing::warn!(
+                            attempt,
+                            retry_in_ms = pause.as_millis() as u64,
+                            "refreshing role credentials failed: {e}; {serving}"
+                        );
+                    } else {
+                        tracing::error!(
+                            attempt,
+                            retry_in_ms = pause.as_millis() as u64,
+                            "refreshing role credentials failed: {e} ({}); {serving}",
+                            e.hint()
+                        );
+                    }
+                    tokio::time::sleep(pause).await;
+                    attempt = attempt.saturating_add(1);
+                }
+            }
         }
     }
 }
@@ -187,56 +288,6 @@ async fn wait_until(when: SystemTime, wake: &Notify) {
     }
 }
 
-/// Assumes the role until it works, pausing with jittered exponential backoff between attempts.
-async fn refresh(role: &Role, plan: Plan, guard: Duration) -> Lease {
-    let mut backoff = Backoff::new(&plan);
-    let mut attempt: u32 = 1;
-    loop {
-        let started = std::time::Instant::now();
-        match role.reassume().await {
-            Ok(credential) => {
-                let lease = Lease::new(credential, guard);
-                tracing::info!(
-                    expires = %fmt_time(lease.credential.expiration),
-                    took_ms = started.elapsed().as_millis() as u64,
-                    attempt,
-                    "refreshed role credentials"
-                );
-                return lease;
-            }
-            Err(e) => {
-                // A non-retryable error (the trust policy changed mid-job) may still be fixed by
-                // someone; keep trying, slowly.
-                let pause = backoff.pause(e.retryable, random_unit());
-                let serving = if SystemTime::now() < plan.stale_at {
-                    format!(
-                        "still serving the current credential until {}",
-                        fmt_time(plan.stale_at)
-                    )
-                } else {
-                    "no valid credential to serve: the child gets HTTP 503".to_string()
-                };
-                if e.retryable {
-                    tracing::warn!(
-                        attempt,
-                        retry_in_ms = pause.as_millis() as u64,
-                        "refreshing role credentials failed: {e}; {serving}"
-                    );
-                } else {
-                    tracing::error!(
-                        attempt,
-                        retry_in_ms = pause.as_millis() as u64,
-                        "refreshing role credentials failed: {e} ({}); {serving}",
-                        e.hint()
-                    );
-                }
-                tokio::time::sleep(pause).await;
-                attempt = attempt.saturating_add(1);
-            }
-        }
-    }
-}
-
 /// A random number in [0, 1] from the OS; the middle if it has none to give.
 fn random_unit() -> f64 {
     let mut b = [0u8; 4];
@@ -244,12 +295,6 @@ fn random_unit() -> f64 {
         Ok(()) => f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX),
         Err(_) => 0.5,
     }
-}
-
-pub fn fmt_time(t: SystemTime) -> String {
-    aws_smithy_types::DateTime::from(t)
-        .fmt(aws_smithy_types::date_time::Format::DateTime)
-        .unwrap_or_else(|_| "?".to_string())
 }
 
 #[cfg(test)]
@@ -385,7 +430,7 @@ mod tests {
     #[test]
     fn a_credential_past_its_stale_point_is_not_served_and_wakes_the_broker() {
         let now = SystemTime::now();
-        let credential = Credential {
+        let credential = RoleCredential {
             access_key_id: "ASIA".into(),
             secret_access_key: crate::secret::Secret::new("s"),
             session_token: crate::secret::Secret::new("t"),
@@ -397,7 +442,7 @@ mod tests {
         };
         let (_tx, rx) = watch::channel(Arc::new(Lease::new(credential, CONTAINER_GUARD)));
         let wake = Arc::new(Notify::new());
-        let creds = Credentials {
+        let creds = CredentialReader {
             current: rx,
             wake: Arc::clone(&wake),
         };

@@ -1,16 +1,80 @@
-//! The exit-code contract, in one place (the same as env(1), timeout(1) and docker run).
+//! The exit-code contract, in one place (the same as env(1), timeout(1) and docker run), and the
+//! one failure type every step of a run returns, so that `main` prints errors in one place.
 
+use std::fmt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 
 /// Bad or missing option, invalid value, no COMMAND. Nothing was called or spawned.
 pub const USAGE: i32 = 2;
+/// credwrap lost the command's exit status after starting it (something else in the process
+/// reaped it). The command ran; how it ended is unknown. Should never happen.
+pub const LOST_CHILD: i32 = 124;
 /// credwrap failed before COMMAND ran: no source credentials, AssumeRole refused, no endpoint.
 pub const FAILED: i32 = 125;
 /// COMMAND was found but could not be executed.
 pub const NOT_EXECUTABLE: i32 = 126;
 /// COMMAND was not found.
 pub const NOT_FOUND: i32 = 127;
+
+/// Why a run ended without the command's own status: an exit code and what to tell the user.
+pub enum Failure {
+    /// clap's own errors (and `--help`/`--version`), printed as clap formats them.
+    Usage(clap::Error),
+    /// Everything else: one line of what went wrong, one of what to do about it.
+    Message {
+        code: i32,
+        message: String,
+        hint: Option<String>,
+    },
+}
+
+impl Failure {
+    pub fn new(code: i32, message: impl Into<String>, hint: impl Into<Option<String>>) -> Failure {
+        Failure::Message {
+            code,
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+
+    /// credwrap itself failed before the command ran (exit 125).
+    pub fn setup(message: impl fmt::Display, hint: &str) -> Failure {
+        Failure::new(FAILED, message.to_string(), Some(hint.to_string()))
+    }
+
+    pub fn code(&self) -> i32 {
+        match self {
+            // --help and --version print to stdout and succeed; every other clap error is usage.
+            Failure::Usage(e) if !e.use_stderr() => 0,
+            Failure::Usage(_) => USAGE,
+            Failure::Message { code, .. } => *code,
+        }
+    }
+
+    /// Prints the failure on stderr (or, for `--help`, stdout) and exits with its code.
+    pub fn exit(self) -> ! {
+        let code = self.code();
+        match self {
+            Failure::Usage(e) => {
+                let _ = e.print();
+            }
+            Failure::Message { message, hint, .. } => {
+                eprintln!("credwrap: error: {message}");
+                if let Some(hint) = hint {
+                    eprintln!("credwrap: hint: {hint}");
+                }
+            }
+        }
+        std::process::exit(code)
+    }
+}
+
+impl From<clap::Error> for Failure {
+    fn from(e: clap::Error) -> Failure {
+        Failure::Usage(e)
+    }
+}
 
 /// Leaves the process the way the child left it: the same exit code, or, if the child was killed
 /// by signal N, killed by N ourselves so that a calling shell reacts exactly as it would have

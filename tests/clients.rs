@@ -25,15 +25,18 @@ fn node_modules() -> std::path::PathBuf {
     dir
 }
 
-/// credwrap running tests/children/sdk_matrix.sh: every SDK in turn.
-fn matrix(cmd: &mut Command, endpoint: &str) -> Output {
-    let venv_bin = python().parent().unwrap().to_path_buf();
-    run(cmd
-        .env("PYTHON", python())
-        .env("AWS_CLI", venv_bin.join("aws"))
+/// Where tests/children/sdk_matrix.sh finds each SDK.
+fn sdk_env(cmd: &mut Command) -> &mut Command {
+    cmd.env("PYTHON", python())
+        .env("AWS_CLI", python().parent().unwrap().join("aws"))
         .env("NODE_MODULES", node_modules())
         .env("RUST_CHILD", rust_child())
         .env("CHILDREN", support::script(""))
+}
+
+/// credwrap running tests/children/sdk_matrix.sh: every SDK in turn.
+fn matrix(cmd: &mut Command, endpoint: &str) -> Output {
+    run(sdk_env(cmd)
         .args([
             "--endpoint",
             endpoint,
@@ -156,36 +159,24 @@ fn every_sdk_reports_an_unavailable_endpoint_readably() {
         sb.sts.set_lifetime(std::time::Duration::from_secs(4));
         let mut cmd = sb.credwrap();
         // The child waits until the test has let the credential expire with STS refusing.
-        cmd.env("PYTHON", python())
-            .env("AWS_CLI", python().parent().unwrap().join("aws"))
-            .env("NODE_MODULES", node_modules())
-            .env("RUST_CHILD", rust_child())
-            .env("CHILDREN", support::script(""))
+        sdk_env(&mut cmd)
             .args(["--endpoint", endpoint, "--"])
             .args([
                 "sh",
                 "-c",
                 "echo waiting; read go; exec \"$CHILDREN/sdk_matrix.sh\"",
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        let lines = support::Lines::new(child.stdout.take().unwrap());
-        lines.until("waiting", |l| l == "waiting");
+            ]);
+        let mut child = support::start(&mut cmd);
+        child.line_until("waiting", |l| l == "waiting");
         sb.sts.deny_role(support::fake_sts::ROLE_ARN);
         let expiry = sb.sts.latest_expiry().expect("a credential was issued");
-        while std::time::SystemTime::now() <= expiry {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        support::eventually("the credential to expire", || {
+            (std::time::SystemTime::now() > expiry).then_some(())
+        });
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-        let mut stdout = String::new();
-        while let Ok(line) = lines.rx_recv() {
-            stdout.push_str(&line);
-            stdout.push('\n');
-        }
-        let out = support::finish(child);
+        child.stdin().write_all(b"go\n").unwrap();
+        let out = child.finish();
+        let stdout = out.stdout.clone();
         assert_ne!(out.code(), Some(0), "{endpoint}: {stdout}");
         for sdk in SDKS {
             assert!(

@@ -6,12 +6,12 @@ mod support;
 use std::net::TcpStream;
 
 use support::endpoint::request;
-use support::{finish, Sandbox};
+use support::Sandbox;
 
 #[test]
 fn only_the_exact_token_gets_a_credential_while_the_child_runs() {
     let sb = Sandbox::new();
-    let (mut child, lines) = support::start(sb
+    let run = support::start(sb
         .credwrap()
         .args([
             "--",
@@ -19,7 +19,7 @@ fn only_the_exact_token_gets_a_credential_while_the_child_runs() {
             "-c",
             "echo \"$AWS_CONTAINER_CREDENTIALS_FULL_URI $AWS_CONTAINER_AUTHORIZATION_TOKEN\"; read line; exit 0",
         ]));
-    let line = lines.next("the endpoint variables");
+    let line = run.line("the endpoint variables");
     let (uri, token) = line.split_once(' ').unwrap();
     let rest = uri.strip_prefix("http://").unwrap();
     let (addr, path) = rest.split_at(rest.find('/').unwrap());
@@ -67,8 +67,7 @@ fn only_the_exact_token_gets_a_credential_while_the_child_runs() {
     assert!(!body.contains("AccessKeyId"));
 
     // The child exits: the endpoint is gone with it.
-    drop(child.stdin.take());
-    let out = finish(child);
+    let out = run.finish();
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
     assert!(
         TcpStream::connect(addr).is_err(),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use support::endpoint::{send_raw, EndpointChild};
-use support::{finish, python, run, script, Sandbox};
+use support::{eventually, python, run, script, Sandbox};
 
 fn get_with_host(ep: &EndpointChild, host: &str) -> u16 {
     let raw = format!(
@@ -130,19 +130,12 @@ fn oversized_and_slow_requests_do_not_block_the_child() {
 #[test]
 fn token_file_mode_keeps_the_token_out_of_the_environment() {
     let sb = Sandbox::new();
-    let (mut child, lines) = support::start(
+    let child = support::start(
         sb.credwrap()
             .args(["--token-file", "--", "sh", "-c"])
             .arg("env | grep -E '^AWS_CONTAINER' ; echo ready; read x; exit 0"),
     );
-    let mut env = Vec::new();
-    loop {
-        let l = lines.next("the environment");
-        if l == "ready" {
-            break;
-        }
-        env.push(l);
-    }
+    let env = child.lines_before("ready");
     assert!(
         !env.iter()
             .any(|l| l.starts_with("AWS_CONTAINER_AUTHORIZATION_TOKEN=")),
@@ -170,8 +163,7 @@ fn token_file_mode_keeps_the_token_out_of_the_environment() {
         support::endpoint::request(addr, "GET", path, Some(&token)).0,
         200
     );
-    drop(child.stdin.take());
-    let out = finish(child);
+    let out = child.finish();
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
     assert!(
         !std::path::Path::new(&file).exists(),
@@ -243,41 +235,35 @@ fn no_secret_reaches_any_output_at_any_verbosity() {
 #[test]
 fn the_child_dies_when_credwrap_is_killed() {
     let sb = Sandbox::new();
-    let (mut child, lines) =
+    let mut child =
         support::start(
             sb.credwrap()
                 .args(["--", "sh", "-c", "echo $$; exec sleep 600"]),
         );
-    let pid: i32 = lines.next("the child's pid").parse().unwrap();
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    let pid: i32 = child.line("the child's pid").parse().unwrap();
+    child.signal(Signal::SIGKILL);
     let _ = child.wait();
-    let started = Instant::now();
     // The kernel delivers PDEATHSIG at once; the process may linger a moment as a zombie of init.
-    while std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.contains(") Z"))
-        .unwrap_or(false)
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the child outlived credwrap"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually("the child to die with credwrap", || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_or(true, |s| s.contains(") Z"))
+            .then_some(())
+    });
 }
 
 #[test]
 fn kill_after_escalates_once_and_only_when_asked() {
     let sb = Sandbox::new();
-    let (child, lines) = support::start(
+    let child = support::start(
         sb.credwrap()
             .args(["--kill-after", "1s", "--", "sh", "-c"])
             .arg("trap 'echo ignoring-TERM' TERM; echo ready; while :; do sleep 1 & wait $!; done"),
     );
-    lines.until("ready", |l| l == "ready");
+    child.line_until("ready", |l| l == "ready");
     let started = Instant::now();
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    assert_eq!(lines.next("the trap"), "ignoring-TERM");
-    let out = finish(child);
+    child.signal(Signal::SIGTERM);
+    assert_eq!(child.line("the trap"), "ignoring-TERM");
+    let out = child.finish();
     assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{:?}", out.status);
     assert!(
         started.elapsed() >= Duration::from_millis(900),
@@ -288,34 +274,82 @@ fn kill_after_escalates_once_and_only_when_asked() {
 }
 
 #[test]
-fn pipe_urg_and_synchronous_signals_are_not_forwarded() {
+fn pipe_and_urg_are_not_forwarded() {
     let sb = Sandbox::new();
-    let (child, lines) = support::start(sb.credwrap().args(["--", "sh", "-c"]).arg(
-        "for s in PIPE URG SEGV BUS; do trap \"echo got-$s\" $s; done; \
-             trap 'echo got-USR1; exit 0' USR1; echo ready; while :; do sleep 1 & wait $!; done",
+    let child = support::start(sb.credwrap().args(["--", "sh", "-c"]).arg(
+        "for s in PIPE URG; do trap \"echo got-$s\" $s; done; \
+         trap 'echo got-USR1; exit 0' USR1; echo ready; while :; do sleep 1 & wait $!; done",
     ));
-    lines.until("ready", |l| l == "ready");
-    let pid = Pid::from_raw(child.id() as i32);
-    kill(pid, Signal::SIGPIPE).unwrap();
-    kill(pid, Signal::SIGURG).unwrap();
+    child.line_until("ready", |l| l == "ready");
+    child.signal(Signal::SIGPIPE);
+    child.signal(Signal::SIGURG);
     // USR1 is forwarded; anything forwarded before it would have been printed first.
-    kill(pid, Signal::SIGUSR1).unwrap();
-    assert_eq!(lines.next("the USR1 trap"), "got-USR1");
-    let out = finish(child);
+    child.signal(Signal::SIGUSR1);
+    assert_eq!(child.line("the USR1 trap"), "got-USR1");
+    let out = child.finish();
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
+}
+
+/// A child that dies of a synchronous fault (SEGV, BUS, ABRT; here sent with `kill` from
+/// outside) is reported as 128+N to the calling shell, and nothing is forwarded to what the
+/// child left in its process group.
+#[test]
+fn a_child_killed_by_a_fault_signal_is_reported_and_nothing_is_forwarded() {
+    let sb = Sandbox::new();
+    for (sig, name) in [
+        (Signal::SIGSEGV, "SEGV"),
+        (Signal::SIGBUS, "BUS"),
+        (Signal::SIGABRT, "ABRT"),
+    ] {
+        // A helper in the child's group that reports any signal it gets; then the child proper.
+        let script = "sh -c 'for s in HUP INT QUIT TERM USR1 USR2 ALRM WINCH SEGV BUS ABRT; do \
+                          trap \"echo helper-got-$s\" $s; done; echo helper=$$; \
+                          while :; do sleep 1 & wait $!; done' & \
+                      exec sh -c 'echo child=$$; exec sleep 600'";
+        let mut probe = std::process::Command::new("sh");
+        probe
+            .arg("-c")
+            .arg("\"$CREDWRAP\" -- sh -c \"$SCRIPT\"; echo status=$?")
+            .envs(sb.credwrap().get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .env("CREDWRAP", env!("CARGO_BIN_EXE_credwrap"))
+            .env("SCRIPT", script);
+        // No controlling terminal, as in CI: the child gets a process group of its own.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut probe, || {
+                nix::unistd::setsid().map_err(std::io::Error::from)?;
+                Ok(())
+            });
+        }
+        let child = support::start(&mut probe);
+        let pids: Vec<String> = (0..2).map(|_| child.line("a pid")).collect();
+        let pid = |who: &str| -> i32 {
+            pids.iter()
+                .find_map(|l| l.strip_prefix(&format!("{who}=")))
+                .unwrap_or_else(|| panic!("no {who} pid in {pids:?}"))
+                .parse()
+                .unwrap()
+        };
+        kill(Pid::from_raw(pid("child")), sig).unwrap();
+        let status = child.line_until("the status", |l| l.starts_with("status="));
+        assert_eq!(status, format!("status={}", 128 + sig as i32), "{name}");
+        // The helper got nothing: had anything been forwarded, its line would come first.
+        kill(Pid::from_raw(pid("helper")), Signal::SIGKILL).unwrap();
+        let out = child.finish();
+        assert!(!out.stdout.contains("helper-got"), "{name}: {}", out.stdout);
+    }
 }
 
 #[test]
 fn credwrap_exits_with_the_child_even_if_grandchildren_hold_its_stdout() {
     let sb = Sandbox::new();
-    let (mut child, lines) =
+    let mut child =
         support::start(
             sb.credwrap()
                 .args(["--", "sh", "-c", "sleep 60 & echo $$; exit 3"]),
         );
-    let group: i32 = lines.next("the child's pid").parse().unwrap();
+    let group: i32 = child.line("the child's pid").parse().unwrap();
     let started = Instant::now();
-    let status = child.wait().unwrap();
+    let status = child.wait();
     assert_eq!(status.code(), Some(3));
     assert!(
         started.elapsed() < Duration::from_secs(5),

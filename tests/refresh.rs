@@ -3,11 +3,10 @@
 
 mod support;
 
-use std::process::Child;
 use std::time::{Duration, Instant, SystemTime};
 
 use support::endpoint::EndpointChild;
-use support::{finish, python, rust_child, script, Fault, Lines, Output, Sandbox};
+use support::{eventually, python, rust_child, script, Fault, Output, Running, Sandbox};
 
 /// Runs a real-SDK child calling STS for `seconds` under credentials living `lifetime` seconds.
 fn soak(sb: &Sandbox, lifetime: u64, seconds: u64, rust: bool) -> Output {
@@ -73,9 +72,9 @@ fn soak_rust_sdk_for_four_lifetimes() {
 
 /// A boto3 child that runs until it has used `keys` distinct credentials; returns it once it
 /// made its first successful call (so the first AssumeRole is done).
-fn start_soak_until_keys(sb: &Sandbox, lifetime: u64, keys: u32) -> (Child, Lines) {
+fn start_soak_until_keys(sb: &Sandbox, lifetime: u64, keys: u32) -> Running {
     sb.sts.set_lifetime(Duration::from_secs(lifetime));
-    let (child, lines) = support::start(
+    let run = support::start(
         sb.credwrap()
             .arg("-v")
             .env("SOAK_LIFETIME", lifetime.to_string())
@@ -88,21 +87,24 @@ fn start_soak_until_keys(sb: &Sandbox, lifetime: u64, keys: u32) -> (Child, Line
             .arg(python())
             .arg(script("soak.py")),
     );
-    lines.until("ready", |l| l == "ready");
-    (child, lines)
+    run.line_until("ready", |l| l == "ready");
+    run
 }
 
-/// Injects `fault` from the start until `hold` after the first refresh began, then expects the
-/// child to have seen no error and to have moved on to a fresh credential.
-fn survives(fault: Fault, lifetime: u64, hold: Duration) -> Output {
+/// Injects `fault` until credwrap has logged `failures` failed refreshes, then heals STS and
+/// expects the child to have seen no error and to have moved on to a fresh credential.
+fn survives(fault: Fault, lifetime: u64, failures: usize) -> Output {
     let sb = Sandbox::new();
-    let (child, lines) = start_soak_until_keys(&sb, lifetime, 2);
+    let run = start_soak_until_keys(&sb, lifetime, 2);
     sb.sts.set_fault(fault);
-    // Refresh starts a third of the way into a short lifetime.
-    std::thread::sleep(Duration::from_secs(lifetime) / 3 + hold);
+    for _ in 0..failures {
+        run.log_until("a failed refresh", |l| {
+            l.contains("refreshing role credentials failed")
+        });
+    }
     sb.sts.set_fault(Fault::None);
-    let summary = lines.until("the summary", |l| l.starts_with("keys="));
-    let out = finish(child);
+    let summary = run.line_until("the summary", |l| l.starts_with("keys="));
+    let out = run.finish();
     assert_eq!(out.code(), Some(0), "{summary}\nstderr: {}", out.stderr);
     assert_eq!(
         summary.split_whitespace().last(),
@@ -115,7 +117,7 @@ fn survives(fault: Fault, lifetime: u64, hold: Duration) -> Output {
 
 #[test]
 fn survives_sts_5xx_during_refresh() {
-    let out = survives(Fault::ServerError, 12, Duration::from_secs(3));
+    let out = survives(Fault::ServerError, 12, 3);
     assert!(out.stderr.contains("ServiceUnavailable"), "{}", out.stderr);
     assert!(
         out.stderr.contains("still serving the current credential"),
@@ -126,13 +128,13 @@ fn survives_sts_5xx_during_refresh() {
 
 #[test]
 fn survives_throttling_during_refresh() {
-    let out = survives(Fault::Throttling, 12, Duration::from_secs(3));
+    let out = survives(Fault::Throttling, 12, 3);
     assert!(out.stderr.contains("Throttling"), "{}", out.stderr);
 }
 
 #[test]
 fn survives_refused_connections_during_refresh() {
-    let out = survives(Fault::Refuse, 12, Duration::from_secs(3));
+    let out = survives(Fault::Refuse, 12, 3);
     assert!(
         out.stderr.contains("could not reach") || out.stderr.contains("dispatch failure"),
         "{}",
@@ -142,10 +144,22 @@ fn survives_refused_connections_during_refresh() {
 
 #[test]
 fn survives_a_ten_second_slow_sts() {
-    let out = survives(
-        Fault::Slow(Duration::from_secs(10)),
-        30,
-        Duration::from_secs(2),
+    let sb = Sandbox::new();
+    let lifetime = 30;
+    let run = start_soak_until_keys(&sb, lifetime, 2);
+    // Slow from the first refresh's request on: heal as soon as it is in flight, so only that
+    // one call takes ten seconds.
+    sb.sts.set_fault(Fault::Slow(Duration::from_secs(10)));
+    eventually("the refresh to reach STS", || {
+        (sb.sts.count("AssumeRole") >= 2).then_some(())
+    });
+    sb.sts.set_fault(Fault::None);
+    let summary = run.line_until("the summary", |l| l.starts_with("keys="));
+    let out = run.finish();
+    assert_eq!(out.code(), Some(0), "{summary}\nstderr: {}", out.stderr);
+    assert!(
+        summary.starts_with("keys=2") && summary.ends_with("errors=0"),
+        "{summary}"
     );
     let took = out
         .stderr
@@ -209,11 +223,10 @@ fn outage_longer_than_the_credential_gives_503_then_recovers() {
 
     // The old credential is served while it has real time left, then refused.
     poll(&ep, Duration::from_secs(20), |status, _| status == 503);
-    // Outlast the credential itself.
-    while SystemTime::now() < first_exp + Duration::from_secs(1) {
-        poll(&ep, Duration::from_secs(20), |_, _| true);
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // Outlast the credential itself, checking every answer on the way.
+    poll(&ep, Duration::from_secs(20), |_, _| {
+        SystemTime::now() >= first_exp + Duration::from_secs(1)
+    });
     sb.sts.set_fault(Fault::None);
     let mut recovered = String::new();
     poll(&ep, Duration::from_secs(20), |status, body| {
@@ -233,47 +246,60 @@ fn outage_longer_than_the_credential_gives_503_then_recovers() {
     );
 }
 
+/// When a log line was written, from its leading RFC 3339 timestamp.
+fn logged_at(line: &str) -> SystemTime {
+    let stamp = line.split_whitespace().next().unwrap_or_default();
+    humantime::parse_rfc3339_weak(stamp.trim_end_matches('Z'))
+        .unwrap_or_else(|e| panic!("no timestamp in {line:?}: {e}"))
+}
+
 #[test]
 fn access_denied_mid_job_is_an_error_retried_slowly() {
     let sb = Sandbox::new();
     sb.sts.set_lifetime(Duration::from_secs(6));
     let ep = EndpointChild::start(&sb, &[]);
     sb.sts.deny_role(support::fake_sts::ROLE_ARN);
+    // Three refusals in a row, as credwrap logged them: each at ERROR, a full backoff_max (1 s
+    // for a 6 s lifetime) apart, never a loop.
+    let refusals: Vec<String> = (0..3)
+        .map(|_| {
+            ep.log_until("a refused refresh", |l| {
+                l.contains("refreshing role credentials failed") && l.contains("AccessDenied")
+            })
+        })
+        .collect();
+    for line in &refusals {
+        assert!(line.contains("ERROR"), "{line}");
+    }
+    for pair in refusals.windows(2) {
+        let gap = logged_at(&pair[1])
+            .duration_since(logged_at(&pair[0]))
+            .unwrap_or_default();
+        assert!(
+            gap >= Duration::from_millis(900),
+            "retried after {gap:?}: {pair:?}"
+        );
+    }
     poll(&ep, Duration::from_secs(20), |status, _| status == 503);
-    let denied_at = Instant::now();
-    let before = sb.sts.count("AssumeRole");
-    std::thread::sleep(Duration::from_secs(3));
-    let during = sb.sts.count("AssumeRole") - before;
-    // backoff_max for a 6 s lifetime is 1 s: a slow pace, not a loop.
-    assert!(
-        during <= 5,
-        "{during} AssumeRole calls in {:?}",
-        denied_at.elapsed()
-    );
     sb.sts.allow_role(support::fake_sts::ROLE_ARN);
     poll(&ep, Duration::from_secs(20), |status, _| status == 200);
     let out = ep.finish();
-    assert!(out.stderr.contains("ERROR"), "{}", out.stderr);
-    assert!(out.stderr.contains("AccessDenied"), "{}", out.stderr);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
 }
 
 #[test]
 fn concurrent_requests_during_a_refresh_cause_one_assume_role() {
     let sb = Sandbox::new();
-    sb.sts.set_lifetime(Duration::from_secs(10));
+    // Refresh at 4 s, stale at 10 s: the slow refresh ends before the credential goes stale.
+    sb.sts.set_lifetime(Duration::from_secs(12));
     let ep = EndpointChild::start(&sb, &[]);
     let (_, first) = ep.get();
     let (first_key, _) = expiration(&first);
-    // Slow STS: the refresh stays in flight while the requests pile up.
-    sb.sts.set_fault(Fault::Slow(Duration::from_secs(2)));
-    let start = Instant::now();
-    while sb.sts.count("AssumeRole") < 2 {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "no refresh started"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    // Slow STS: the refresh stays in flight (5 s) while the requests pile up.
+    sb.sts.set_fault(Fault::Slow(Duration::from_secs(5)));
+    eventually("a refresh to start", || {
+        (sb.sts.count("AssumeRole") >= 2).then_some(())
+    });
     let keys: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..100)
             .map(|_| {
@@ -286,7 +312,8 @@ fn concurrent_requests_during_a_refresh_cause_one_assume_role() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    assert_eq!(keys.len(), 100);
+    // Every one was answered from memory with the credential held, none waited for STS.
+    assert!(keys.iter().all(|k| *k == first_key), "{keys:?}");
     let mut new_key = String::new();
     poll(&ep, Duration::from_secs(20), |_, body| {
         new_key = expiration(body).0;

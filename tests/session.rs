@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::fake_sts::{
     Call, HOSTILE_KEY_ID, HOSTILE_SECRET, ROLE_ARN, SOURCE_KEY_ID, SOURCE_SECRET,
@@ -30,14 +30,9 @@ fn calls(sb: &Sandbox, action: &str) -> Vec<Call> {
 
 /// Waits until the fake STS has seen `n` calls of `action` (the event a refresh test waits for).
 fn wait_for_calls(sb: &Sandbox, action: &str, n: usize) {
-    let start = Instant::now();
-    while sb.sts.count(action) < n {
-        assert!(
-            start.elapsed() < support::TIMEOUT,
-            "never saw {n} {action} calls"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    support::eventually(&format!("{n} {action} calls"), || {
+        (sb.sts.count(action) >= n).then_some(())
+    });
 }
 
 #[test]
@@ -318,32 +313,20 @@ fn mfa_gets_one_session_and_refreshes_from_it() {
     let sb = Sandbox::new();
     sb.sts.set_lifetime(Duration::from_secs(6));
     let serial = "arn:aws:iam::111111111111:mfa/source";
-    let mut cmd = sb.credwrap();
-    cmd.args(["--mfa-serial", serial, "--mfa-duration", "1h"])
-        .env("CREDWRAP_MFA_CODE", "123456")
-        .args(["--", "sh", "-c", "env; echo ready; read x; exit 0"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let lines = support::Lines::new(child.stdout.take().unwrap());
-    let mut env = String::new();
-    loop {
-        let l = lines.next("the environment");
-        if l == "ready" {
-            break;
-        }
-        env.push_str(&l);
-        env.push('\n');
-    }
+    let child = support::start(
+        sb.credwrap()
+            .args(["--mfa-serial", serial, "--mfa-duration", "1h"])
+            .env("CREDWRAP_MFA_CODE", "123456")
+            .args(["--", "sh", "-c", "env; echo ready; read x; exit 0"]),
+    );
+    let env = child.lines_before("ready");
     assert!(
-        !env.contains("CREDWRAP_MFA_CODE"),
+        !env.iter().any(|l| l.contains("CREDWRAP_MFA_CODE")),
         "the MFA code reached the child"
     );
     // Two refreshes after the first AssumeRole, without asking for a code again.
     wait_for_calls(&sb, "AssumeRole", 3);
-    drop(child.stdin.take());
-    let out = support::finish(child);
+    let out = child.finish();
     ok(&out);
     let gst = calls(&sb, "GetSessionToken");
     assert_eq!(gst.len(), 1);
@@ -410,29 +393,12 @@ fn web_identity_rereads_the_token_at_every_refresh() {
                 .arg("--web-identity-token-file")
                 .arg(&token);
         }
-        let mut child = cmd
-            .args(["--", "sh", "-c", "read x; exit 0"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = support::start(cmd.args(["--", "sh", "-c", "read x; exit 0"]));
         wait_for_calls(&sb, "AssumeRoleWithWebIdentity", 1);
         // The CI system rotates the token; the next refresh must send the new one.
         std::fs::write(&token, "second.jwt.token\n").unwrap();
-        let start = Instant::now();
-        while sb.sts.count("AssumeRoleWithWebIdentity") < 2
-            && start.elapsed() < Duration::from_secs(20)
-        {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        drop(child.stdin.take());
-        let out = support::finish(child);
-        assert!(
-            sb.sts.count("AssumeRoleWithWebIdentity") >= 2,
-            "no refresh: {}",
-            out.stderr
-        );
+        wait_for_calls(&sb, "AssumeRoleWithWebIdentity", 2);
+        let out = child.finish();
         ok(&out);
         let calls = calls(&sb, "AssumeRoleWithWebIdentity");
         assert_eq!(calls[0].params["WebIdentityToken"], "first.jwt.token");
@@ -453,19 +419,14 @@ fn via_chains_roles_in_order_and_refresh_reruns_the_chain() {
     sb.sts.set_lifetime(Duration::from_secs(6));
     let a = "arn:aws:iam::111111111111:role/hop-a";
     let b = "arn:aws:iam::222222222222:role/hop-b";
-    let mut child = sb
-        .credwrap()
-        .args(["--via", a, "--via", b, "--duration", "2h", "--tag", "k=v"])
-        .args(["--", "sh", "-c", "read x; exit 0"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = support::start(
+        sb.credwrap()
+            .args(["--via", a, "--via", b, "--duration", "2h", "--tag", "k=v"])
+            .args(["--", "sh", "-c", "read x; exit 0"]),
+    );
     // One refresh: the whole chain again.
     wait_for_calls(&sb, "AssumeRole", 6);
-    drop(child.stdin.take());
-    let out = support::finish(child);
+    let out = child.finish();
     ok(&out);
     assert!(
         out.stderr.contains("role chaining limits a session to 1h"),

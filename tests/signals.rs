@@ -4,22 +4,16 @@
 mod support;
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::Child;
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-use support::{finish, Lines, Sandbox};
+use nix::sys::signal::Signal;
+use support::{Running, Sandbox};
 
 const LOOP: &str = "echo ready; while :; do sleep 1 & wait $!; done";
 
-fn start(sb: &Sandbox, script: &str) -> (Child, Lines) {
-    let (child, lines) = support::start(sb.credwrap().args(["--", "sh", "-c", script]));
-    lines.until("ready", |l| l == "ready");
-    (child, lines)
-}
-
-fn send(child: &Child, sig: Signal) {
-    kill(Pid::from_raw(child.id() as i32), sig).unwrap();
+fn start(sb: &Sandbox, script: &str) -> Running {
+    let run = support::start(sb.credwrap().args(["--", "sh", "-c", script]));
+    run.line_until("ready", |l| l == "ready");
+    run
 }
 
 #[test]
@@ -27,10 +21,10 @@ fn sigterm_and_sigint_reach_the_childs_trap() {
     let sb = Sandbox::new();
     for (sig, name, code) in [(Signal::SIGTERM, "TERM", 42), (Signal::SIGINT, "INT", 43)] {
         let script = format!("trap 'echo got-{name}; exit {code}' {name}; {LOOP}");
-        let (child, lines) = start(&sb, &script);
-        send(&child, sig);
-        assert_eq!(lines.next("the trap's output"), format!("got-{name}"));
-        let out = finish(child);
+        let run = start(&sb, &script);
+        run.signal(sig);
+        assert_eq!(run.line("the trap's output"), format!("got-{name}"));
+        let out = run.finish();
         assert_eq!(out.code(), Some(code), "{}", out.stderr);
     }
 }
@@ -40,7 +34,7 @@ fn every_forwarded_signal_arrives() {
     let sb = Sandbox::new();
     let script =
         format!("for s in HUP QUIT USR1 USR2 ALRM WINCH; do trap \"echo got-$s\" $s; done; {LOOP}");
-    let (child, lines) = start(&sb, &script);
+    let run = start(&sb, &script);
     for (sig, name) in [
         (Signal::SIGHUP, "HUP"),
         (Signal::SIGQUIT, "QUIT"),
@@ -49,11 +43,11 @@ fn every_forwarded_signal_arrives() {
         (Signal::SIGALRM, "ALRM"),
         (Signal::SIGWINCH, "WINCH"),
     ] {
-        send(&child, sig);
-        assert_eq!(lines.next(name), format!("got-{name}"));
+        run.signal(sig);
+        assert_eq!(run.line(name), format!("got-{name}"));
     }
-    send(&child, Signal::SIGKILL);
-    let _ = finish(child);
+    run.signal(Signal::SIGKILL);
+    let _ = run.finish();
 }
 
 #[test]
@@ -61,21 +55,21 @@ fn repeated_interrupts_are_forwarded_not_escalated() {
     let sb = Sandbox::new();
     let script =
         format!("n=0; trap 'n=$((n+1)); echo int-$n; [ $n -ge 3 ] && exit 44' INT; {LOOP}");
-    let (child, lines) = start(&sb, &script);
+    let run = start(&sb, &script);
     for i in 1..=3 {
-        send(&child, Signal::SIGINT);
-        assert_eq!(lines.next("the INT trap"), format!("int-{i}"));
+        run.signal(Signal::SIGINT);
+        assert_eq!(run.line("the INT trap"), format!("int-{i}"));
     }
-    let out = finish(child);
+    let out = run.finish();
     assert_eq!(out.code(), Some(44), "{}", out.stderr);
 }
 
 #[test]
 fn a_child_killed_by_a_signal_kills_credwrap_by_the_same_signal() {
     let sb = Sandbox::new();
-    let (child, _lines) = start(&sb, LOOP);
-    send(&child, Signal::SIGTERM);
-    let out = finish(child);
+    let run = start(&sb, LOOP);
+    run.signal(Signal::SIGTERM);
+    let out = run.finish();
     assert_eq!(
         out.status.signal(),
         Some(libc::SIGTERM),

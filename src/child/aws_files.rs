@@ -6,11 +6,9 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-use tempfile::TempDir;
+use crate::private_dir::PrivateDir;
 
 /// Config keys that produce credentials; everything else in the file is kept.
 const CREDENTIAL_KEYS: &[&str] = &[
@@ -36,67 +34,37 @@ const CREDENTIAL_KEYS: &[&str] = &[
     "login_session",
 ];
 
-/// The private directory holding the stand-ins; removed by [`SharedFiles::remove`].
-pub struct SharedFiles {
-    dir: TempDir,
-}
-
-impl SharedFiles {
-    /// Writes the stand-ins into a new private (0700) directory.
-    pub fn create(user_config: Option<PathBuf>) -> anyhow::Result<SharedFiles> {
-        use std::os::unix::fs::PermissionsExt;
-        // Private to us: the files hold the token (--token-file) and the user's settings.
-        let dir = tempfile::Builder::new()
-            .prefix("credwrap-")
-            .permissions(fs::Permissions::from_mode(0o700))
-            .tempdir()
-            .context("could not create a private temporary directory")?;
-        let original = match &user_config {
-            Some(path) => match fs::read_to_string(path) {
-                Ok(text) => text,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-                Err(e) => {
-                    tracing::warn!(
-                        "could not read {}: {e}; the command gets no AWS config settings",
-                        path.display()
-                    );
-                    String::new()
-                }
-            },
-            None => String::new(),
-        };
-        write_private(&dir.path().join("config"), &sanitize_config(&original))?;
-        write_private(&dir.path().join("credentials"), "")?;
-        write_private(&dir.path().join("boto"), "")?;
-        Ok(SharedFiles { dir })
-    }
-
-    /// The variables that point the child at the stand-ins.
-    pub fn child_env(&self) -> Vec<(&'static str, OsString)> {
-        let p = |name: &str| self.dir.path().join(name).into_os_string();
-        vec![
-            ("AWS_CONFIG_FILE", p("config")),
-            ("AWS_SHARED_CREDENTIALS_FILE", p("credentials")),
-            ("BOTO_CONFIG", p("boto")),
-        ]
-    }
-
-    /// Writes a secret into a 0600 file in the private directory; returns its path.
-    pub fn write_secret(
-        &self,
-        name: &str,
-        value: &crate::secret::Secret,
-    ) -> anyhow::Result<PathBuf> {
-        let path = self.dir.path().join(name);
-        write_private(&path, value.expose())?;
-        Ok(path)
-    }
-
-    pub fn remove(self) {
-        if let Err(e) = self.dir.close() {
-            tracing::debug!("could not remove the temporary directory: {e}");
-        }
-    }
+/// Writes the stand-ins into credwrap's private directory and returns the variables that point
+/// the child at them.
+pub fn write_stand_ins(
+    dir: &PrivateDir,
+    user_config: Option<PathBuf>,
+) -> anyhow::Result<Vec<(&'static str, OsString)>> {
+    let original = match &user_config {
+        Some(path) => match fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                tracing::warn!(
+                    "could not read {}: {e}; the command gets no AWS config settings",
+                    path.display()
+                );
+                String::new()
+            }
+        },
+        None => String::new(),
+    };
+    Ok(vec![
+        (
+            "AWS_CONFIG_FILE",
+            dir.write("config", &sanitize_config(&original))?.into(),
+        ),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.write("credentials", "")?.into(),
+        ),
+        ("BOTO_CONFIG", dir.write("boto", "")?.into()),
+    ])
 }
 
 /// Where the user's config file is, as the SDKs look for it.
@@ -112,18 +80,6 @@ fn expand_home(p: PathBuf) -> PathBuf {
         (Ok(rest), Some(home)) => Path::new(&home).join(rest),
         _ => p,
     }
-}
-
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("could not create {}", path.display()))?;
-    f.write_all(text.as_bytes())
-        .with_context(|| format!("could not write {}", path.display()))
 }
 
 /// Drops every credential-bearing `key = value` line, with its indented continuation lines.

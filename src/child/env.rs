@@ -41,6 +41,17 @@ pub const REMOVED: &[&str] = &[
 /// Set in the child so that a credwrap started inside it knows it is nested.
 pub const NESTED_MARKER: &str = "CREDWRAP_ACTIVE_ROLE";
 
+/// A credwrap inside another one takes the outer role as its source: say so, since a user who
+/// did not mean to stack them would otherwise be puzzled by AccessDenied.
+pub fn warn_if_nested() {
+    if let Some(outer) = std::env::var_os(NESTED_MARKER) {
+        tracing::warn!(
+            "running inside another credwrap (role {}); its role is the source credential for this one",
+            outer.to_string_lossy()
+        );
+    }
+}
+
 /// What the child's environment is built from, besides the parent's.
 pub struct Additions<'a> {
     /// The endpoint's variables.

@@ -19,7 +19,7 @@ use signal_hook::iterator::exfiltrator::origin::WithOrigin;
 use signal_hook::iterator::SignalsInfo;
 use signal_hook::low_level::siginfo::Cause;
 
-use crate::exit;
+use crate::exit::{self, Failure};
 
 /// Signals passed on to the child. Never KILL/STOP (impossible), CHLD (ours), PIPE (our own
 /// writes), URG (Go's runtime preemption) nor the synchronous faults.
@@ -32,6 +32,26 @@ const FORWARDED: &[i32] = &[
 pub struct SpawnError {
     pub code: i32,
     pub message: String,
+}
+
+impl From<SpawnError> for Failure {
+    fn from(e: SpawnError) -> Failure {
+        Failure::new(e.code, e.message, None)
+    }
+}
+
+/// The command ran, but its exit status was taken by something else in this process.
+#[derive(Debug)]
+pub struct LostChild(String);
+
+impl From<LostChild> for Failure {
+    fn from(e: LostChild) -> Failure {
+        Failure::new(
+            exit::LOST_CHILD,
+            format!("lost track of the command's exit status: {}", e.0),
+            Some("this is a bug in credwrap or a library it uses; please report it".to_string()),
+        )
+    }
 }
 
 /// How signals reach the child.
@@ -150,18 +170,18 @@ pub struct Running {
 
 impl Running {
     /// Forwards signals until the child exits, then returns its status.
-    pub fn wait(mut self) -> ExitStatus {
+    pub fn wait(mut self) -> Result<ExitStatus, LostChild> {
         let pid = Pid::from_raw(self.child.id() as i32);
         let group = self.group;
         loop {
             // Checked before every block: SIGCHLD may have come before we got here.
             let exited = if self.reap_orphans {
-                reap_all(pid)
+                reap_all(pid)?
             } else {
-                try_wait(&mut self.child)
+                try_wait(&mut self.child)?
             };
             if let Some(status) = exited {
-                return status;
+                return Ok(status);
             }
             for info in self.signals.wait() {
                 if info.signal == SIGCHLD {
@@ -216,41 +236,35 @@ fn start_kill_timer(pid: Pid, group: Group, after: std::time::Duration) {
 
 /// As a subreaper or PID 1, orphaned descendants become our children: reap every one that has
 /// exited, and return the command's own status when it is among them.
-fn reap_all(child: Pid) -> Option<ExitStatus> {
+fn reap_all(child: Pid) -> Result<Option<ExitStatus>, LostChild> {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     use std::os::unix::process::ExitStatusExt;
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(p, code)) if p == child => {
-                return Some(ExitStatus::from_raw((code & 0xff) << 8))
+                return Ok(Some(ExitStatus::from_raw((code & 0xff) << 8)))
             }
             Ok(WaitStatus::Signaled(p, sig, core)) if p == child => {
-                return Some(ExitStatus::from_raw(
+                return Ok(Some(ExitStatus::from_raw(
                     sig as i32 | if core { 0x80 } else { 0 },
-                ))
+                )))
             }
-            Ok(WaitStatus::StillAlive) => return None,
+            Ok(WaitStatus::StillAlive) => return Ok(None),
             Ok(other) => tracing::debug!("reaped an orphan: {other:?}"),
-            Err(nix::errno::Errno::ECHILD) => return None,
-            Err(e) => {
-                tracing::debug!("waitpid: {e}");
-                return None;
+            // No child at all, not even the command: someone else reaped it.
+            Err(nix::errno::Errno::ECHILD) => {
+                return Err(LostChild("no child left to wait for".into()))
             }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(LostChild(format!("waitpid: {e}"))),
         }
     }
 }
 
-fn try_wait(child: &mut Child) -> Option<ExitStatus> {
-    match child.try_wait() {
-        Ok(status) => status,
-        Err(e) => {
-            // ECHILD cannot happen while we are the only waiter; if it does, do not spin.
-            tracing::error!("lost track of the command: {e}");
-            Some(std::os::unix::process::ExitStatusExt::from_raw(
-                exit::FAILED << 8,
-            ))
-        }
-    }
+/// ECHILD cannot happen while we are the only waiter; if it does, say so rather than invent a
+/// status or wait forever.
+fn try_wait(child: &mut Child) -> Result<Option<ExitStatus>, LostChild> {
+    child.try_wait().map_err(|e| LostChild(e.to_string()))
 }
 
 fn spawn_error(program: &OsString, e: &io::Error) -> SpawnError {

@@ -2,18 +2,18 @@
 //! path, `Authorization: <token>` (raw, no scheme), a JSON credential.
 
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::AUTHORIZATION;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, StatusCode};
 use serde::Serialize;
 
-use super::State;
-use crate::broker::fmt_time;
-use crate::role::Credential;
+use super::http::{self, Current, Reply};
+use crate::credential::{fmt_expiration, RoleCredential};
+use crate::private_dir::PrivateDir;
 use crate::secret::Secret;
 
 pub const ENV_FULL_URI: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
@@ -21,31 +21,102 @@ pub const ENV_TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN";
 /// The token's other form, a file the SDK reads (`--token-file`).
 pub const ENV_TOKEN_FILE: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE";
 
-pub fn child_env(addr: SocketAddr, path: &str, token: &Secret) -> Vec<(&'static str, Secret)> {
-    vec![
-        (ENV_FULL_URI, Secret::new(format!("http://{addr}{path}"))),
-        (ENV_TOKEN, token.clone()),
-        // Java falls through to the real IMDS when the container endpoint fails, and the JS
-        // and Rust chains would too: the endpoint must be the child's only source.
-        ("AWS_EC2_METADATA_DISABLED", Secret::new("true")),
-    ]
+/// The secrets of one container endpoint, and where the child finds the token.
+pub struct Container {
+    /// A random path: what SDKs without token support would otherwise get for free.
+    path: String,
+    token: Secret,
+    /// With `--token-file`: the 0600 file holding the token, instead of the environment.
+    token_file: Option<PathBuf>,
+    warned_missing_token: AtomicBool,
 }
 
-pub fn respond(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    if req.uri().path() != state.path {
-        return super::error(StatusCode::NOT_FOUND, "NotFound", "no such resource");
+impl Container {
+    /// New random secrets; with `token_file`, the token is written to `dir` (0600) instead of
+    /// going into the child's environment, which any process of the same user can read.
+    pub fn new(dir: &PrivateDir, token_file: bool) -> anyhow::Result<Container> {
+        let token = Secret::new(http::random_hex(32)?);
+        let token_file = if token_file {
+            Some(dir.write_secret("token", &token)?)
+        } else {
+            None
+        };
+        Ok(Container {
+            path: format!("/{}", http::random_hex(16)?),
+            token,
+            token_file,
+            warned_missing_token: AtomicBool::new(false),
+        })
     }
-    if req.method() != Method::GET {
-        return super::method_not_allowed("GET");
+
+    /// The variables that point an SDK at this endpoint on `addr`.
+    pub fn child_env(&self, addr: SocketAddr) -> Vec<(&'static str, Secret)> {
+        let token = match &self.token_file {
+            Some(file) => (ENV_TOKEN_FILE, Secret::new(file.to_string_lossy())),
+            None => (ENV_TOKEN, self.token.clone()),
+        };
+        vec![
+            (
+                ENV_FULL_URI,
+                Secret::new(format!("http://{addr}{}", self.path)),
+            ),
+            token,
+            // Java falls through to the real IMDS when the container endpoint fails, and the JS
+            // and Rust chains would too: the endpoint must be the child's only source.
+            ("AWS_EC2_METADATA_DISABLED", Secret::new("true")),
+        ]
     }
-    if !super::secret_eq(req.headers().get(AUTHORIZATION), state.token.expose()) {
-        return super::error(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "the Authorization header must be AWS_CONTAINER_AUTHORIZATION_TOKEN, exactly",
-        );
+
+    pub fn respond(&self, current: &Current<'_>, req: &Request<Incoming>) -> Reply {
+        if req.uri().path() != self.path {
+            return http::error(StatusCode::NOT_FOUND, "NotFound", "no such resource");
+        }
+        if req.method() != Method::GET {
+            return http::method_not_allowed("GET");
+        }
+        let auth = req.headers().get(AUTHORIZATION);
+        if !http::secret_eq(auth, self.token.expose()) {
+            if auth.is_none() {
+                self.warn_missing_token();
+            }
+            return http::error(
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                self.unauthorized(),
+            );
+        }
+        current.serve(body)
     }
-    super::serve_current(state, body)
+
+    fn unauthorized(&self) -> &'static str {
+        if self.token_file.is_some() {
+            "the Authorization header must be the contents of AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE, \
+             exactly; SDKs older than token-file support send none (see credwrap's README)"
+        } else {
+            "the Authorization header must be AWS_CONTAINER_AUTHORIZATION_TOKEN, exactly"
+        }
+    }
+
+    /// Once per run: a request with no token at all is most often an SDK too old for
+    /// `--token-file`, and the child only sees a 401.
+    fn warn_missing_token(&self) {
+        if self.warned_missing_token.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        if self.token_file.is_some() {
+            tracing::warn!(
+                "a request for the credentials came without an Authorization header: the \
+                 command's SDK may be older than AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE support \
+                 (botocore 1.32, AWS CLI v2 2.15, JS v3 3.515, Java v2 2.21.30, Go v2 2023-11); \
+                 upgrade it or run without --token-file"
+            );
+        } else {
+            tracing::warn!(
+                "a request for the credentials came without an Authorization header (answered \
+                 401): the command's SDK is not reading AWS_CONTAINER_AUTHORIZATION_TOKEN"
+            );
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -61,35 +132,28 @@ struct Body<'a> {
     account_id: &'a str,
 }
 
-pub fn body(c: &Credential) -> Bytes {
+fn body(c: &RoleCredential) -> Bytes {
     let body = Body {
         code: "Success",
         kind: "AWS-HMAC",
         access_key_id: &c.access_key_id,
         secret_access_key: c.secret_access_key.expose(),
         token: c.session_token.expose(),
-        expiration: fmt_time(floor_to_second(c.expiration)),
+        expiration: fmt_expiration(c.expiration),
         account_id: &c.account_id,
     };
     // Serialising plain strings cannot fail.
     Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` is what the strictest parsers take; rounding down never promises a
-/// credential for longer than STS does.
-pub fn floor_to_second(t: SystemTime) -> SystemTime {
-    let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    UNIX_EPOCH + Duration::from_secs(secs)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::Secret;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
-    fn expiration_is_whole_seconds_utc() {
-        let c = Credential {
+    fn the_body_has_what_every_sdk_reads() {
+        let c = RoleCredential {
             access_key_id: "ASIAEXAMPLE".into(),
             secret_access_key: Secret::new("s"),
             session_token: Secret::new("t"),
@@ -101,7 +165,9 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&body(&c)).unwrap();
         assert_eq!(v["Expiration"], "2027-01-15T08:00:00Z");
         assert_eq!(v["AccessKeyId"], "ASIAEXAMPLE");
+        assert_eq!(v["SecretAccessKey"], "s");
         assert_eq!(v["Token"], "t");
         assert_eq!(v["AccountId"], "123456789012");
+        assert_eq!(v["Code"], "Success");
     }
 }

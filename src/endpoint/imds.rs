@@ -11,15 +11,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::header::HeaderValue;
+use hyper::{Method, Request, StatusCode};
 use serde::Serialize;
 
-use super::State;
-use crate::broker::fmt_time;
-use crate::role::Credential;
+use super::http::{self, text, Current, Reply};
+use crate::credential::{fmt_expiration, RoleCredential};
 use crate::secret::Secret;
 
 const TOKEN_PATH: &str = "/latest/api/token";
@@ -31,29 +29,104 @@ const MAX_TTL_SECS: u64 = 21_600;
 /// A bound on the sessions kept, so a local client looping on PUT cannot grow memory.
 const MAX_SESSIONS: usize = 4096;
 
-pub fn child_env(addr: SocketAddr) -> Vec<(&'static str, Secret)> {
-    vec![
-        (
-            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
-            Secret::new(format!("http://{addr}")),
-        ),
-        (
-            "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE",
-            Secret::new("IPv4"),
-        ),
-        ("AWS_EC2_METADATA_V1_DISABLED", Secret::new("true")),
-    ]
+/// The state of one IMDS endpoint: the role it lists and the sessions it handed out.
+pub struct Imds {
+    role_name: String,
+    sessions: Sessions,
+}
+
+impl Imds {
+    pub fn new(role_name: String) -> Imds {
+        Imds {
+            role_name,
+            sessions: Sessions::default(),
+        }
+    }
+
+    /// The variables that point an SDK at this endpoint on `addr`.
+    pub fn child_env(&self, addr: SocketAddr) -> Vec<(&'static str, Secret)> {
+        vec![
+            (
+                "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+                Secret::new(format!("http://{addr}")),
+            ),
+            (
+                "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE",
+                Secret::new("IPv4"),
+            ),
+            ("AWS_EC2_METADATA_V1_DISABLED", Secret::new("true")),
+        ]
+    }
+
+    pub fn respond(&self, current: &Current<'_>, req: &Request<Incoming>) -> Reply {
+        let path = req.uri().path();
+        if path == TOKEN_PATH {
+            return self.session(req);
+        }
+        if path != CREDENTIALS_PREFIX.trim_end_matches('/') && !path.starts_with(CREDENTIALS_PREFIX)
+        {
+            return text(StatusCode::NOT_FOUND, "Not Found");
+        }
+        if req.method() != Method::GET {
+            return http::method_not_allowed("GET");
+        }
+        if !self.sessions.valid(req.headers().get(TOKEN_HEADER)) {
+            return text(StatusCode::UNAUTHORIZED, "Unauthorized");
+        }
+        let name = path
+            .strip_prefix(CREDENTIALS_PREFIX)
+            .unwrap_or_default()
+            .trim_end_matches('/');
+        if name.is_empty() {
+            // The listing: the role's name, without a trailing newline.
+            return text(StatusCode::OK, &self.role_name);
+        }
+        if name != self.role_name {
+            return text(StatusCode::NOT_FOUND, "Not Found");
+        }
+        current.serve(body)
+    }
+
+    fn session(&self, req: &Request<Incoming>) -> Reply {
+        if req.method() != Method::PUT {
+            return http::method_not_allowed("PUT");
+        }
+        // Real IMDS refuses proxied token requests; a proxy in front of loopback is a red flag too.
+        if req.headers().contains_key("x-forwarded-for") {
+            return text(StatusCode::FORBIDDEN, "Forbidden");
+        }
+        let ttl = req
+            .headers()
+            .get(TTL_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|t| (1..=MAX_TTL_SECS).contains(t));
+        let Some(ttl) = ttl else {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "Bad Request: missing or invalid TTL",
+            );
+        };
+        let Some(token) = self.sessions.issue(Duration::from_secs(ttl)) else {
+            return text(StatusCode::INTERNAL_SERVER_ERROR, "no randomness");
+        };
+        let mut resp = text(StatusCode::OK, &token);
+        // The Rust and Go SDKs read the granted TTL back from this header.
+        resp.headers_mut()
+            .insert(TTL_HEADER, HeaderValue::from(ttl));
+        resp
+    }
 }
 
 /// The IMDSv2 session tokens handed out, with their expiry.
 #[derive(Default)]
-pub struct Sessions {
+struct Sessions {
     tokens: Mutex<HashMap<String, Instant>>,
 }
 
 impl Sessions {
     fn issue(&self, ttl: Duration) -> Option<String> {
-        let token = super::random_hex(32).ok()?;
+        let token = http::random_hex(32).ok()?;
         let now = Instant::now();
         let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         if tokens.len() >= MAX_SESSIONS {
@@ -80,74 +153,8 @@ impl Sessions {
         // Each stored token is compared in constant time; which one matched leaks nothing.
         tokens
             .iter()
-            .any(|(t, expires)| super::secret_eq(Some(got), t) && *expires > now)
+            .any(|(t, expires)| http::secret_eq(Some(got), t) && *expires > now)
     }
-}
-
-pub fn respond(state: &State, role_name: &str, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let path = req.uri().path();
-    if path == TOKEN_PATH {
-        return session(state, req);
-    }
-    if path != CREDENTIALS_PREFIX.trim_end_matches('/') && !path.starts_with(CREDENTIALS_PREFIX) {
-        return text(StatusCode::NOT_FOUND, "Not Found");
-    }
-    if req.method() != Method::GET {
-        return super::method_not_allowed("GET");
-    }
-    if !state.imds_sessions.valid(req.headers().get(TOKEN_HEADER)) {
-        return text(StatusCode::UNAUTHORIZED, "Unauthorized");
-    }
-    let name = path
-        .strip_prefix(CREDENTIALS_PREFIX)
-        .unwrap_or_default()
-        .trim_end_matches('/');
-    if name.is_empty() {
-        // The listing: the role's name, without a trailing newline.
-        return text(StatusCode::OK, role_name);
-    }
-    if name != role_name {
-        return text(StatusCode::NOT_FOUND, "Not Found");
-    }
-    super::serve_current(state, body)
-}
-
-fn session(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    if req.method() != Method::PUT {
-        return super::method_not_allowed("PUT");
-    }
-    // Real IMDS refuses proxied token requests; a proxy in front of loopback is a red flag too.
-    if req.headers().contains_key("x-forwarded-for") {
-        return text(StatusCode::FORBIDDEN, "Forbidden");
-    }
-    let ttl = req
-        .headers()
-        .get(TTL_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .filter(|t| (1..=MAX_TTL_SECS).contains(t));
-    let Some(ttl) = ttl else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "Bad Request: missing or invalid TTL",
-        );
-    };
-    let Some(token) = state.imds_sessions.issue(Duration::from_secs(ttl)) else {
-        return text(StatusCode::INTERNAL_SERVER_ERROR, "no randomness");
-    };
-    let mut resp = text(StatusCode::OK, &token);
-    // The Rust and Go SDKs read the granted TTL back from this header.
-    resp.headers_mut()
-        .insert(TTL_HEADER, HeaderValue::from(ttl));
-    resp
-}
-
-fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    resp
 }
 
 #[derive(Serialize)]
@@ -163,15 +170,15 @@ struct Body<'a> {
     expiration: String,
 }
 
-fn body(c: &Credential) -> Bytes {
+fn body(c: &RoleCredential) -> Bytes {
     let body = Body {
         code: "Success",
-        last_updated: fmt_time(super::ecs::floor_to_second(c.received)),
+        last_updated: fmt_expiration(c.received),
         kind: "AWS-HMAC",
         access_key_id: &c.access_key_id,
         secret_access_key: c.secret_access_key.expose(),
         token: c.session_token.expose(),
-        expiration: fmt_time(super::ecs::floor_to_second(c.expiration)),
+        expiration: fmt_expiration(c.expiration),
     };
     Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
 }

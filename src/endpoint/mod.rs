@@ -3,12 +3,12 @@
 //! It listens on 127.0.0.1 only, on an ephemeral port, and speaks one of two protocols: the
 //! container-credentials one ([`ecs`], a random path and a random token) or an IMDSv2-compatible
 //! one ([`imds`], session tokens from `PUT /latest/api/token`). It only reads the broker's current
-//! credential and never waits on STS, so a request is answered from memory.
+//! credential and never waits on STS, so a request is answered from memory. This module owns what
+//! is common: the listener, the connection limits, the `Host` check and revocation.
 
 mod ecs;
+mod http;
 mod imds;
-
-pub use ecs::{ENV_TOKEN, ENV_TOKEN_FILE};
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -17,21 +17,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::broker::Credentials;
+use crate::broker::CredentialReader;
+use crate::private_dir::PrivateDir;
 use crate::secret::Secret;
+use http::{Current, Reply};
 
 /// SDKs open one or two connections each; this leaves room for a big process tree while keeping
 /// a misbehaving local client from exhausting file descriptors.
@@ -41,54 +39,81 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Smallest buffer hyper accepts; SDK requests are a few hundred bytes.
 const MAX_HEADER_BYTES: usize = 8192;
 
-/// Which protocol the endpoint speaks.
+/// Which protocol the endpoint speaks, as the command line chose it.
 pub enum Protocol {
-    /// Container credentials (`AWS_CONTAINER_CREDENTIALS_FULL_URI`).
-    Container,
+    /// Container credentials (`AWS_CONTAINER_CREDENTIALS_FULL_URI`); with `token_file`, the
+    /// token reaches the child as a file instead of a variable.
+    Container { token_file: bool },
     /// IMDSv2, listing this role name under `security-credentials/`.
     Imds { role_name: String },
 }
 
-struct State {
-    credentials: Credentials,
-    protocol: Protocol,
+impl Protocol {
+    /// How much life a credential must have left to be served: what this protocol's clients
+    /// need (IMDS clients stretch an expiring credential, so they need more).
+    pub fn guard(&self) -> Duration {
+        match self {
+            Protocol::Container { .. } => crate::broker::CONTAINER_GUARD,
+            Protocol::Imds { .. } => crate::broker::IMDS_GUARD,
+        }
+    }
+}
+
+/// The protocol's own state.
+enum Service {
+    Container(ecs::Container),
+    Imds(imds::Imds),
+}
+
+struct Shared {
+    reader: CredentialReader,
+    service: Service,
     /// The port we listen on, for the Host check.
     port: u16,
-    /// Container protocol: the random path and token.
-    path: String,
-    token: Secret,
-    /// IMDS protocol: the session tokens handed out.
-    imds_sessions: imds::Sessions,
     revoked: AtomicBool,
 }
 
 /// A running endpoint; [`Endpoint::close`] revokes its token and stops it.
 pub struct Endpoint {
-    state: Arc<State>,
+    shared: Arc<Shared>,
     addr: SocketAddr,
     accept_loop: JoinHandle<()>,
 }
 
 impl Endpoint {
-    /// Binds the listener and starts serving on the current tokio runtime.
-    pub async fn start(credentials: Credentials, protocol: Protocol) -> anyhow::Result<Endpoint> {
+    /// Binds the listener and starts serving on the current tokio runtime. Files the child needs
+    /// (the token file) go into `dir`.
+    pub async fn start(
+        reader: CredentialReader,
+        protocol: Protocol,
+        dir: &PrivateDir,
+    ) -> anyhow::Result<Endpoint> {
+        let service = match protocol {
+            Protocol::Container { token_file } => {
+                Service::Container(ecs::Container::new(dir, token_file)?)
+            }
+            Protocol::Imds { role_name } => {
+                tracing::warn!(
+                    "IMDS mode: any local process that can reach 127.0.0.1 can read the role's \
+                     credentials from the endpoint; the default container mode requires a token"
+                );
+                Service::Imds(imds::Imds::new(role_name))
+            }
+        };
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .context("could not listen on 127.0.0.1")?;
         let addr = listener.local_addr().context("no local address")?;
-        let state = Arc::new(State {
-            credentials,
-            protocol,
+        let shared = Arc::new(Shared {
+            reader,
+            service,
             port: addr.port(),
-            path: format!("/{}", random_hex(16)?),
-            token: Secret::new(random_hex(32)?),
-            imds_sessions: imds::Sessions::default(),
             revoked: AtomicBool::new(false),
         });
-        let accept_loop = tokio::spawn(accept(listener, Arc::clone(&state)));
+        let accept_loop = tokio::spawn(accept(listener, Arc::clone(&shared)));
         tracing::debug!(%addr, "credential endpoint listening");
         Ok(Endpoint {
-            state,
+            shared,
             addr,
             accept_loop,
         })
@@ -97,20 +122,20 @@ impl Endpoint {
     /// The variables that point an SDK at this endpoint. URIs use the literal 127.0.0.1, the
     /// one host every SDK version accepts over plain HTTP (`localhost` may resolve to ::1).
     pub fn child_env(&self) -> Vec<(&'static str, Secret)> {
-        match self.state.protocol {
-            Protocol::Container => ecs::child_env(self.addr, &self.state.path, &self.state.token),
-            Protocol::Imds { .. } => imds::child_env(self.addr),
+        match &self.shared.service {
+            Service::Container(c) => c.child_env(self.addr),
+            Service::Imds(i) => i.child_env(self.addr),
         }
     }
 
     /// Revokes the token for requests still in flight on open connections, and stops accepting.
     pub fn close(self) {
-        self.state.revoked.store(true, Ordering::SeqCst);
+        self.shared.revoked.store(true, Ordering::SeqCst);
         self.accept_loop.abort();
     }
 }
 
-async fn accept(listener: TcpListener, state: Arc<State>) {
+async fn accept(listener: TcpListener, shared: Arc<Shared>) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
@@ -125,11 +150,11 @@ async fn accept(listener: TcpListener, state: Arc<State>) {
                 continue;
             }
         };
-        let state = Arc::clone(&state);
+        let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let state = Arc::clone(&state);
-                async move { Ok::<_, Infallible>(respond(&state, &req)) }
+                let shared = Arc::clone(&shared);
+                async move { Ok::<_, Infallible>(respond(&shared, &req)) }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -144,26 +169,30 @@ async fn accept(listener: TcpListener, state: Arc<State>) {
     }
 }
 
-fn respond(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    if !loopback_host(state, req) {
+fn respond(shared: &Shared, req: &Request<Incoming>) -> Reply {
+    if !loopback_host(shared.port, req) {
         // DNS rebinding: a web page the user opened may resolve its own name to 127.0.0.1, but
         // the browser still sends that name as Host.
-        return error(
+        return http::error(
             StatusCode::FORBIDDEN,
             "Forbidden",
             "the Host header must be 127.0.0.1 or localhost",
         );
     }
-    let resp = match &state.protocol {
-        Protocol::Container => ecs::respond(state, req),
-        Protocol::Imds { role_name } => imds::respond(state, role_name, req),
+    let current = Current {
+        reader: &shared.reader,
+        revoked: shared.revoked.load(Ordering::SeqCst),
+    };
+    let resp = match &shared.service {
+        Service::Container(c) => c.respond(&current, req),
+        Service::Imds(i) => i.respond(&current, req),
     };
     tracing::trace!(method = %req.method(), status = resp.status().as_u16(), "endpoint request");
     resp
 }
 
 /// `Host` names this endpoint: 127.0.0.1 or localhost, with our port or none.
-fn loopback_host(state: &State, req: &Request<Incoming>) -> bool {
+fn loopback_host(port: u16, req: &Request<Incoming>) -> bool {
     let Some(host) = req
         .headers()
         .get(hyper::header::HOST)
@@ -171,87 +200,10 @@ fn loopback_host(state: &State, req: &Request<Incoming>) -> bool {
     else {
         return false;
     };
-    let (name, port) = match host.rsplit_once(':') {
-        Some((name, port)) => (name, Some(port)),
+    let (name, given_port) = match host.rsplit_once(':') {
+        Some((name, p)) => (name, Some(p)),
         None => (host, None),
     };
-    let port_ok = port.is_none_or(|p| p.parse::<u16>() == Ok(state.port));
+    let port_ok = given_port.is_none_or(|p| p.parse::<u16>() == Ok(port));
     port_ok && (name == "127.0.0.1" || name.eq_ignore_ascii_case("localhost"))
-}
-
-fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
-    let mut resp = error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "MethodNotAllowed",
-        "method not allowed here",
-    );
-    resp.headers_mut()
-        .insert(ALLOW, HeaderValue::from_static(allow));
-    resp
-}
-
-fn revoked(state: &State) -> bool {
-    state.revoked.load(Ordering::SeqCst)
-}
-
-fn shutting_down() -> Response<Full<Bytes>> {
-    error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "ShuttingDown",
-        "credwrap is exiting; its credentials are no longer served",
-    )
-}
-
-/// The current credential, rendered once per credential by `render`, or 503 when there is none
-/// fit to hand out.
-fn serve_current(
-    state: &State,
-    render: impl FnOnce(&crate::role::Credential) -> Bytes,
-) -> Response<Full<Bytes>> {
-    if revoked(state) {
-        return shutting_down();
-    }
-    match state.credentials.current() {
-        Some(lease) => json(
-            StatusCode::OK,
-            lease
-                .rendered
-                .get_or_init(|| render(&lease.credential))
-                .clone(),
-        ),
-        None => unavailable(),
-    }
-}
-
-fn unavailable() -> Response<Full<Bytes>> {
-    error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "CredentialsUnavailable",
-        "credwrap could not refresh the role's credentials from STS and is retrying; see its log",
-    )
-}
-
-/// Constant-time: the time taken does not tell how much of a guess was right.
-fn secret_eq(got: Option<&HeaderValue>, expected: &str) -> bool {
-    got.is_some_and(|v| bool::from(v.as_bytes().ct_eq(expected.as_bytes())))
-}
-
-fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
-    let body = serde_json::json!({ "code": code, "message": message }).to_string();
-    json(status, Bytes::from(body))
-}
-
-fn json(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(body));
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp
-}
-
-/// `bytes` random bytes from the OS, hex-encoded.
-fn random_hex(bytes: usize) -> anyhow::Result<String> {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }

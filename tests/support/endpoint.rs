@@ -3,12 +3,11 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Child;
 
-use super::{finish, Output, Sandbox};
+use super::{Output, Running, Sandbox};
 
 pub struct EndpointChild {
-    child: Child,
+    run: Running,
     pub addr: String,
     pub path: String,
     pub token: String,
@@ -16,13 +15,13 @@ pub struct EndpointChild {
 
 impl EndpointChild {
     pub fn start(sb: &Sandbox, extra_args: &[&str]) -> EndpointChild {
-        let (child, lines) = super::start(sb.credwrap().args(extra_args).args([
+        let run = super::start(sb.credwrap().args(extra_args).args([
                 "--",
                 "sh",
                 "-c",
                 "echo \"${AWS_CONTAINER_CREDENTIALS_FULL_URI:-$AWS_EC2_METADATA_SERVICE_ENDPOINT/} ${AWS_CONTAINER_AUTHORIZATION_TOKEN:-none}\"; read line; exit 0",
         ]));
-        let line = lines.next("the endpoint variables");
+        let line = run.line("the endpoint variables");
         let (uri, token) = line.split_once(' ').unwrap();
         let rest = uri.strip_prefix("http://").unwrap();
         let (addr, path) = rest.split_at(rest.find('/').unwrap());
@@ -30,7 +29,7 @@ impl EndpointChild {
             addr: addr.to_string(),
             path: path.to_string(),
             token: token.to_string(),
-            child,
+            run,
         }
     }
 
@@ -39,10 +38,14 @@ impl EndpointChild {
         request(&self.addr, "GET", &self.path, Some(&self.token))
     }
 
+    /// credwrap's log so far, up to a line that satisfies `pred`.
+    pub fn log_until(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        self.run.log_until(what, pred)
+    }
+
     /// Lets the child exit and collects credwrap's output.
-    pub fn finish(mut self) -> Output {
-        drop(self.child.stdin.take());
-        finish(self.child)
+    pub fn finish(self) -> Output {
+        self.run.finish()
     }
 }
 

@@ -10,7 +10,7 @@ pub mod moto;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -86,105 +86,189 @@ impl Output {
     }
 }
 
-/// Starts `cmd` with all three streams piped, its stdout read line by line; [`finish`] collects
-/// the rest.
-pub fn start(cmd: &mut Command) -> (Child, Lines) {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = Lines::new(child.stdout.take().unwrap());
-    (child, lines)
+/// A started process (credwrap, usually, with its child) whose output the test reads line by
+/// line as it comes, to synchronise on events, and gets in full at the end.
+pub struct Running {
+    child: Child,
+    stdout: Stream,
+    stderr: Stream,
 }
 
-/// Runs to completion (or panics after [`TIMEOUT`]), capturing both streams.
+/// Starts `cmd` with stdin, stdout and stderr piped.
+pub fn start(cmd: &mut Command) -> Running {
+    spawn(cmd.stdin(Stdio::piped()))
+}
+
+/// Runs to completion with no stdin (or panics after [`TIMEOUT`]), capturing both streams.
 pub fn run(cmd: &mut Command) -> Output {
-    let child = cmd
-        .stdin(Stdio::null())
+    spawn(cmd.stdin(Stdio::null())).finish()
+}
+
+fn spawn(cmd: &mut Command) -> Running {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    finish(child)
-}
-
-/// Waits for a started child with piped stdout/stderr, killing it if it outlives [`TIMEOUT`].
-pub fn finish(mut child: Child) -> Output {
-    let mut out = child.stdout.take().map(drain);
-    let err = child.stderr.take().map(drain);
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    let status = match rx.recv_timeout(TIMEOUT) {
-        Ok(s) => s.unwrap(),
-        Err(_) => {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            panic!("process {pid} did not finish within {TIMEOUT:?}");
-        }
-    };
-    let stdout = out.take().map(|h| h.join().unwrap()).unwrap_or_default();
-    let stderr = err.map(|h| h.join().unwrap()).unwrap_or_default();
-    Output {
-        status,
+    let stdout = Stream::new(child.stdout.take().unwrap());
+    let stderr = Stream::new(child.stderr.take().unwrap());
+    Running {
+        child,
         stdout,
         stderr,
     }
 }
 
-fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = r.read_to_string(&mut s);
-        s
-    })
-}
+impl Running {
+    pub fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.child.id() as i32)
+    }
 
-/// Reads lines from a child's stdout, with a deadline, so tests synchronise on what the child
-/// prints instead of sleeping.
-pub struct Lines {
-    rx: mpsc::Receiver<String>,
-}
+    /// Sends `sig` to the process itself (credwrap, not its child).
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(self.pid(), sig).unwrap();
+    }
 
-impl Lines {
-    pub fn new(stdout: ChildStdout) -> Lines {
+    /// The next line on stdout, or a panic naming what was awaited.
+    pub fn line(&self, what: &str) -> String {
+        self.stdout.next(what)
+    }
+
+    /// Skips stdout lines until one satisfies `pred`.
+    pub fn line_until(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        self.stdout.until(what, pred)
+    }
+
+    /// The stdout lines before the first one equal to `marker` (which is consumed).
+    pub fn lines_before(&self, marker: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let line = self.stdout.next(marker);
+            if line == marker {
+                return lines;
+            }
+            lines.push(line);
+        }
+    }
+
+    /// Skips stderr lines (credwrap's log) until one satisfies `pred`.
+    pub fn log_until(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        self.stderr.until(what, pred)
+    }
+
+    /// The next stdout line, or `None` once stdout is closed.
+    pub fn next_line(&self) -> Option<String> {
+        self.stdout.recv()
+    }
+
+    pub fn stdin(&mut self) -> &mut std::process::ChildStdin {
+        self.child
+            .stdin
+            .as_mut()
+            .expect("started with a piped stdin")
+    }
+
+    /// Closes stdin: a child blocked in `read` goes on.
+    pub fn close_stdin(&mut self) {
+        drop(self.child.stdin.take());
+    }
+
+    /// Waits for the exit status only (output may still be held open by grandchildren).
+    pub fn wait(&mut self) -> ExitStatus {
+        self.child.wait().unwrap()
+    }
+
+    /// Waits for the process (killing it after [`TIMEOUT`]) and returns everything it printed,
+    /// including the lines the test already read.
+    pub fn finish(mut self) -> Output {
+        drop(self.child.stdin.take());
+        let pid = self.child.id();
+        let mut child = self.child;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
+            let _ = tx.send(child.wait());
         });
-        Lines { rx }
+        let status = match rx.recv_timeout(TIMEOUT) {
+            Ok(s) => s.unwrap(),
+            Err(_) => {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                panic!("process {pid} did not finish within {TIMEOUT:?}");
+            }
+        };
+        Output {
+            status,
+            stdout: self.stdout.all(),
+            stderr: self.stderr.all(),
+        }
+    }
+}
+
+/// One output stream, read by a thread: each line is both sent to the test and kept.
+struct Stream {
+    /// Behind a lock so that a `Running` can be shared by a test's threads.
+    rx: std::sync::Mutex<mpsc::Receiver<String>>,
+    reader: std::thread::JoinHandle<String>,
+}
+
+impl Stream {
+    fn new(r: impl Read + Send + 'static) -> Stream {
+        let (tx, rx) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in BufReader::new(r).lines().map_while(Result::ok) {
+                all.push_str(&line);
+                all.push('\n');
+                let _ = tx.send(line);
+            }
+            all
+        });
+        Stream {
+            rx: std::sync::Mutex::new(rx),
+            reader,
+        }
     }
 
-    /// The next line, or a panic naming what was awaited.
-    pub fn next(&self, what: &str) -> String {
+    fn recv(&self) -> Option<String> {
         self.rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
             .recv_timeout(TIMEOUT)
-            .unwrap_or_else(|_| panic!("the child never printed {what}"))
+            .ok()
     }
 
-    /// The next line, or an error once the child closed its stdout (or after [`TIMEOUT`]).
-    pub fn rx_recv(&self) -> Result<String, mpsc::RecvTimeoutError> {
-        self.rx.recv_timeout(TIMEOUT)
+    fn next(&self, what: &str) -> String {
+        self.recv()
+            .unwrap_or_else(|| panic!("never printed {what}"))
     }
 
-    /// Skips lines until one satisfies `pred`.
-    pub fn until(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    fn until(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
         loop {
             let line = self.next(what);
             if pred(&line) {
                 return line;
             }
         }
+    }
+
+    /// Everything the stream carried, once it is closed.
+    fn all(self) -> String {
+        self.reader.join().unwrap_or_default()
+    }
+}
+
+/// Polls `check` until it gives a value, or panics after [`TIMEOUT`] naming what was awaited:
+/// for events the test can only observe by looking (a call count, a file, a process state).
+pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(start.elapsed() < TIMEOUT, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -1,6 +1,8 @@
-//! moto_server: a third-party STS that nobody here wrote, on an ephemeral loopback port.
+//! moto's STS, a third-party STS that nobody here wrote, started by scripts/moto_sts.py (as
+//! scripts/demo and scripts/bench start it) on an ephemeral loopback port.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 pub struct Moto {
@@ -10,31 +12,24 @@ pub struct Moto {
 
 impl Moto {
     pub fn start() -> Moto {
-        let bin = super::python().parent().unwrap().join("moto_server");
-        let mut child = Command::new(bin)
-            .args(["-H", "127.0.0.1", "-p", "0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/moto_sts.py");
+        // Its stdin stays a pipe we hold: moto exits when this test process goes away.
+        let mut child = Command::new(super::python())
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
-            .expect("moto_server (scripts/test installs it)");
-        // Werkzeug announces its address on stderr once it listens.
-        let stderr = child.stderr.take().unwrap();
+            .expect("moto (scripts/test installs it)");
+        let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !sent {
-                    if let Some(i) = line.find("http://127.0.0.1:") {
-                        let url: String = line[i..].split_whitespace().next().unwrap().to_string();
-                        let _ = tx.send(url);
-                        sent = true;
-                    }
-                }
-            }
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line.trim().to_string());
         });
-        let url = rx
-            .recv_timeout(super::TIMEOUT)
-            .expect("moto_server did not start");
+        let url = rx.recv_timeout(super::TIMEOUT).expect("moto did not start");
+        assert!(url.starts_with("http://127.0.0.1:"), "moto said {url:?}");
         Moto { child, url }
     }
 }

@@ -1,0 +1,53 @@
+//! credwrap's private temporary directory (0700): the token file, the child's stand-in AWS
+//! files. It lives as long as the run and is removed when the command exits.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use tempfile::TempDir;
+
+use crate::secret::Secret;
+
+pub struct PrivateDir {
+    dir: TempDir,
+}
+
+impl PrivateDir {
+    pub fn create() -> anyhow::Result<PrivateDir> {
+        let dir = tempfile::Builder::new()
+            .prefix("credwrap-")
+            .permissions(fs::Permissions::from_mode(0o700))
+            .tempdir()
+            .context("could not create a private temporary directory")?;
+        Ok(PrivateDir { dir })
+    }
+
+    /// Writes `text` as a new 0600 file in the directory, exactly as given (no newline added:
+    /// botocore and Go reject a token file that ends in one); returns its path.
+    pub fn write(&self, name: &str, text: &str) -> anyhow::Result<PathBuf> {
+        let path = self.dir.path().join(name);
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("could not create {}", path.display()))?;
+        f.write_all(text.as_bytes())
+            .with_context(|| format!("could not write {}", path.display()))?;
+        Ok(path)
+    }
+
+    pub fn write_secret(&self, name: &str, value: &Secret) -> anyhow::Result<PathBuf> {
+        self.write(name, value.expose())
+    }
+
+    /// Removes the directory and everything in it (dropping it does the same, silently).
+    pub fn remove(self) {
+        if let Err(e) = self.dir.close() {
+            tracing::debug!("could not remove the temporary directory: {e}");
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! The role side: the STS calls that turn credwrap's source credentials into the role's, through
+//! an MFA session and any chain of intermediate roles. [`source`] finds the source credentials;
+//! [`error`] says what went wrong. The broker owns a [`Role`] and calls it to refresh.
+
+mod error;
+mod source;
+
+pub use error::{AssumeError, SetupError};
+
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials as SdkCredentials;
+use aws_sdk_sts::types::Credentials as StsCredentials;
+
+use crate::credential::{fmt_time, RoleCredential};
+use crate::limits::{self, RoleArn};
+use crate::secret::Secret;
+use crate::settings::{Settings, Source};
+
+/// The MFA session from GetSessionToken, reused for every refresh.
+struct MfaSession {
+    credentials: SdkCredentials,
+    expires: SystemTime,
+}
+
+/// STS clients bound to one plan of what to assume.
+pub struct Role {
+    /// With the SDK's own retries: the first AssumeRole, where the user is waiting.
+    conf: aws_sdk_sts::Config,
+    /// Without them: the broker's backoff alone paces refreshes, so each attempt is one call,
+    /// logged once, and timing stays predictable.
+    refresh_conf: aws_sdk_sts::Config,
+    settings: Settings,
+    child_region: Option<String>,
+    mfa_session: Option<MfaSession>,
+    warned_mfa_end: bool,
+}
+
+impl Role {
+    /// Finds the source credentials and prepares the STS clients; no STS call yet.
+    pub async fn connect(settings: Settings) -> Result<Role, SetupError> {
+        let connection = source::connect(&settings).await?;
+        let refresh_conf = connection
+            .sts
+            .to_builder()
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build();
+        Ok(Role {
+            conf: connection.sts,
+            refresh_conf,
+            settings,
+            child_region: connection.region,
+            mfa_session: None,
+            warned_mfa_end: false,
+        })
+    }
+
+    /// The region the child should use: the one credwrap found, if any.
+    pub fn region(&self) -> Option<&str> {
+        self.child_region.as_deref()
+    }
+
+    /// The first AssumeRole (and MFA session), retried by the SDK on transient errors.
+    pub async fn assume(&mut self) -> Result<RoleCredential, AssumeError> {
+        let conf = self.conf.clone();
+        self.assume_with(&conf).await
+    }
+
+    /// One attempt, no SDK retries: the caller decides when to try again.
+    pub async fn reassume(&mut self) -> Result<RoleCredential, AssumeError> {
+        let conf = self.refresh_conf.clone();
+        let credential = self.assume_with(&conf).await?;
+        self.warn_before_mfa_session_ends(&credential);
+        Ok(credential)
+    }
+
+    async fn assume_with(
+        &mut self,
+        conf: &aws_sdk_sts::Config,
+    ) -> Result<RoleCredential, AssumeError> {
+        // Whatever signs the first AssumeRole: the source, or the MFA session made from it.
+        let mut signer = self.mfa_credentials(conf).await?;
+        let s = &self.settings;
+        let mut hops: Vec<&RoleArn> = s.via.iter().collect();
+        hops.push(&s.role_arn);
+        let mut first = 0;
+        if let Source::WebIdentity { token_file } = &s.source {
+            let last = hops.len() == 1;
+            let c = web_identity(s, conf, token_file, hops[0], last).await?;
+            if last {
+                return Ok(c);
+            }
+            signer = Some(c.to_sdk("credwrap-chain"));
+            first = 1;
+        }
+        let mut result = None;
+        for (i, role) in hops.iter().enumerate().skip(first) {
+            let last = i == hops.len() - 1;
+            let client = client_with(conf, signer.take());
+            let c = assume_role(s, &client, role, last).await?;
+            signer = Some(c.to_sdk("credwrap-chain"));
+            result = Some(c);
+        }
+        result.ok_or_else(|| AssumeError::local("no role to assume", false).doing("assume a role"))
+    }
+
+    /// The MFA session's credentials, getting the session first if there is none yet.
+    async fn mfa_credentials(
+        &mut self,
+        conf: &aws_sdk_sts::Config,
+    ) -> Result<Option<SdkCredentials>, AssumeError> {
+        let Some(mfa) = &self.settings.mfa else {
+            return Ok(None);
+        };
+        if let Some(session) = &self.mfa_session {
+            return Ok(Some(session.credentials.clone()));
+        }
+        let client = aws_sdk_sts::Client::from_conf(conf.clone());
+        let out = client
+            .get_session_token()
+            .serial_number(&mfa.serial)
+            .token_code(mfa.code.expose())
+            .duration_seconds(secs_i32(mfa.duration))
+            .send()
+            .await
+            .map_err(|e| AssumeError::from_sdk(e).doing("get an MFA session (GetSessionToken)"))?;
+        let c = credential_from(out.credentials(), None, &self.settings.role_arn)
+            .map_err(|e| e.doing("get an MFA session (GetSessionToken)"))?;
+        tracing::info!(expires = %fmt_time(c.expiration), "MFA session started");
+        let credentials = c.to_sdk("credwrap-mfa");
+        self.mfa_session = Some(MfaSession {
+            credentials: credentials.clone(),
+            expires: c.expiration,
+        });
+        Ok(Some(credentials))
+    }
+
+    /// credwrap never asks for a second MFA code mid-job: say when refreshing will stop.
+    fn warn_before_mfa_session_ends(&mut self, fresh: &RoleCredential) {
+        let Some(session) = &self.mfa_session else {
+            return;
+        };
+        // The next refresh will come before `fresh` expires; if the session ends first, it fails.
+        if session.expires < fresh.expiration && !self.warned_mfa_end {
+            self.warned_mfa_end = true;
+            tracing::warn!(
+                "the MFA session ends at {}: credwrap cannot refresh the role after that (it does \
+                 not ask for a new code), so the command's credentials run out at about {}; \
+                 restart with a longer --mfa-duration for longer jobs",
+                fmt_time(session.expires),
+                fmt_time(fresh.expiration),
+            );
+        }
+    }
+}
+
+/// AssumeRole for one hop; session options go with the last one, the role the child gets.
+async fn assume_role(
+    s: &Settings,
+    client: &aws_sdk_sts::Client,
+    role: &RoleArn,
+    last: bool,
+) -> Result<RoleCredential, AssumeError> {
+    let mut req = client
+        .assume_role()
+        .role_arn(role.as_str())
+        .role_session_name(&s.session_name);
+    if last {
+        let o = &s.options;
+        req = req
+            .duration_seconds(secs_i32(s.duration))
+            .set_external_id(o.external_id.clone())
+            .set_source_identity(o.source_identity.clone())
+            .set_policy(o.policy.clone());
+        for tag in &o.tags {
+            let tag = aws_sdk_sts::types::Tag::builder()
+                .key(&tag.key)
+                .value(&tag.value)
+                .build()
+                .map_err(|e| {
+                    AssumeError::local(format!("invalid request: {e}"), false)
+                        .doing(format!("assume {role}"))
+                })?;
+            req = req.tags(tag);
+        }
+        for key in &o.transitive_tag_keys {
+            req = req.transitive_tag_keys(key);
+        }
+        req = req.set_policy_arns(policy_descriptors(&o.policy_arns));
+    } else {
+        req = req.duration_seconds(secs_i32(limits::CHAINED_MAX));
+    }
+    let doing = || format!("assume {role}");
+    let out = req
+        .send()
+        .await
+        .map_err(|e| AssumeError::from_sdk(e).doing(doing()))?;
+    credential_from(
+        out.credentials(),
+        out.assumed_role_user().map(|u| u.arn()),
+        role,
+    )
+    .map_err(|e| e.doing(doing()))
+}
+
+async fn web_identity(
+    s: &Settings,
+    conf: &aws_sdk_sts::Config,
+    token_file: &std::path::Path,
+    role: &RoleArn,
+    last: bool,
+) -> Result<RoleCredential, AssumeError> {
+    let doing = || format!("assume {role} with web identity");
+    // CI systems and Kubernetes rotate the token: read it fresh every time.
+    let token = std::fs::read_to_string(token_file).map_err(|e| {
+        AssumeError::local(
+            format!(
+                "cannot read the web identity token {}: {e}",
+                token_file.display()
+            ),
+            true,
+        )
+        .doing(doing())
+    })?;
+    let duration = if last {
+        s.duration
+    } else {
+        limits::CHAINED_MAX
+    };
+    let client = aws_sdk_sts::Client::from_conf(conf.clone());
+    let mut req = client
+        .assume_role_with_web_identity()
+        .role_arn(role.as_str())
+        .role_session_name(&s.session_name)
+        .web_identity_token(token.trim())
+        .duration_seconds(secs_i32(duration));
+    if last {
+        req = req
+            .set_policy(s.options.policy.clone())
+            .set_policy_arns(policy_descriptors(&s.options.policy_arns));
+    }
+    let out = req
+        .send()
+        .await
+        .map_err(|e| AssumeError::from_sdk(e).doing(doing()))?;
+    credential_from(
+        out.credentials(),
+        out.assumed_role_user().map(|u| u.arn()),
+        role,
+    )
+    .map_err(|e| e.doing(doing()))
+}
+
+fn policy_descriptors(arns: &[String]) -> Option<Vec<aws_sdk_sts::types::PolicyDescriptorType>> {
+    (!arns.is_empty()).then(|| {
+        arns.iter()
+            .map(|arn| {
+                aws_sdk_sts::types::PolicyDescriptorType::builder()
+                    .arn(arn)
+                    .build()
+            })
+            .collect()
+    })
+}
+
+fn secs_i32(d: Duration) -> i32 {
+    i32::try_from(d.as_secs()).unwrap_or(i32::MAX)
+}
+
+fn client_with(
+    conf: &aws_sdk_sts::Config,
+    credentials: Option<SdkCredentials>,
+) -> aws_sdk_sts::Client {
+    match credentials {
+        Some(c) => {
+            aws_sdk_sts::Client::from_conf(conf.to_builder().credentials_provider(c).build())
+        }
+        None => aws_sdk_sts::Client::from_conf(conf.clone()),
+    }
+}
+
+/// Our credential from STS's response element; the account comes from the assumed-role ARN.
+fn credential_from(
+    creds: Option<&StsCredentials>,
+    assumed_arn: Option<&str>,
+    role: &RoleArn,
+) -> Result<RoleCredential, AssumeError> {
+    let received = SystemTime::now();
+    let malformed = |what: &str| AssumeError::local(format!("STS answered without {what}"), true);
+    let creds = creds.ok_or_else(|| malformed("credentials"))?;
+    let expiration =
+        SystemTime::try_from(*creds.expiration()).map_err(|_| malformed("a valid Expiration"))?;
+    let assumed_role_arn = assumed_arn.unwrap_or_default().to_string();
+    // arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION
+    let account_id = assumed_role_arn
+        .split(':')
+        .nth(4)
+        .filter(|a| a.len() == 12)
+        .unwrap_or(role.account())
+        .to_string();
+    Ok(RoleCredential {
+        access_key_id: creds.access_key_id().to_string(),
+        secret_access_key: Secret::new(creds.secret_access_key()),
+        session_token: Secret::new(creds.session_token()),
+        expiration,
+        received,
+        account_id,
+        assumed_role_arn,
+    })
+}

@@ -1,0 +1,142 @@
+//! credwrap's own source credentials, found the way the AWS tools find them, and the SDK
+//! configuration (HTTP client, timeouts, region) every STS call is made with.
+
+use std::time::Duration;
+
+use aws_config::provider_config::ProviderConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_types::region::Region;
+use aws_types::SdkConfig;
+
+use super::error::{error_chain, SetupError};
+use crate::settings::{Settings, Source};
+
+/// STS is global; when nothing names a region, the SDKs and the AWS CLI fall back to us-east-1 too.
+const FALLBACK_REGION: &str = "us-east-1";
+
+/// The STS client configuration, signed by the source credentials.
+pub struct Connection {
+    pub sts: aws_sdk_sts::Config,
+    /// The region credwrap found for the child, if any (STS itself may use the fallback).
+    pub region: Option<String>,
+}
+
+/// Loads the SDK configuration the way every AWS tool does and checks that it yields source
+/// credentials, so that a missing login is reported as such rather than as an STS failure.
+pub async fn connect(settings: &Settings) -> Result<Connection, SetupError> {
+    let base = load_config(settings).await;
+    let provider = source_provider(&settings.source, &base).await;
+    if let Some(provider) = &provider {
+        check(&settings.source, provider).await?;
+    }
+    let region = base.region().map(|r| r.to_string());
+    let mut sts = aws_sdk_sts::config::Builder::from(&base);
+    sts.set_credentials_provider(provider);
+    if region.is_none() {
+        tracing::debug!("no region configured; using {FALLBACK_REGION} for STS");
+        sts = sts.region(Region::from_static(FALLBACK_REGION));
+    }
+    Ok(Connection {
+        sts: sts.build(),
+        region,
+    })
+}
+
+/// Region, timeouts and the HTTP client, from the environment and the profile; no credentials.
+async fn load_config(settings: &Settings) -> SdkConfig {
+    let http_client = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(20))
+        .operation_timeout(Duration::from_secs(60))
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client)
+        .timeout_config(timeouts)
+        .no_credentials();
+    if let Some(r) = &settings.region {
+        loader = loader.region(Region::new(r.clone()));
+    }
+    if let Source::DefaultChain { profile: Some(p) } = &settings.source {
+        loader = loader.profile_name(p);
+    }
+    loader.load().await
+}
+
+/// The provider of credwrap's own credentials; none for web identity, whose call is unsigned
+/// (the token is the credential).
+async fn source_provider(source: &Source, base: &SdkConfig) -> Option<SharedCredentialsProvider> {
+    let config = provider_config(base);
+    let provider = match source {
+        Source::WebIdentity { .. } => return None,
+        Source::DefaultChain { profile } => {
+            let mut chain =
+                aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+                    .configure(config);
+            if let Some(p) = profile {
+                chain = chain.profile_name(p);
+            }
+            chain.set_region(base.region().cloned());
+            SharedCredentialsProvider::new(chain.build().await)
+        }
+        Source::Ec2InstanceMetadata => SharedCredentialsProvider::new(
+            aws_config::imds::credentials::ImdsCredentialsProvider::builder()
+                .configure(&config)
+                .build(),
+        ),
+        Source::EcsContainer => SharedCredentialsProvider::new(
+            aws_config::ecs::EcsCredentialsProvider::builder()
+                .configure(&config)
+                .build(),
+        ),
+        Source::Environment => SharedCredentialsProvider::new(
+            aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+        ),
+    };
+    Some(provider)
+}
+
+/// Resolves the source credentials once, so that "no credentials" is reported as such.
+async fn check(source: &Source, provider: &SharedCredentialsProvider) -> Result<(), SetupError> {
+    let Err(e) = provider.provide_credentials().await else {
+        return Ok(());
+    };
+    // The chain reports only its last provider's failure (usually IMDS), which says little; the
+    // whole story is in the SDK's warnings and at -vv.
+    tracing::debug!("source credential chain: {}", error_chain(&e));
+    Err(no_source_credentials(match source {
+        Source::DefaultChain { profile: Some(p) } => format!("profile {p} gave none: {e}"),
+        _ => "tried the environment, profiles, web identity, SSO, container and instance metadata"
+            .into(),
+    }))
+}
+
+/// What aws-config's own providers need to make calls: our HTTP client, timeouts and region.
+fn provider_config(base: &SdkConfig) -> ProviderConfig {
+    let mut config = ProviderConfig::empty()
+        .with_region(base.region().cloned())
+        .with_behavior_version(Some(BehaviorVersion::latest()));
+    if let Some(http) = base.http_client() {
+        config = config.with_http_client(http);
+    }
+    if let Some(sleep) = base.sleep_impl() {
+        config = config.with_sleep_impl(sleep);
+    }
+    if let Some(timeouts) = base.timeout_config() {
+        config = config.with_timeout_config(timeouts.clone());
+    }
+    config
+}
+
+fn no_source_credentials(detail: String) -> SetupError {
+    SetupError {
+        message: format!("no source credentials to assume the role with: {detail}"),
+        hint: "give credwrap credentials the usual way: AWS_PROFILE, AWS_ACCESS_KEY_ID and \
+               AWS_SECRET_ACCESS_KEY, `aws sso login`, web identity, or an instance role",
+    }
+}

@@ -1,0 +1,430 @@
+//! Precedence, setting by setting: a flag beats its `CREDWRAP_*` variable (clap's rule), which
+//! beats the SDKs' `AWS_*` convention, which beats the profile, which beats the default.
+
+use std::sync::Mutex;
+
+use clap::Parser;
+
+use super::*;
+
+const ROLE_A: &str = "arn:aws:iam::111111111111:role/flag";
+const ROLE_B: &str = "arn:aws:iam::222222222222:role/credwrap-env";
+const ROLE_C: &str = "arn:aws:iam::333333333333:role/aws-env";
+const ROLE_P: &str = "arn:aws:iam::444444444444:role/profile";
+
+/// clap reads `CREDWRAP_*` from the process environment: tests that set them take turns.
+static PROCESS_ENV: Mutex<()> = Mutex::new(());
+
+/// One run's inputs: command-line words, `CREDWRAP_*` variables (seen by clap), the rest of the
+/// environment (seen by the settings steps) and the profiles.
+#[derive(Default)]
+struct Case<'a> {
+    args: Vec<&'a str>,
+    credwrap_env: Vec<(&'a str, &'a str)>,
+    env: Vec<(&'a str, &'a str)>,
+    profiles: Vec<(&'a str, Vec<(&'a str, &'a str)>)>,
+}
+
+impl Case<'_> {
+    fn resolve(&self) -> Result<Settings, String> {
+        let _turn = PROCESS_ENV.lock().unwrap_or_else(|e| e.into_inner());
+        for (k, v) in &self.credwrap_env {
+            std::env::set_var(k, v);
+        }
+        let mut words = vec!["credwrap"];
+        words.extend(&self.args);
+        words.extend(["--", "true"]);
+        let cli = Cli::try_parse_from(words);
+        for (k, _) in &self.credwrap_env {
+            std::env::remove_var(k);
+        }
+        let cli = cli.map_err(|e| e.to_string())?;
+        let env = Env::from_slice(&self.env);
+        let pairs: Vec<(&str, &[(&str, &str)])> = self
+            .profiles
+            .iter()
+            .map(|(name, kvs)| (*name, kvs.as_slice()))
+            .collect();
+        let profiles = Profiles::from_pairs(&pairs);
+        let mut ask = |_: &str| Ok("123456".to_string());
+        resolve(&cli, &env, &profiles, &mut ask).map_err(|e| e.to_string())
+    }
+}
+
+/// Where a setting can be given.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Layer {
+    Flag,
+    CredwrapEnv,
+    AwsEnv,
+    Profile,
+}
+
+const LAYERS: [Layer; 4] = [
+    Layer::Flag,
+    Layer::CredwrapEnv,
+    Layer::AwsEnv,
+    Layer::Profile,
+];
+
+/// How a setting is given at each layer, and where its resolved value is read.
+struct Setting {
+    name: &'static str,
+    flag: &'static str,
+    credwrap_env: &'static str,
+    /// The SDK convention's variables, when the setting has one.
+    aws_env: &'static [(&'static str, &'static str)],
+    profile_key: &'static str,
+    /// Whether giving the profile layer also selects profile `p` (with `AWS_PROFILE`).
+    profile_layer_selects: bool,
+    /// The value given at each layer of [`LAYERS`] (flag, CREDWRAP_*, AWS_*, profile).
+    values: [&'static str; 4],
+    /// The layers from strongest to weakest.
+    order: [Layer; 4],
+    /// What applies when no layer gives it; `None`: nothing, a usage error.
+    default: Option<&'static str>,
+    read: fn(&Settings) -> String,
+}
+
+/// Every subset of layers: the strongest one present must win.
+fn check(s: &Setting, base: impl Fn() -> Case<'static>) {
+    for mask in 0u8..16 {
+        let present: Vec<Layer> = LAYERS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, l)| *l)
+            .collect();
+        if present.contains(&Layer::AwsEnv) && s.aws_env.is_empty() {
+            continue;
+        }
+        let mut case = base();
+        for layer in &present {
+            let value = s.values[LAYERS.iter().position(|l| l == layer).unwrap_or(0)];
+            match layer {
+                Layer::Flag => {
+                    case.args.push(s.flag);
+                    case.args.push(value);
+                }
+                Layer::CredwrapEnv => case.credwrap_env.push((s.credwrap_env, value)),
+                Layer::AwsEnv => case.env.extend(s.aws_env.iter().copied()),
+                Layer::Profile => {
+                    if s.profile_layer_selects {
+                        case.env.push(("AWS_PROFILE", "p"));
+                    }
+                    let p = case
+                        .profiles
+                        .iter_mut()
+                        .find(|(n, _)| *n == "p")
+                        .expect("base case has profile p");
+                    p.1.push((s.profile_key, value));
+                }
+            }
+        }
+        let winner = s.order.iter().find(|l| present.contains(l));
+        let want = match winner {
+            Some(l) => Some(s.values[LAYERS.iter().position(|x| x == l).unwrap_or(0)]),
+            None => s.default,
+        };
+        match (case.resolve(), want) {
+            (Ok(settings), Some(want)) => {
+                assert_eq!((s.read)(&settings), want, "{}: layers {present:?}", s.name)
+            }
+            (Err(e), Some(_)) => panic!("{}: layers {present:?}: {e}", s.name),
+            (Ok(settings), None) => panic!(
+                "{}: layers {present:?}: no error, got {}",
+                s.name,
+                (s.read)(&settings)
+            ),
+            (Err(_), None) => {}
+        }
+    }
+}
+
+/// A profile `p` that assumes ROLE_P from source profile `base`.
+fn role_profile_case() -> Case<'static> {
+    Case {
+        env: vec![("AWS_PROFILE", "p")],
+        profiles: vec![
+            ("p", vec![("role_arn", ROLE_P), ("source_profile", "base")]),
+            ("base", vec![("aws_access_key_id", "AKIABASE")]),
+        ],
+        ..Case::default()
+    }
+}
+
+#[test]
+fn role_arn_precedence() {
+    check(
+        &Setting {
+            name: "role ARN",
+            flag: "--role-arn",
+            credwrap_env: "CREDWRAP_ROLE_ARN",
+            aws_env: &[
+                ("AWS_ROLE_ARN", ROLE_C),
+                ("AWS_WEB_IDENTITY_TOKEN_FILE", "/dev/null"),
+            ],
+            profile_key: "role_arn",
+            profile_layer_selects: true,
+            values: [ROLE_A, ROLE_B, ROLE_C, ROLE_P],
+            // A role profile wins over the SDKs' web-identity variables, as in botocore.
+            order: [
+                Layer::Flag,
+                Layer::CredwrapEnv,
+                Layer::Profile,
+                Layer::AwsEnv,
+            ],
+            default: None,
+            read: |s| s.role_arn.to_string(),
+        },
+        || Case {
+            profiles: vec![
+                ("p", vec![("source_profile", "base")]),
+                ("base", vec![("aws_access_key_id", "AKIABASE")]),
+            ],
+            ..Case::default()
+        },
+    );
+}
+
+#[test]
+fn session_name_precedence() {
+    check(
+        &Setting {
+            name: "session name",
+            flag: "--role-session-name",
+            credwrap_env: "CREDWRAP_ROLE_SESSION_NAME",
+            aws_env: &[("AWS_ROLE_SESSION_NAME", "aws-env")],
+            profile_key: "role_session_name",
+            profile_layer_selects: true,
+            values: ["flag", "from-credwrap-env", "aws-env", "profile"],
+            // AWS_ROLE_SESSION_NAME goes with the web-identity variables' role, which a role
+            // profile replaces.
+            order: [
+                Layer::Flag,
+                Layer::CredwrapEnv,
+                Layer::Profile,
+                Layer::AwsEnv,
+            ],
+            default: Some("default"),
+            read: |s| {
+                // The default carries a timestamp: compare its stable prefix.
+                if s.session_name.starts_with("credwrap-") {
+                    "default".into()
+                } else {
+                    s.session_name.clone()
+                }
+            },
+        },
+        || {
+            // The role comes from the SDKs' web-identity variables unless the profile layer
+            // selects the role profile.
+            let mut case = role_profile_case();
+            case.env = vec![
+                ("USER", "tester"),
+                ("AWS_ROLE_ARN", ROLE_C),
+                ("AWS_WEB_IDENTITY_TOKEN_FILE", "/dev/null"),
+            ];
+            case
+        },
+    );
+}
+
+#[test]
+fn duration_precedence() {
+    check(
+        &Setting {
+            name: "duration",
+            flag: "--duration",
+            credwrap_env: "CREDWRAP_DURATION",
+            aws_env: &[],
+            profile_key: "duration_seconds",
+            profile_layer_selects: false,
+            order: LAYERS,
+            values: ["7200", "5400", "", "2700"],
+            default: Some("3600"),
+            read: |s| s.duration.as_secs().to_string(),
+        },
+        role_profile_case,
+    );
+}
+
+#[test]
+fn external_id_precedence() {
+    check(
+        &Setting {
+            name: "external id",
+            flag: "--external-id",
+            credwrap_env: "CREDWRAP_EXTERNAL_ID",
+            aws_env: &[],
+            profile_key: "external_id",
+            profile_layer_selects: false,
+            order: LAYERS,
+            values: ["ext-flag", "ext-env", "", "ext-profile"],
+            default: Some(""),
+            read: |s| s.options.external_id.clone().unwrap_or_default(),
+        },
+        role_profile_case,
+    );
+}
+
+#[test]
+fn mfa_serial_precedence() {
+    check(
+        &Setting {
+            name: "MFA serial",
+            flag: "--mfa-serial",
+            credwrap_env: "CREDWRAP_MFA_SERIAL",
+            aws_env: &[],
+            profile_key: "mfa_serial",
+            profile_layer_selects: false,
+            order: LAYERS,
+            values: [
+                "arn:aws:iam::111111111111:mfa/flag",
+                "arn:aws:iam::111111111111:mfa/env",
+                "",
+                "arn:aws:iam::111111111111:mfa/profile",
+            ],
+            default: Some(""),
+            read: |s| s.mfa.as_ref().map(|m| m.serial.clone()).unwrap_or_default(),
+        },
+        role_profile_case,
+    );
+}
+
+#[test]
+fn profile_selection_precedence() {
+    // --profile beats CREDWRAP_PROFILE beats AWS_PROFILE; each names a role profile of its own.
+    let profiles = || {
+        vec![
+            (
+                "flag",
+                vec![("role_arn", ROLE_A), ("source_profile", "base")],
+            ),
+            (
+                "env",
+                vec![("role_arn", ROLE_B), ("source_profile", "base")],
+            ),
+            (
+                "aws",
+                vec![("role_arn", ROLE_C), ("source_profile", "base")],
+            ),
+            ("base", vec![("aws_access_key_id", "AKIABASE")]),
+        ]
+    };
+    let rows = [
+        (
+            vec!["--profile", "flag"],
+            vec![("CREDWRAP_PROFILE", "env")],
+            ROLE_A,
+        ),
+        (vec![], vec![("CREDWRAP_PROFILE", "env")], ROLE_B),
+        (vec![], vec![], ROLE_C),
+        (vec!["--profile", "flag"], vec![], ROLE_A),
+    ];
+    for (args, credwrap_env, want) in rows {
+        let case = Case {
+            args: args.clone(),
+            credwrap_env: credwrap_env.clone(),
+            env: vec![("AWS_PROFILE", "aws")],
+            profiles: profiles(),
+        };
+        let s = case.resolve().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        assert_eq!(s.role_arn.as_str(), want, "{args:?} {credwrap_env:?}");
+    }
+}
+
+#[test]
+fn usage_errors_name_what_to_fix() {
+    let cases: Vec<(Case<'static>, &str)> = vec![
+        (Case::default(), "no role to assume"),
+        (
+            Case {
+                args: vec!["--profile", "nope"],
+                ..Case::default()
+            },
+            "profile 'nope' not found",
+        ),
+        (
+            Case {
+                args: vec!["--role-arn", ROLE_A, "--mfa-code", "123456"],
+                ..Case::default()
+            },
+            "--mfa-code needs --mfa-serial",
+        ),
+        (
+            Case {
+                args: vec![
+                    "--role-arn",
+                    ROLE_A,
+                    "--endpoint",
+                    "imds",
+                    "--duration",
+                    "45m",
+                ],
+                ..Case::default()
+            },
+            "--duration must be at least 1h",
+        ),
+        (
+            Case {
+                args: vec![
+                    "--role-arn",
+                    ROLE_A,
+                    "--tag",
+                    "a=1",
+                    "--transitive-tag-key",
+                    "b",
+                ],
+                ..Case::default()
+            },
+            "--transitive-tag-key 'b'",
+        ),
+        (
+            Case {
+                env: vec![("AWS_PROFILE", "broken")],
+                profiles: vec![("broken", vec![("role_arn", ROLE_P)])],
+                ..Case::default()
+            },
+            "neither source_profile nor credential_source",
+        ),
+    ];
+    for (case, message) in cases {
+        let err = case.resolve().err().unwrap_or_default();
+        assert!(err.contains(message), "want {message:?} in {err:?}");
+    }
+}
+
+#[test]
+fn the_mfa_prompt_is_asked_once_and_its_answer_checked() {
+    let cli = Cli::try_parse_from([
+        "credwrap",
+        "--role-arn",
+        ROLE_A,
+        "--mfa-serial",
+        "arn:aws:iam::111111111111:mfa/me",
+        "--",
+        "true",
+    ])
+    .unwrap();
+    let env = Env::from_slice(&[]);
+    let profiles = Profiles::default();
+    let mut asked = Vec::new();
+    let mut ask = |serial: &str| {
+        asked.push(serial.to_string());
+        Ok(" 246810\n".to_string())
+    };
+    let s = resolve(&cli, &env, &profiles, &mut ask).unwrap();
+    assert_eq!(asked, ["arn:aws:iam::111111111111:mfa/me"]);
+    assert_eq!(s.mfa.unwrap().code.expose(), "246810");
+    let mut bad = |_: &str| Ok("12345".to_string());
+    let err = resolve(&cli, &env, &profiles, &mut bad)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("6 digits"), "{err}");
+    let mut none = |_: &str| Err("no terminal".to_string());
+    let err = resolve(&cli, &env, &profiles, &mut none)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no terminal"), "{err}");
+}
