@@ -43,6 +43,39 @@ ensure_python_deps() {
     cp "$req" "$VENV/.installed-requirements"
 }
 
+# The old botocore lane (tests/requirements-old.txt) into .deps/venv-old, rebuilt when it changes.
+ensure_old_python_deps() {
+    local req="$ROOT/tests/requirements-old.txt" venv="$DEPS/venv-old"
+    if [ -x "$venv/bin/python" ] && cmp -s "$req" "$venv/.installed-requirements"; then
+        return 0
+    fi
+    log "installing the old botocore lane into .deps/venv-old"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    local pip=("$venv/bin/pip" install --quiet --disable-pip-version-check)
+    # awscli 1.19 pins PyYAML 5.4.1, which has no wheel for this Python and does not build with
+    # Cython 3: build it against an older Cython, without build isolation.
+    "${pip[@]}" "cython<3" wheel "setuptools<70"
+    "${pip[@]}" --no-build-isolation "pyyaml==5.4.1"
+    "${pip[@]}" -r "$req"
+    cp "$req" "$venv/.installed-requirements"
+}
+
+# The Go SDK v2 child, built offline from Debian's packaged sources (GOPATH mode), and the AWS
+# CLI v2 that Debian packages: both are what people get from apt.
+ensure_debian_sdks() {
+    apt_install golang-go golang-github-aws-aws-sdk-go-v2-dev awscli
+    local src="$ROOT/tests/children/go/whoami.go" bin="$DEPS/go/whoami"
+    if [ -x "$bin" ] && cmp -s "$src" "$DEPS/go/whoami.go.built"; then
+        return 0
+    fi
+    log "building the Go SDK v2 child into .deps/go"
+    mkdir -p "$DEPS/go"
+    (cd "$ROOT/tests/children/go" && GO111MODULE=off GOPATH="$DEPS/go/path:/usr/share/gocode" \
+        GOCACHE="$DEPS/go/cache" go build -o "$bin" .)
+    cp "$src" "$DEPS/go/whoami.go.built"
+}
+
 # The JS SDK child's packages, from tests/js's lockfile, into .deps/js (rebuilt when it changes).
 ensure_node_deps() {
     command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm

@@ -130,6 +130,11 @@ pub struct CredentialReader {
 }
 
 impl CredentialReader {
+    /// The credential held now, servable or not (for metadata such as when it was issued).
+    pub fn held(&self) -> Arc<Lease> {
+        Arc::clone(&self.current.borrow())
+    }
+
     /// The credential to serve now, or `None` when the one we hold is too close to expiry. In that
     /// case the broker is woken, which matters after a suspend, when its timer is behind.
     pub fn current(&self) -> Option<Arc<Lease>> {

@@ -61,6 +61,16 @@ impl RoleArn {
         &self.account
     }
 
+    /// `aws`, `aws-cn`, ...: the ARN's second field.
+    pub fn partition(&self) -> &str {
+        self.arn.split(':').nth(1).unwrap_or("aws")
+    }
+
+    /// The role's path and name after `role/`: what an instance profile of the same name has.
+    pub fn path_and_name(&self) -> &str {
+        self.arn.split_once(":role/").map_or("", |(_, p)| p)
+    }
+
     /// The role's name without its path: what IMDS lists under security-credentials/.
     pub fn name(&self) -> &str {
         &self.arn[self.name_start..]
@@ -304,6 +314,15 @@ pub fn session_duration(s: &str) -> Result<Duration, String> {
         ));
     }
     Ok(d)
+}
+
+/// What STS itself accepts for DurationSeconds (15 min - 12 h): for roles assumed on the way to
+/// the target, whose sessions credwrap does not serve.
+pub fn sts_duration(s: &str) -> Result<Duration, String> {
+    match duration_secs(s) {
+        Some(secs) if (900..=43_200).contains(&secs) => Ok(Duration::from_secs(secs)),
+        _ => Err(format!("'{s}' is not 900-43200 seconds")),
+    }
 }
 
 fn duration_secs(s: &str) -> Option<u64> {

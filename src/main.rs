@@ -65,16 +65,8 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
     let temp_failed =
         |e: anyhow::Error| Failure::setup(format!("{e:#}"), "check that TMPDIR is writable");
     let dir = PrivateDir::create().map_err(temp_failed)?;
-    let role_arn = settings.role_arn.to_string();
-    let protocol = match cli.endpoint {
-        EndpointKind::Ecs => Protocol::Container {
-            token_file: cli.token_file,
-        },
-        EndpointKind::Imds => Protocol::Imds {
-            role_name: settings.role_arn.name().to_string(),
-        },
-    };
-    let (endpoint, broker, region) = runtime.block_on(serve(settings, protocol, &dir))?;
+    let role_arn = settings.target.role_arn.to_string();
+    let (endpoint, broker, region) = runtime.block_on(serve(&cli, settings, &dir))?;
 
     let files =
         aws_files::write_stand_ins(&dir, aws_files::user_config_path()).map_err(temp_failed)?;
@@ -110,10 +102,11 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
 /// Assumes the role once (so a refusal is reported before anything starts), then starts the
 /// broker and the endpoint the child will read from.
 async fn serve(
+    cli: &Cli,
     settings: Settings,
-    protocol: Protocol,
     dir: &PrivateDir,
 ) -> Result<(Endpoint, Broker, Option<String>), Failure> {
+    let role_arn = settings.target.role_arn.clone();
     let mut role = Role::connect(settings).await?;
     let first = role.assume().await?;
     tracing::info!(
@@ -122,6 +115,15 @@ async fn serve(
         "assumed role"
     );
     let region = role.region().map(str::to_string);
+    let protocol = match cli.endpoint {
+        EndpointKind::Ecs => Protocol::Container {
+            token_file: cli.token_file,
+        },
+        EndpointKind::Imds => Protocol::Imds {
+            role: role_arn,
+            region: region.clone(),
+        },
+    };
     let broker = Broker::start(role, first, protocol.guard());
     let endpoint = Endpoint::start(broker.reader(), protocol, dir)
         .await

@@ -1,7 +1,8 @@
-//! Real SDKs as the child judge the endpoints: boto3, the AWS CLI, the AWS SDK for JavaScript v3
-//! and the Rust SDK each call STS GetCallerIdentity and must come back as credwrap's role, over
-//! the container endpoint and the IMDS one, from the strict fake STS and from moto, whatever
-//! hostile credentials the parent environment carries.
+//! Real SDKs as the child judge the endpoints: boto3, the AWS CLI v1, the AWS SDK for JavaScript
+//! v3, the Rust SDK, the Go SDK v2 (as Debian packages it), an old botocore lane (boto3 1.17,
+//! AWS CLI 1.19) and Debian's AWS CLI v2 each call STS GetCallerIdentity and must come back as
+//! credwrap's role, over the container endpoint and the IMDS one, from the strict fake STS and
+//! from moto, whatever hostile credentials the parent environment carries.
 
 mod support;
 
@@ -13,7 +14,16 @@ use support::moto::Moto;
 use support::{python, run, rust_child, Output, Sandbox};
 
 const ASSUMED: &str = "arn:aws:sts::123456789012:assumed-role/deploy/matrix";
-const SDKS: [&str; 4] = ["boto3", "awscli", "js", "rust"];
+const SDKS: [&str; 8] = [
+    "boto3",
+    "awscli",
+    "js",
+    "rust",
+    "go",
+    "boto3-1.17",
+    "awscli-1.19",
+    "awscli-v2-debian",
+];
 
 fn node_modules() -> std::path::PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(".deps/js/node_modules");
@@ -28,9 +38,16 @@ fn node_modules() -> std::path::PathBuf {
 /// Where tests/children/sdk_matrix.sh finds each SDK.
 fn sdk_env(cmd: &mut Command) -> &mut Command {
     cmd.env("PYTHON", python())
-        .env("AWS_CLI", python().parent().unwrap().join("aws"))
+        .env("AWS_CLI", support::installed(".deps/venv/bin/aws"))
         .env("NODE_MODULES", node_modules())
         .env("RUST_CHILD", rust_child())
+        .env("GO_CHILD", support::installed(".deps/go/whoami"))
+        .env(
+            "PYTHON_OLD",
+            support::installed(".deps/venv-old/bin/python"),
+        )
+        .env("AWS_CLI_OLD", support::installed(".deps/venv-old/bin/aws"))
+        .env("AWS_CLI_V2", support::installed("/usr/bin/aws"))
         .env("CHILDREN", support::script(""))
 }
 

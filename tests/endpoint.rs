@@ -161,3 +161,90 @@ fn imds_needs_sessions_of_an_hour() {
     assert!(out.stderr.contains("--duration"), "{}", out.stderr);
     assert_eq!(sb.sts.calls().len(), 0);
 }
+
+/// What older SDKs and instance tools ask an IMDS for: the endpoint with a trailing slash,
+/// `//latest/...` paths (the JS SDK v2 joins two slashes), the IAM info, the region and the
+/// identity document, all behind a session token.
+#[test]
+fn imds_serves_what_older_sdks_and_tools_ask_for() {
+    use support::endpoint::{send, EndpointChild};
+    let sb = Sandbox::new();
+    let ep = EndpointChild::start(&sb, &["--endpoint", "imds"]);
+    let addr = ep.addr.as_str();
+    const TTL: &str = "X-aws-ec2-metadata-token-ttl-seconds";
+    const TOKEN: &str = "X-aws-ec2-metadata-token";
+
+    let r = send(addr, "PUT", "//latest/api/token", &[(TTL, "60")]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let with = [(TOKEN, r.body.as_str())];
+    let r = send(
+        addr,
+        "GET",
+        "//latest/meta-data/iam/security-credentials/",
+        &with,
+    );
+    assert_eq!((r.status, r.body.as_str()), (200, "deploy"));
+    let r = send(
+        addr,
+        "GET",
+        "//latest/meta-data/iam/security-credentials/deploy",
+        &with,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("AccessKeyId"));
+
+    let r = send(addr, "GET", "/latest/meta-data/iam/info", &with);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let info: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(info["Code"], "Success");
+    assert_eq!(
+        info["InstanceProfileArn"],
+        "arn:aws:iam::123456789012:instance-profile/deploy"
+    );
+    assert!(info["LastUpdated"].as_str().unwrap().ends_with('Z'));
+
+    let r = send(
+        addr,
+        "GET",
+        "/latest/dynamic/instance-identity/document",
+        &with,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let doc: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(doc["accountId"], "123456789012");
+    assert_eq!(doc["region"], "us-east-1");
+    let r = send(addr, "GET", "/latest/meta-data/placement/region", &with);
+    assert_eq!((r.status, r.body.as_str()), (200, "us-east-1"));
+
+    // Every one of them needs the session token.
+    for path in [
+        "/latest/meta-data/iam/info",
+        "/latest/dynamic/instance-identity/document",
+        "/latest/meta-data/placement/region",
+        "//latest/meta-data/iam/security-credentials/deploy",
+    ] {
+        assert_eq!(send(addr, "GET", path, &[]).status, 401, "{path}");
+    }
+    let out = ep.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+}
+
+/// The IMDS endpoint is handed out with a trailing slash, which botocore <= 1.23 needs.
+#[test]
+fn the_imds_endpoint_variable_ends_in_a_slash() {
+    let sb = Sandbox::new();
+    let out = support::run(sb.credwrap().args([
+        "--endpoint",
+        "imds",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$AWS_EC2_METADATA_SERVICE_ENDPOINT\"",
+    ]));
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let endpoint = out.stdout.trim();
+    assert!(
+        endpoint.starts_with("http://127.0.0.1:") && endpoint.ends_with('/'),
+        "{endpoint}"
+    );
+}

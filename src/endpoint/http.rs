@@ -19,6 +19,11 @@ pub struct Current<'a> {
 }
 
 impl Current<'_> {
+    /// The credential held now, whether or not it may still be served.
+    pub fn lease(&self) -> Option<std::sync::Arc<crate::broker::Lease>> {
+        (!self.revoked).then(|| self.reader.held())
+    }
+
     /// The current credential, rendered once per credential by `render`, or 503 when there is
     /// none fit to hand out. Never waits on STS.
     pub fn serve(&self, render: impl FnOnce(&RoleCredential) -> Bytes) -> Reply {

@@ -4,6 +4,10 @@
 //! `GET`; requests without one (IMDSv1) are refused. IMDS has no shared secret: any local process
 //! that can reach the port can read the role's credentials, which is why this mode is opt-in and
 //! warns when it starts.
+//!
+//! Besides the credentials, it answers what SDKs read next to them on an instance: the IAM info
+//! (an instance profile named after the role), the region, and an identity document with the
+//! account and region. Nothing else about an instance is made up.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,10 +22,14 @@ use serde::Serialize;
 
 use super::http::{self, text, Current, Reply};
 use crate::credential::{fmt_expiration, RoleCredential};
+use crate::limits::RoleArn;
 use crate::secret::Secret;
 
 const TOKEN_PATH: &str = "/latest/api/token";
 const CREDENTIALS_PREFIX: &str = "/latest/meta-data/iam/security-credentials/";
+const IAM_INFO: &str = "/latest/meta-data/iam/info";
+const REGION: &str = "/latest/meta-data/placement/region";
+const IDENTITY_DOCUMENT: &str = "/latest/dynamic/instance-identity/document";
 const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
 /// What real IMDS allows: one second to six hours.
@@ -29,26 +37,29 @@ const MAX_TTL_SECS: u64 = 21_600;
 /// A bound on the sessions kept, so a local client looping on PUT cannot grow memory.
 const MAX_SESSIONS: usize = 4096;
 
-/// The state of one IMDS endpoint: the role it lists and the sessions it handed out.
+/// The state of one IMDS endpoint: the role it lists, its region, the sessions it handed out.
 pub struct Imds {
-    role_name: String,
+    role: RoleArn,
+    region: Option<String>,
     sessions: Sessions,
 }
 
 impl Imds {
-    pub fn new(role_name: String) -> Imds {
+    pub fn new(role: RoleArn, region: Option<String>) -> Imds {
         Imds {
-            role_name,
+            role,
+            region,
             sessions: Sessions::default(),
         }
     }
 
-    /// The variables that point an SDK at this endpoint on `addr`.
+    /// The variables that point an SDK at this endpoint on `addr`. The trailing slash matters:
+    /// botocore up to 1.23 appends `latest/api/token` to the endpoint as it is.
     pub fn child_env(&self, addr: SocketAddr) -> Vec<(&'static str, Secret)> {
         vec![
             (
                 "AWS_EC2_METADATA_SERVICE_ENDPOINT",
-                Secret::new(format!("http://{addr}")),
+                Secret::new(format!("http://{addr}/")),
             ),
             (
                 "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE",
@@ -59,12 +70,15 @@ impl Imds {
     }
 
     pub fn respond(&self, current: &Current<'_>, req: &Request<Incoming>) -> Reply {
-        let path = req.uri().path();
+        // The JS SDK v2 joins the endpoint's trailing slash and its own leading one.
+        let path = format!("/{}", req.uri().path().trim_start_matches('/'));
         if path == TOKEN_PATH {
             return self.session(req);
         }
-        if path != CREDENTIALS_PREFIX.trim_end_matches('/') && !path.starts_with(CREDENTIALS_PREFIX)
-        {
+        let known = path == CREDENTIALS_PREFIX.trim_end_matches('/')
+            || path.starts_with(CREDENTIALS_PREFIX)
+            || [IAM_INFO, REGION, IDENTITY_DOCUMENT].contains(&path.as_str());
+        if !known {
             return text(StatusCode::NOT_FOUND, "Not Found");
         }
         if req.method() != Method::GET {
@@ -73,18 +87,58 @@ impl Imds {
         if !self.sessions.valid(req.headers().get(TOKEN_HEADER)) {
             return text(StatusCode::UNAUTHORIZED, "Unauthorized");
         }
+        match path.as_str() {
+            IAM_INFO => self.iam_info(current),
+            IDENTITY_DOCUMENT => self.identity_document(),
+            REGION => match &self.region {
+                Some(region) => text(StatusCode::OK, region),
+                None => text(StatusCode::NOT_FOUND, "Not Found"),
+            },
+            _ => self.credentials(current, &path),
+        }
+    }
+
+    /// The listing (the role's name, without a trailing newline) or the role's credential.
+    fn credentials(&self, current: &Current<'_>, path: &str) -> Reply {
         let name = path
             .strip_prefix(CREDENTIALS_PREFIX)
             .unwrap_or_default()
             .trim_end_matches('/');
         if name.is_empty() {
-            // The listing: the role's name, without a trailing newline.
-            return text(StatusCode::OK, &self.role_name);
+            return text(StatusCode::OK, self.role.name());
         }
-        if name != self.role_name {
+        if name != self.role.name() {
             return text(StatusCode::NOT_FOUND, "Not Found");
         }
         current.serve(body)
+    }
+
+    /// What an instance says of its profile; credwrap's is named after the role.
+    fn iam_info(&self, current: &Current<'_>) -> Reply {
+        let updated = current
+            .lease()
+            .map_or_else(std::time::SystemTime::now, |l| l.credential.received);
+        let info = serde_json::json!({
+            "Code": "Success",
+            "LastUpdated": fmt_expiration(updated),
+            "InstanceProfileArn": format!(
+                "arn:{}:iam::{}:instance-profile/{}",
+                self.role.partition(),
+                self.role.account(),
+                self.role.path_and_name()
+            ),
+        });
+        http::json(StatusCode::OK, Bytes::from(info.to_string()))
+    }
+
+    /// The identity document's account and region: what SDKs and tools read it for.
+    fn identity_document(&self) -> Reply {
+        let doc = serde_json::json!({
+            "accountId": self.role.account(),
+            "region": self.region,
+            "version": "2017-09-30",
+        });
+        http::json(StatusCode::OK, Bytes::from(doc.to_string()))
     }
 
     fn session(&self, req: &Request<Incoming>) -> Reply {

@@ -27,6 +27,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::broker::CredentialReader;
+use crate::limits::RoleArn;
 use crate::private_dir::PrivateDir;
 use crate::secret::Secret;
 use http::{Current, Reply};
@@ -44,8 +45,11 @@ pub enum Protocol {
     /// Container credentials (`AWS_CONTAINER_CREDENTIALS_FULL_URI`); with `token_file`, the
     /// token reaches the child as a file instead of a variable.
     Container { token_file: bool },
-    /// IMDSv2, listing this role name under `security-credentials/`.
-    Imds { role_name: String },
+    /// IMDSv2, listing this role under `security-credentials/`, in this region.
+    Imds {
+        role: RoleArn,
+        region: Option<String>,
+    },
 }
 
 impl Protocol {
@@ -92,12 +96,12 @@ impl Endpoint {
             Protocol::Container { token_file } => {
                 Service::Container(ecs::Container::new(dir, token_file)?)
             }
-            Protocol::Imds { role_name } => {
+            Protocol::Imds { role, region } => {
                 tracing::warn!(
                     "IMDS mode: any local process that can reach 127.0.0.1 can read the role's \
                      credentials from the endpoint; the default container mode requires a token"
                 );
-                Service::Imds(imds::Imds::new(role_name))
+                Service::Imds(imds::Imds::new(role, region))
             }
         };
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))

@@ -13,9 +13,9 @@ use aws_credential_types::Credentials as SdkCredentials;
 use aws_sdk_sts::types::Credentials as StsCredentials;
 
 use crate::credential::{fmt_time, RoleCredential};
-use crate::limits::{self, RoleArn};
+use crate::limits::RoleArn;
 use crate::secret::Secret;
-use crate::settings::{Settings, Source};
+use crate::settings::{Hop, Settings, Source};
 
 /// The MFA session from GetSessionToken, reused for every refresh.
 struct MfaSession {
@@ -81,23 +81,20 @@ impl Role {
         // Whatever signs the first AssumeRole: the source, or the MFA session made from it.
         let mut signer = self.mfa_credentials(conf).await?;
         let s = &self.settings;
-        let mut hops: Vec<&RoleArn> = s.via.iter().collect();
-        hops.push(&s.role_arn);
-        let mut first = 0;
+        let hops: Vec<&Hop> = s.hops.iter().chain(std::iter::once(&s.target)).collect();
+        let mut rest = &hops[..];
         if let Source::WebIdentity { token_file } = &s.source {
-            let last = hops.len() == 1;
-            let c = web_identity(s, conf, token_file, hops[0], last).await?;
-            if last {
+            let c = web_identity(conf, token_file, hops[0]).await?;
+            signer = Some(c.to_sdk("credwrap-chain"));
+            rest = &hops[1..];
+            if rest.is_empty() {
                 return Ok(c);
             }
-            signer = Some(c.to_sdk("credwrap-chain"));
-            first = 1;
         }
         let mut result = None;
-        for (i, role) in hops.iter().enumerate().skip(first) {
-            let last = i == hops.len() - 1;
+        for hop in rest {
             let client = client_with(conf, signer.take());
-            let c = assume_role(s, &client, role, last).await?;
+            let c = assume_role(&client, hop).await?;
             signer = Some(c.to_sdk("credwrap-chain"));
             result = Some(c);
         }
@@ -124,7 +121,7 @@ impl Role {
             .send()
             .await
             .map_err(|e| AssumeError::from_sdk(e).doing("get an MFA session (GetSessionToken)"))?;
-        let c = credential_from(out.credentials(), None, &self.settings.role_arn)
+        let c = credential_from(out.credentials(), None, &self.settings.target.role_arn)
             .map_err(|e| e.doing("get an MFA session (GetSessionToken)"))?;
         tracing::info!(expires = %fmt_time(c.expiration), "MFA session started");
         let credentials = c.to_sdk("credwrap-mfa");
@@ -154,43 +151,36 @@ impl Role {
     }
 }
 
-/// AssumeRole for one hop; session options go with the last one, the role the child gets.
+/// AssumeRole for one hop, with that hop's session options.
 async fn assume_role(
-    s: &Settings,
     client: &aws_sdk_sts::Client,
-    role: &RoleArn,
-    last: bool,
+    hop: &Hop,
 ) -> Result<RoleCredential, AssumeError> {
+    let role = &hop.role_arn;
+    let doing = || format!("assume {role}");
+    let o = &hop.options;
     let mut req = client
         .assume_role()
         .role_arn(role.as_str())
-        .role_session_name(&s.session_name);
-    if last {
-        let o = &s.options;
-        req = req
-            .duration_seconds(secs_i32(s.duration))
-            .set_external_id(o.external_id.clone())
-            .set_source_identity(o.source_identity.clone())
-            .set_policy(o.policy.clone());
-        for tag in &o.tags {
-            let tag = aws_sdk_sts::types::Tag::builder()
-                .key(&tag.key)
-                .value(&tag.value)
-                .build()
-                .map_err(|e| {
-                    AssumeError::local(format!("invalid request: {e}"), false)
-                        .doing(format!("assume {role}"))
-                })?;
-            req = req.tags(tag);
-        }
-        for key in &o.transitive_tag_keys {
-            req = req.transitive_tag_keys(key);
-        }
-        req = req.set_policy_arns(policy_descriptors(&o.policy_arns));
-    } else {
-        req = req.duration_seconds(secs_i32(limits::CHAINED_MAX));
+        .role_session_name(&hop.session_name)
+        .duration_seconds(secs_i32(hop.duration))
+        .set_external_id(o.external_id.clone())
+        .set_source_identity(o.source_identity.clone())
+        .set_policy(o.policy.clone())
+        .set_policy_arns(policy_descriptors(&o.policy_arns));
+    for tag in &o.tags {
+        let tag = aws_sdk_sts::types::Tag::builder()
+            .key(&tag.key)
+            .value(&tag.value)
+            .build()
+            .map_err(|e| {
+                AssumeError::local(format!("invalid request: {e}"), false).doing(doing())
+            })?;
+        req = req.tags(tag);
     }
-    let doing = || format!("assume {role}");
+    for key in &o.transitive_tag_keys {
+        req = req.transitive_tag_keys(key);
+    }
     let out = req
         .send()
         .await
@@ -203,13 +193,13 @@ async fn assume_role(
     .map_err(|e| e.doing(doing()))
 }
 
+/// AssumeRoleWithWebIdentity for the first hop; its policies are the only options it takes.
 async fn web_identity(
-    s: &Settings,
     conf: &aws_sdk_sts::Config,
     token_file: &std::path::Path,
-    role: &RoleArn,
-    last: bool,
+    hop: &Hop,
 ) -> Result<RoleCredential, AssumeError> {
+    let role = &hop.role_arn;
     let doing = || format!("assume {role} with web identity");
     // CI systems and Kubernetes rotate the token: read it fresh every time.
     let token = std::fs::read_to_string(token_file).map_err(|e| {
@@ -222,24 +212,14 @@ async fn web_identity(
         )
         .doing(doing())
     })?;
-    let duration = if last {
-        s.duration
-    } else {
-        limits::CHAINED_MAX
-    };
-    let client = aws_sdk_sts::Client::from_conf(conf.clone());
-    let mut req = client
+    let out = aws_sdk_sts::Client::from_conf(conf.clone())
         .assume_role_with_web_identity()
         .role_arn(role.as_str())
-        .role_session_name(&s.session_name)
+        .role_session_name(&hop.session_name)
         .web_identity_token(token.trim())
-        .duration_seconds(secs_i32(duration));
-    if last {
-        req = req
-            .set_policy(s.options.policy.clone())
-            .set_policy_arns(policy_descriptors(&s.options.policy_arns));
-    }
-    let out = req
+        .duration_seconds(secs_i32(hop.duration))
+        .set_policy(hop.options.policy.clone())
+        .set_policy_arns(policy_descriptors(&hop.options.policy_arns))
         .send()
         .await
         .map_err(|e| AssumeError::from_sdk(e).doing(doing()))?;

@@ -3,10 +3,13 @@
 
 use std::time::Duration;
 
+use aws_config::meta::credentials::CredentialsProviderChain;
+use aws_config::profile::ProfileFileCredentialsProvider;
 use aws_config::provider_config::ProviderConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_credential_types::Credentials as SdkCredentials;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_types::region::Region;
 use aws_types::SdkConfig;
@@ -62,7 +65,7 @@ async fn load_config(settings: &Settings) -> SdkConfig {
     if let Some(r) = &settings.region {
         loader = loader.region(Region::new(r.clone()));
     }
-    if let Source::DefaultChain { profile: Some(p) } = &settings.source {
+    if let Some(p) = &settings.profile {
         loader = loader.profile_name(p);
     }
     loader.load().await
@@ -74,26 +77,34 @@ async fn source_provider(source: &Source, base: &SdkConfig) -> Option<SharedCred
     let config = provider_config(base);
     let provider = match source {
         Source::WebIdentity { .. } => return None,
-        Source::DefaultChain { profile } => {
+        Source::DefaultChain => {
             let mut chain =
                 aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
                     .configure(config);
-            if let Some(p) = profile {
-                chain = chain.profile_name(p);
-            }
             chain.set_region(base.region().cloned());
             SharedCredentialsProvider::new(chain.build().await)
         }
-        Source::Ec2InstanceMetadata => SharedCredentialsProvider::new(
-            aws_config::imds::credentials::ImdsCredentialsProvider::builder()
-                .configure(&config)
-                .build(),
+        // The profile's own credentials, then what botocore tries after the profile providers.
+        Source::Profile(name) => SharedCredentialsProvider::new(
+            CredentialsProviderChain::first_try(
+                "Profile",
+                ProfileFileCredentialsProvider::builder()
+                    .configure(&config)
+                    .profile_name(name)
+                    .build(),
+            )
+            .or_else("EcsContainer", ecs(&config))
+            .or_else("Ec2InstanceMetadata", imds(&config)),
         ),
-        Source::EcsContainer => SharedCredentialsProvider::new(
-            aws_config::ecs::EcsCredentialsProvider::builder()
-                .configure(&config)
-                .build(),
-        ),
+        Source::ProfileKeys(keys) => SharedCredentialsProvider::new(SdkCredentials::new(
+            keys.access_key_id.clone(),
+            keys.secret_access_key.expose(),
+            keys.session_token.as_ref().map(|t| t.expose().to_string()),
+            None,
+            "credwrap-profile",
+        )),
+        Source::Ec2InstanceMetadata => SharedCredentialsProvider::new(imds(&config)),
+        Source::EcsContainer => SharedCredentialsProvider::new(ecs(&config)),
         Source::Environment => SharedCredentialsProvider::new(
             aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
         ),
@@ -110,7 +121,8 @@ async fn check(source: &Source, provider: &SharedCredentialsProvider) -> Result<
     // whole story is in the SDK's warnings and at -vv.
     tracing::debug!("source credential chain: {}", error_chain(&e));
     Err(no_source_credentials(match source {
-        Source::DefaultChain { profile: Some(p) } => format!("profile {p} gave none: {e}"),
+        Source::Profile(p) => format!("profile {p} gave none: {e}"),
+        Source::Environment => format!("the environment gave none: {e}"),
         _ => "tried the environment, profiles, web identity, SSO, container and instance metadata"
             .into(),
     }))
@@ -131,6 +143,18 @@ fn provider_config(base: &SdkConfig) -> ProviderConfig {
         config = config.with_timeout_config(timeouts.clone());
     }
     config
+}
+
+fn ecs(config: &ProviderConfig) -> aws_config::ecs::EcsCredentialsProvider {
+    aws_config::ecs::EcsCredentialsProvider::builder()
+        .configure(config)
+        .build()
+}
+
+fn imds(config: &ProviderConfig) -> aws_config::imds::credentials::ImdsCredentialsProvider {
+    aws_config::imds::credentials::ImdsCredentialsProvider::builder()
+        .configure(config)
+        .build()
 }
 
 fn no_source_credentials(detail: String) -> SetupError {

@@ -6,6 +6,7 @@
 //! the network: a bad value, a missing profile or a missing MFA code is a usage error (exit 2).
 //! Every rule that involves more than one option lives here, once.
 
+mod plan;
 mod profiles;
 pub mod prompt;
 
@@ -18,15 +19,19 @@ pub use profiles::{Profile, Profiles};
 use crate::cli::{usage_error, Cli, EndpointKind};
 use crate::limits::{self, RoleArn, Tag};
 use crate::secret::Secret;
+use plan::{Plan, Planned};
 
 /// Where credwrap's own source credentials come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Source {
-    /// aws-config's default chain, with this profile selected if any.
-    DefaultChain {
-        profile: Option<String>,
-    },
-    /// A profile's `credential_source`.
+    /// aws-config's default chain, when no profile is selected at all.
+    DefaultChain,
+    /// A profile's own credentials (keys, SSO, `credential_process`, a role it assumes), then
+    /// the container and instance roles: what the AWS CLI tries once the environment is out.
+    Profile(String),
+    /// The static keys of a role profile that is its own `source_profile`.
+    ProfileKeys(StaticKeys),
+    /// `AWS_ACCESS_KEY_ID` and friends (also a profile's `credential_source = Environment`).
     Environment,
     Ec2InstanceMetadata,
     EcsContainer,
@@ -36,7 +41,15 @@ pub enum Source {
     },
 }
 
-/// Session options sent with the AssumeRole of the final role.
+/// Long-term keys read from a profile.
+#[derive(Debug, Clone)]
+pub struct StaticKeys {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
+}
+
+/// Session options sent with one AssumeRole.
 #[derive(Debug, Clone, Default)]
 pub struct SessionOptions {
     pub external_id: Option<String>,
@@ -45,6 +58,32 @@ pub struct SessionOptions {
     pub source_identity: Option<String>,
     pub policy_arns: Vec<String>,
     pub policy: Option<String>,
+}
+
+impl SessionOptions {
+    /// What AssumeRoleWithWebIdentity cannot carry (the token does), by flag name.
+    fn unsupported_with_web_identity(&self) -> Option<&'static str> {
+        [
+            (
+                self.external_id.is_some(),
+                "--external-id (or a profile's external_id)",
+            ),
+            (!self.tags.is_empty(), "--tag"),
+            (!self.transitive_tag_keys.is_empty(), "--transitive-tag-key"),
+            (self.source_identity.is_some(), "--source-identity"),
+        ]
+        .into_iter()
+        .find_map(|(set, flag)| set.then_some(flag))
+    }
+}
+
+/// One role to assume, with what goes with its AssumeRole.
+#[derive(Debug, Clone)]
+pub struct Hop {
+    pub role_arn: RoleArn,
+    pub session_name: String,
+    pub duration: Duration,
+    pub options: SessionOptions,
 }
 
 /// An MFA device and the code read for it.
@@ -66,13 +105,13 @@ impl std::fmt::Debug for Mfa {
 pub struct Settings {
     pub source: Source,
     pub mfa: Option<Mfa>,
-    /// Roles assumed in turn before the target (from --via).
-    pub via: Vec<RoleArn>,
-    pub role_arn: RoleArn,
-    pub session_name: String,
-    pub duration: Duration,
-    pub options: SessionOptions,
+    /// Roles assumed in turn before the target: a profile's role, then `--via`.
+    pub hops: Vec<Hop>,
+    /// The role the command gets.
+    pub target: Hop,
     pub region: Option<String>,
+    /// The selected profile, for the settings the SDK reads from it (region and the rest).
+    pub profile: Option<String>,
 }
 
 /// A usage error found while resolving: printed like clap's and exits 2.
@@ -92,21 +131,43 @@ pub fn resolve(
     profiles: &Profiles,
     ask_code: AskCode<'_>,
 ) -> Result<Settings, UsageError> {
-    let selected = selected_profile(cli, env, profiles)?;
-    let plan = role_and_source(cli, env, profiles, selected)?;
-    let session_name = session_name(cli, env, &plan)?;
-    let duration = duration(cli, &plan)?;
-    let options = session_options(cli, &plan)?;
+    check_endpoint_options(cli)?;
+    let selection = plan::select_profile(cli, env, profiles)?;
+    let plan = plan::plan(cli, env, profiles, selection)?;
+    let chained = plan.leading.is_some() || !cli.via.is_empty() || plan.source_is_role;
+    let target_name = session_name(cli.role_session_name.clone(), &plan.target, env)?;
+    let target = Hop {
+        duration: duration(cli, &plan.target, chained)?,
+        options: session_options(cli, &plan.target)?,
+        session_name: target_name.clone(),
+        role_arn: plan.target.arn.clone(),
+    };
+    let mut hops = Vec::new();
+    if let Some(leading) = &plan.leading {
+        hops.push(leading_hop(leading, plan.source_is_role, env)?);
+    }
+    hops.extend(cli.via.iter().map(|arn| Hop {
+        role_arn: arn.clone(),
+        session_name: target_name.clone(),
+        duration: limits::CHAINED_MAX,
+        options: SessionOptions::default(),
+    }));
+    let web_identity = matches!(plan.source, Source::WebIdentity { .. });
+    let first = hops.first().unwrap_or(&target);
+    if let (true, Some(flag)) = (web_identity, first.options.unsupported_with_web_identity()) {
+        return Err(usage(format!(
+            "{flag} cannot be sent with AssumeRoleWithWebIdentity (the token carries them); \
+             assume a further role with --via to use it"
+        )));
+    }
     let mfa = mfa(cli, &plan, ask_code)?;
     Ok(Settings {
         source: plan.source,
         mfa,
-        via: cli.via.clone(),
-        role_arn: plan.role_arn,
-        session_name,
-        duration,
-        options,
+        hops,
+        target,
         region: cli.region.clone(),
+        profile: plan.selection.profile.map(|p| p.name().to_string()),
     })
 }
 
@@ -115,150 +176,25 @@ fn var(env: &Env, key: &str) -> Option<String> {
     env.get(key).ok().filter(|v| !v.is_empty())
 }
 
-/// The profile `--profile`/`CREDWRAP_PROFILE` or `AWS_PROFILE` names, which must exist.
-fn selected_profile<'p>(
-    cli: &Cli,
-    env: &Env,
-    profiles: &'p Profiles,
-) -> Result<Option<&'p Profile>, UsageError> {
-    let Some(name) = cli.profile.clone().or_else(|| var(env, "AWS_PROFILE")) else {
-        return Ok(None);
-    };
-    profiles.get(&name).map(Some).ok_or_else(|| {
-        usage(format!(
-            "profile '{name}' not found in the AWS config or credentials file"
-        ))
-    })
-}
-
-/// Which role to assume and what signs the first call.
-struct RolePlan<'p> {
-    role_arn: RoleArn,
-    source: Source,
-    /// The profile whose role this is, when its settings apply to it.
-    role_profile: Option<&'p Profile>,
-    /// The selected profile, whether or not it names the role.
-    profile: Option<&'p Profile>,
-    /// The role is assumed from another role's session: STS caps the session at 1h.
-    chained: bool,
-    /// The session name from `AWS_ROLE_SESSION_NAME` (the SDKs' web-identity convention).
-    env_session_name: Option<String>,
-}
-
-fn role_and_source<'p>(
-    cli: &Cli,
-    env: &Env,
-    profiles: &'p Profiles,
-    profile: Option<&'p Profile>,
-) -> Result<RolePlan<'p>, UsageError> {
-    let mut role_arn = cli.role_arn.clone();
-    let mut role_profile = None;
-    let mut env_session_name = None;
-    let mut chained = !cli.via.is_empty();
-    let source = if let Some(p) = profile.filter(|p| p.get("role_arn").is_some()) {
-        let arn = profile_role_arn(p)?;
-        role_arn = role_arn.or(Some(arn));
-        role_profile = Some(p);
-        let source = profile_role_source(p)?;
-        // A source profile that assumes a role itself makes ours a chained session.
-        chained |= p
-            .get("source_profile")
-            .and_then(|src| profiles.get(src))
-            .is_some_and(|src| src.get("role_arn").is_some());
-        source
-    } else if let Some(file) = &cli.web_identity_token_file {
-        Source::WebIdentity {
-            token_file: file.clone(),
-        }
-    } else if let (None, None, Some(arn), Some(file)) = (
-        &role_arn,
-        profile,
-        var(env, "AWS_ROLE_ARN"),
-        var(env, "AWS_WEB_IDENTITY_TOKEN_FILE"),
-    ) {
-        // The SDKs' own convention, as a CI runner or Kubernetes sets it up.
-        role_arn = Some(
-            arn.parse()
-                .map_err(|e| usage(format!("AWS_ROLE_ARN: {e}")))?,
-        );
-        env_session_name =
-            var(env, "AWS_ROLE_SESSION_NAME").filter(|n| limits::is_valid_session_name(n));
-        Source::WebIdentity {
-            token_file: PathBuf::from(file),
-        }
-    } else {
-        Source::DefaultChain {
-            profile: profile.map(|p| p.name().to_string()),
-        }
-    };
-    let role_arn = role_arn.ok_or_else(|| {
-        usage(
-            "no role to assume: give --role-arn (or CREDWRAP_ROLE_ARN), or --profile naming a \
-             profile with role_arn",
-        )
-    })?;
-    if let Source::WebIdentity { token_file } = &source {
-        if let Err(e) = std::fs::metadata(token_file) {
-            return Err(usage(format!(
-                "--web-identity-token-file: cannot read {}: {e}",
-                token_file.display()
-            )));
-        }
+/// Options that only make sense for one kind of endpoint.
+fn check_endpoint_options(cli: &Cli) -> Result<(), UsageError> {
+    if cli.endpoint == EndpointKind::Imds && cli.token_file {
+        return Err(usage(
+            "--token-file is for the container endpoint; --endpoint imds has no token to put \
+             in a file (IMDS session tokens come from PUT /latest/api/token)",
+        ));
     }
-    Ok(RolePlan {
-        role_arn,
-        source,
-        role_profile,
-        profile,
-        chained,
-        env_session_name,
-    })
+    Ok(())
 }
 
-fn profile_role_arn(p: &Profile) -> Result<RoleArn, UsageError> {
-    p.get("role_arn")
-        .unwrap_or_default()
-        .parse()
-        .map_err(|e| usage(format!("profile {}: role_arn: {e}", p.name())))
-}
-
-/// What signs the AssumeRole of a role profile's `role_arn`, as the AWS CLI reads the profile.
-fn profile_role_source(p: &Profile) -> Result<Source, UsageError> {
-    if let Some(file) = p.get("web_identity_token_file") {
-        return Ok(Source::WebIdentity {
-            token_file: PathBuf::from(file),
-        });
-    }
-    if let Some(src) = p.get("source_profile") {
-        return Ok(Source::DefaultChain {
-            profile: Some(src.to_string()),
-        });
-    }
-    match p.get("credential_source") {
-        Some("Environment") => Ok(Source::Environment),
-        Some("Ec2InstanceMetadata") => Ok(Source::Ec2InstanceMetadata),
-        Some("EcsContainer") => Ok(Source::EcsContainer),
-        Some(other) => Err(usage(format!(
-            "profile {}: credential_source '{other}' is not Environment, Ec2InstanceMetadata \
-             or EcsContainer",
-            p.name()
-        ))),
-        None => Err(usage(format!(
-            "profile {} has role_arn but neither source_profile nor credential_source",
-            p.name()
-        ))),
-    }
-}
-
-fn session_name(cli: &Cli, env: &Env, plan: &RolePlan<'_>) -> Result<String, UsageError> {
-    let from_profile = plan
-        .role_profile
+/// A flag, then `AWS_ROLE_SESSION_NAME` (web identity), then the role profile's, then ours.
+fn session_name(flag: Option<String>, role: &Planned<'_>, env: &Env) -> Result<String, UsageError> {
+    let from_profile = role
+        .profile
         .and_then(|p| p.get("role_session_name"))
         .map(str::to_string);
-    match cli
-        .role_session_name
-        .clone()
-        .or_else(|| plan.env_session_name.clone())
+    match flag
+        .or_else(|| role.env_session_name.clone())
         .or(from_profile)
     {
         Some(n) if limits::is_valid_session_name(&n) => Ok(n),
@@ -269,15 +205,17 @@ fn session_name(cli: &Cli, env: &Env, plan: &RolePlan<'_>) -> Result<String, Usa
     }
 }
 
-fn duration(cli: &Cli, plan: &RolePlan<'_>) -> Result<Duration, UsageError> {
-    let from_profile = plan.role_profile.and_then(|p| p.get("duration_seconds"));
+/// The target's session length: the flag, else its profile's, else an hour; capped at an hour
+/// when chained, at least an hour for IMDS.
+fn duration(cli: &Cli, target: &Planned<'_>, chained: bool) -> Result<Duration, UsageError> {
+    let from_profile = target.profile.and_then(|p| p.get("duration_seconds"));
     let mut duration = match (cli.duration, from_profile) {
         (Some(d), _) => d,
         (None, Some(secs)) => limits::session_duration(secs)
             .map_err(|e| usage(format!("profile duration_seconds: {e}")))?,
         (None, None) => limits::DEFAULT_DURATION,
     };
-    if plan.chained && duration > limits::CHAINED_MAX {
+    if chained && duration > limits::CHAINED_MAX {
         tracing::warn!(
             "role chaining limits a session to 1h: using --duration 1h instead of {}s",
             duration.as_secs()
@@ -294,10 +232,38 @@ fn duration(cli: &Cli, plan: &RolePlan<'_>) -> Result<Duration, UsageError> {
     Ok(duration)
 }
 
-fn session_options(cli: &Cli, plan: &RolePlan<'_>) -> Result<SessionOptions, UsageError> {
+/// A role assumed before `--via` and the target: a profile's role with the profile's settings,
+/// or the role of the SDKs' web-identity variables.
+fn leading_hop(role: &Planned<'_>, from_role: bool, env: &Env) -> Result<Hop, UsageError> {
+    let profile = role.profile;
+    let mut duration = match profile.and_then(|p| p.get("duration_seconds")) {
+        Some(secs) => limits::sts_duration(secs)
+            .map_err(|e| usage(format!("profile duration_seconds: {e}")))?,
+        None => limits::DEFAULT_DURATION,
+    };
+    if from_role {
+        duration = duration.min(limits::CHAINED_MAX);
+    }
+    let external_id = profile.and_then(|p| p.get("external_id"));
+    if let Some(id) = external_id {
+        limits::external_id(id).map_err(|e| usage(format!("external_id: {e}")))?;
+    }
+    Ok(Hop {
+        role_arn: role.arn.clone(),
+        session_name: session_name(None, role, env)?,
+        duration,
+        options: SessionOptions {
+            external_id: external_id.map(str::to_string),
+            ..SessionOptions::default()
+        },
+    })
+}
+
+fn session_options(cli: &Cli, target: &Planned<'_>) -> Result<SessionOptions, UsageError> {
     let options = SessionOptions {
         external_id: cli.external_id.clone().or_else(|| {
-            plan.role_profile
+            target
+                .profile
                 .and_then(|p| p.get("external_id"))
                 .map(str::to_string)
         }),
@@ -311,24 +277,6 @@ fn session_options(cli: &Cli, plan: &RolePlan<'_>) -> Result<SessionOptions, Usa
         limits::external_id(id).map_err(|e| usage(format!("external_id: {e}")))?;
     }
     check_session_option_limits(&options)?;
-    let web_identity = matches!(plan.source, Source::WebIdentity { .. });
-    if web_identity && cli.via.is_empty() {
-        let unsupported = [
-            (options.external_id.is_some(), "--external-id"),
-            (!options.tags.is_empty(), "--tag"),
-            (
-                !options.transitive_tag_keys.is_empty(),
-                "--transitive-tag-key",
-            ),
-            (options.source_identity.is_some(), "--source-identity"),
-        ];
-        if let Some((_, flag)) = unsupported.iter().find(|(set, _)| *set) {
-            return Err(usage(format!(
-                "{flag} cannot be sent with AssumeRoleWithWebIdentity (the token carries them); \
-                 assume a further role with --via to use it"
-            )));
-        }
-    }
     Ok(options)
 }
 
@@ -380,16 +328,19 @@ fn check_session_option_limits(o: &SessionOptions) -> Result<(), UsageError> {
     Ok(())
 }
 
-fn mfa(cli: &Cli, plan: &RolePlan<'_>, ask_code: AskCode<'_>) -> Result<Option<Mfa>, UsageError> {
+/// `--mfa-serial`, else the `mfa_serial` of the role profile assumed first.
+fn mfa(cli: &Cli, plan: &Plan<'_>, ask_code: AskCode<'_>) -> Result<Option<Mfa>, UsageError> {
+    let first_role = plan.leading.as_ref().unwrap_or(&plan.target);
     let serial = cli.mfa_serial.clone().or_else(|| {
-        plan.profile
+        first_role
+            .profile
             .and_then(|p| p.get("mfa_serial"))
             .map(str::to_string)
     });
     let Some(serial) = serial else {
         if cli.mfa_code.is_some() {
             return Err(usage(
-                "--mfa-code needs --mfa-serial (or a profile with mfa_serial)",
+                "--mfa-code needs --mfa-serial (or a role profile with mfa_serial)",
             ));
         }
         return Ok(None);

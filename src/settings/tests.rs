@@ -175,7 +175,7 @@ fn role_arn_precedence() {
                 Layer::AwsEnv,
             ],
             default: None,
-            read: |s| s.role_arn.to_string(),
+            read: |s| s.target.role_arn.to_string(),
         },
         || Case {
             profiles: vec![
@@ -209,10 +209,10 @@ fn session_name_precedence() {
             default: Some("default"),
             read: |s| {
                 // The default carries a timestamp: compare its stable prefix.
-                if s.session_name.starts_with("credwrap-") {
+                if s.target.session_name.starts_with("credwrap-") {
                     "default".into()
                 } else {
-                    s.session_name.clone()
+                    s.target.session_name.clone()
                 }
             },
         },
@@ -243,7 +243,7 @@ fn duration_precedence() {
             order: LAYERS,
             values: ["7200", "5400", "", "2700"],
             default: Some("3600"),
-            read: |s| s.duration.as_secs().to_string(),
+            read: |s| s.target.duration.as_secs().to_string(),
         },
         role_profile_case,
     );
@@ -262,7 +262,7 @@ fn external_id_precedence() {
             order: LAYERS,
             values: ["ext-flag", "ext-env", "", "ext-profile"],
             default: Some(""),
-            read: |s| s.options.external_id.clone().unwrap_or_default(),
+            read: |s| s.target.options.external_id.clone().unwrap_or_default(),
         },
         role_profile_case,
     );
@@ -330,7 +330,11 @@ fn profile_selection_precedence() {
             profiles: profiles(),
         };
         let s = case.resolve().unwrap_or_else(|e| panic!("{args:?}: {e}"));
-        assert_eq!(s.role_arn.as_str(), want, "{args:?} {credwrap_env:?}");
+        assert_eq!(
+            s.target.role_arn.as_str(),
+            want,
+            "{args:?} {credwrap_env:?}"
+        );
     }
 }
 
@@ -343,7 +347,7 @@ fn usage_errors_name_what_to_fix() {
                 args: vec!["--profile", "nope"],
                 ..Case::default()
             },
-            "profile 'nope' not found",
+            "profile 'nope' (--profile nope) not found",
         ),
         (
             Case {
@@ -427,4 +431,253 @@ fn the_mfa_prompt_is_asked_once_and_its_answer_checked() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("no terminal"), "{err}");
+}
+
+/// The profiles of the AWS CLI comparison: a role profile, its source, a profile with keys.
+fn cli_profiles() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
+    vec![
+        (
+            "job",
+            vec![
+                ("role_arn", ROLE_P),
+                ("source_profile", "base"),
+                ("external_id", "ext-job"),
+                ("duration_seconds", "5400"),
+                ("role_session_name", "job-session"),
+                ("mfa_serial", "arn:aws:iam::111111111111:mfa/job"),
+            ],
+        ),
+        (
+            "base",
+            vec![
+                ("aws_access_key_id", "AKIABASE"),
+                ("aws_secret_access_key", "s"),
+            ],
+        ),
+        (
+            "plain",
+            vec![
+                ("aws_access_key_id", "AKIAPLAIN"),
+                ("aws_secret_access_key", "s"),
+                ("mfa_serial", "arn:aws:iam::111111111111:mfa/plain"),
+            ],
+        ),
+    ]
+}
+
+/// The source as a short word, for tables.
+fn source_name(s: &Settings) -> String {
+    match &s.source {
+        Source::Profile(p) => format!("profile:{p}"),
+        Source::Environment => "env".into(),
+        Source::DefaultChain => "chain".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+#[test]
+fn explicit_profiles_beat_environment_keys_and_implicit_ones_do_not() {
+    const ENV_KEYS: [(&str, &str); 2] = [
+        ("AWS_ACCESS_KEY_ID", "AKIAENV"),
+        ("AWS_SECRET_ACCESS_KEY", "s"),
+    ];
+    // (words, CREDWRAP_* variables, environment, env keys?) -> (source, target) or an error.
+    type Row = (
+        Vec<&'static str>,
+        Vec<(&'static str, &'static str)>,
+        Vec<(&'static str, &'static str)>,
+        bool,
+        Result<(&'static str, &'static str), &'static str>,
+    );
+    let rows: Vec<Row> = vec![
+        (
+            vec!["--profile", "job"],
+            vec![],
+            vec![],
+            true,
+            Ok(("profile:base", ROLE_P)),
+        ),
+        (
+            vec![],
+            vec![("CREDWRAP_PROFILE", "job")],
+            vec![],
+            true,
+            Ok(("profile:base", ROLE_P)),
+        ),
+        (
+            vec![],
+            vec![],
+            vec![("AWS_PROFILE", "job")],
+            false,
+            Ok(("profile:base", ROLE_P)),
+        ),
+        (
+            vec![],
+            vec![],
+            vec![("AWS_PROFILE", "job")],
+            true,
+            Err("environment keys win over it"),
+        ),
+        (
+            vec!["--role-arn", ROLE_A],
+            vec![],
+            vec![("AWS_PROFILE", "job")],
+            true,
+            Ok(("env", ROLE_A)),
+        ),
+        (
+            vec!["--profile", "plain", "--role-arn", ROLE_A],
+            vec![],
+            vec![],
+            true,
+            Ok(("profile:plain", ROLE_A)),
+        ),
+        (
+            vec!["--role-arn", ROLE_A],
+            vec![],
+            vec![("AWS_PROFILE", "plain")],
+            true,
+            Ok(("env", ROLE_A)),
+        ),
+        (
+            vec!["--role-arn", ROLE_A],
+            vec![],
+            vec![("AWS_PROFILE", "plain")],
+            false,
+            Ok(("profile:plain", ROLE_A)),
+        ),
+        // botocore reads AWS_DEFAULT_PROFILE before AWS_PROFILE.
+        (
+            vec![],
+            vec![],
+            vec![("AWS_DEFAULT_PROFILE", "job"), ("AWS_PROFILE", "plain")],
+            false,
+            Ok(("profile:base", ROLE_P)),
+        ),
+    ];
+    for (args, credwrap_env, env, env_keys, want) in rows {
+        let mut env = env.clone();
+        if env_keys {
+            env.extend(ENV_KEYS);
+        }
+        let case = Case {
+            args: args.clone(),
+            credwrap_env: credwrap_env.clone(),
+            env: env.clone(),
+            profiles: cli_profiles(),
+        };
+        let got = case
+            .resolve()
+            .map(|s| (source_name(&s), s.target.role_arn.to_string()));
+        match (got, want) {
+            (Ok((source, target)), Ok((want_source, want_target))) => {
+                assert_eq!(
+                    (source.as_str(), target.as_str()),
+                    (want_source, want_target),
+                    "{args:?} {credwrap_env:?} {env:?}"
+                )
+            }
+            (Err(e), Err(message)) => assert!(e.contains(message), "{args:?} {env:?}: {e}"),
+            (got, want) => panic!("{args:?} {credwrap_env:?} {env:?}: got {got:?}, want {want:?}"),
+        }
+    }
+    // With no profile named, [default] counts as the CLI's implicit profile.
+    let case = Case {
+        profiles: vec![
+            (
+                "default",
+                vec![("role_arn", ROLE_P), ("source_profile", "base")],
+            ),
+            (
+                "base",
+                vec![
+                    ("aws_access_key_id", "AKIABASE"),
+                    ("aws_secret_access_key", "s"),
+                ],
+            ),
+        ],
+        ..Case::default()
+    };
+    let s = case.resolve().unwrap();
+    assert_eq!(
+        (source_name(&s).as_str(), s.target.role_arn.as_str()),
+        ("profile:base", ROLE_P)
+    );
+}
+
+#[test]
+fn a_role_profiles_settings_stay_with_its_own_role() {
+    let case = Case {
+        args: vec![
+            "--profile",
+            "job",
+            "--role-arn",
+            ROLE_A,
+            "--mfa-code",
+            "123456",
+        ],
+        profiles: cli_profiles(),
+        ..Case::default()
+    };
+    let s = case.resolve().unwrap();
+    // job's role first, with job's settings and MFA device, then the other role from it.
+    assert_eq!(s.hops.len(), 1);
+    let hop = &s.hops[0];
+    assert_eq!(hop.role_arn.as_str(), ROLE_P);
+    assert_eq!(hop.options.external_id.as_deref(), Some("ext-job"));
+    assert_eq!(hop.duration.as_secs(), 5400);
+    assert_eq!(hop.session_name, "job-session");
+    assert_eq!(s.mfa.unwrap().serial, "arn:aws:iam::111111111111:mfa/job");
+    assert_eq!(s.target.role_arn.as_str(), ROLE_A);
+    assert_eq!(s.target.options.external_id, None);
+    assert_ne!(s.target.session_name, "job-session");
+    // Chained: the target's session lasts at most an hour.
+    assert_eq!(s.target.duration.as_secs(), 3600);
+
+    // The profile's own role named again is just the profile's role.
+    let case = Case {
+        args: vec![
+            "--profile",
+            "job",
+            "--role-arn",
+            ROLE_P,
+            "--mfa-code",
+            "123456",
+        ],
+        profiles: cli_profiles(),
+        ..Case::default()
+    };
+    let s = case.resolve().unwrap();
+    assert!(s.hops.is_empty());
+    assert_eq!(s.target.options.external_id.as_deref(), Some("ext-job"));
+
+    // A profile without role_arn keeps its mfa_serial to itself, as the CLI does.
+    let case = Case {
+        args: vec!["--profile", "plain", "--role-arn", ROLE_A],
+        profiles: cli_profiles(),
+        ..Case::default()
+    };
+    assert!(case.resolve().unwrap().mfa.is_none());
+    // AWS_PROFILE counts as --profile does for a role profile's mfa_serial.
+    let case = Case {
+        args: vec!["--mfa-code", "123456"],
+        env: vec![("AWS_PROFILE", "job")],
+        profiles: cli_profiles(),
+        ..Case::default()
+    };
+    let s = case.resolve().unwrap();
+    assert_eq!(s.mfa.unwrap().serial, "arn:aws:iam::111111111111:mfa/job");
+}
+
+#[test]
+fn token_file_is_for_the_container_endpoint_only() {
+    let case = Case {
+        args: vec!["--role-arn", ROLE_A, "--endpoint", "imds", "--token-file"],
+        ..Case::default()
+    };
+    let err = case.resolve().err().unwrap_or_default();
+    assert!(
+        err.contains("--token-file is for the container endpoint"),
+        "{err}"
+    );
 }

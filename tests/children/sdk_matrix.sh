@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs every real-SDK child in turn under one credwrap; each line of output is prefixed with the
-# SDK's name. The interpreters and the Rust child come from the environment the test sets:
-# PYTHON, AWS_CLI, NODE_MODULES, RUST_CHILD, CHILDREN.
+# SDK's name. The interpreters and binaries come from the environment the test sets: PYTHON,
+# AWS_CLI, NODE_MODULES, RUST_CHILD, GO_CHILD, PYTHON_OLD, AWS_CLI_OLD, AWS_CLI_V2, CHILDREN.
+# SDKs that predate AWS_ENDPOINT_URL_STS get the test's STS as an explicit endpoint.
 
 # A container-relative URI would send an SDK to 169.254.170.2: never let one through to them.
 if [ -n "$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI" ]; then
@@ -19,8 +20,16 @@ run() {
     [ "$rc" -eq 0 ] || { echo "$name: exit=$rc"; status=1; }
 }
 
+cli_whoami() {
+    arn=$("$@" --endpoint-url "$AWS_ENDPOINT_URL_STS" sts get-caller-identity --query Arn --output text) && echo "arn=$arn"
+}
+
 run boto3 "$PYTHON" "$CHILDREN/whoami.py"
-run awscli sh -c 'arn=$("$AWS_CLI" sts get-caller-identity --query Arn --output text) && echo "arn=$arn"'
+run awscli cli_whoami "$AWS_CLI"
 run js env NODE_PATH="$NODE_MODULES" AWS_SDK_JS_SUPPRESS_NODE_VERSION_WARNING=1 node "$CHILDREN/whoami.cjs"
 run rust "$RUST_CHILD"
+run go "$GO_CHILD"
+run boto3-1.17 "$PYTHON_OLD" "$CHILDREN/whoami.py"
+run awscli-1.19 cli_whoami "$AWS_CLI_OLD"
+run awscli-v2-debian cli_whoami "$AWS_CLI_V2"
 exit $status

@@ -19,7 +19,7 @@ impl EndpointChild {
                 "--",
                 "sh",
                 "-c",
-                "echo \"${AWS_CONTAINER_CREDENTIALS_FULL_URI:-$AWS_EC2_METADATA_SERVICE_ENDPOINT/} ${AWS_CONTAINER_AUTHORIZATION_TOKEN:-none}\"; read line; exit 0",
+                "echo \"${AWS_CONTAINER_CREDENTIALS_FULL_URI:-$AWS_EC2_METADATA_SERVICE_ENDPOINT} ${AWS_CONTAINER_AUTHORIZATION_TOKEN:-none}\"; read line; exit 0",
         ]));
         let line = run.line("the endpoint variables");
         let (uri, token) = line.split_once(' ').unwrap();

@@ -323,6 +323,8 @@ fn authenticate(
     match key {
         SOURCE_KEY_ID => return Ok(SOURCE_ARN.to_string()),
         HOSTILE_KEY_ID => return Ok(HOSTILE_ARN.to_string()),
+        // Any other long-term key is a user of its own name, so a test can tell who signed.
+        k if k.starts_with("AKIA") => return Ok(format!("arn:aws:iam::111111111111:user/{k}")),
         _ => {}
     }
     let issued = state.lock().unwrap().issued.get(key).cloned();

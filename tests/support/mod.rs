@@ -272,15 +272,20 @@ pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// A file `scripts/test` installs (under `.deps/`, or a Debian package's), which must exist.
+pub fn installed(path: impl AsRef<Path>) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/test, which installs the test dependencies",
+        path.display()
+    );
+    path
+}
+
 /// The Python interpreter of the test environment that `scripts/test` installs.
 pub fn python() -> PathBuf {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".deps/venv/bin/python");
-    assert!(
-        venv.exists(),
-        "{} is missing: run scripts/test, which installs the test dependencies",
-        venv.display()
-    );
-    venv
+    installed(".deps/venv/bin/python")
 }
 
 /// The Rust-SDK child, built by `cargo test` from examples/sdk_child.rs.

@@ -1,0 +1,271 @@
+//! Which profile is selected, what signs the first STS call, and which roles are assumed in
+//! turn: the AWS CLI's credential precedence (botocore's `create_credential_resolver`).
+//!
+//! - `--profile` (or `CREDWRAP_PROFILE`) is an explicit choice: environment keys and the SDKs'
+//!   web-identity variables are skipped, as `aws --profile` skips them.
+//! - `AWS_DEFAULT_PROFILE`, `AWS_PROFILE` or an existing `[default]` is an implicit one:
+//!   `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` win over it, and then its credential settings
+//!   (`role_arn` and the rest) are not used.
+//! - A role profile's `role_arn`, `external_id`, `duration_seconds`, `role_session_name` and
+//!   `mfa_serial` belong to that role. With `--role-arn` naming another role, the profile's role
+//!   is assumed first, with its settings, and the other role from it (`aws --profile job sts
+//!   assume-role --role-arn other` does the same).
+
+use std::path::PathBuf;
+
+use super::{usage, var, Env, Profile, Profiles, Source, StaticKeys, UsageError};
+use crate::cli::Cli;
+use crate::limits::RoleArn;
+use crate::secret::Secret;
+
+/// The selected profile and how it was chosen.
+pub struct Selection<'p> {
+    pub profile: Option<&'p Profile>,
+    /// `--profile`/`CREDWRAP_PROFILE`, not an environment variable or `[default]`.
+    pub explicit: bool,
+    /// How the user named it, for messages.
+    pub named_by: String,
+}
+
+/// The profile `--profile` (or `CREDWRAP_PROFILE`), `AWS_DEFAULT_PROFILE`, `AWS_PROFILE` names
+/// (which must exist, as the CLI insists), else `[default]` if there is one.
+pub fn select_profile<'p>(
+    cli: &Cli,
+    env: &Env,
+    profiles: &'p Profiles,
+) -> Result<Selection<'p>, UsageError> {
+    let named = match &cli.profile {
+        Some(name) => Some((name.clone(), format!("--profile {name}"), true)),
+        None => ["AWS_DEFAULT_PROFILE", "AWS_PROFILE"]
+            .iter()
+            .find_map(|k| var(env, k).map(|name| (name.clone(), format!("{k}={name}"), false))),
+    };
+    let Some((name, named_by, explicit)) = named else {
+        return Ok(Selection {
+            profile: profiles.get("default"),
+            explicit: false,
+            named_by: "the [default] profile".into(),
+        });
+    };
+    let profile = profiles.get(&name).ok_or_else(|| {
+        usage(format!(
+            "profile '{name}' ({named_by}) not found in the AWS config or credentials file"
+        ))
+    })?;
+    Ok(Selection {
+        profile: Some(profile),
+        explicit,
+        named_by,
+    })
+}
+
+/// A role to assume, and whose settings go with it.
+pub struct Planned<'p> {
+    pub arn: RoleArn,
+    /// The role profile this role comes from: its external_id, duration_seconds and
+    /// role_session_name apply.
+    pub profile: Option<&'p Profile>,
+    /// `AWS_ROLE_SESSION_NAME`, for the role of the SDKs' web-identity variables.
+    pub env_session_name: Option<String>,
+}
+
+/// What signs the first call, the roles before `--via` (a profile's role, the web-identity
+/// role), and the target.
+pub struct Plan<'p> {
+    pub source: Source,
+    /// Assumed first, before the `--via` hops.
+    pub leading: Option<Planned<'p>>,
+    pub target: Planned<'p>,
+    /// The source itself is a role session (a `source_profile` that assumes a role).
+    pub source_is_role: bool,
+    /// The selected profile, whether or not its settings apply (its region still does).
+    pub selection: Selection<'p>,
+}
+
+pub fn plan<'p>(
+    cli: &Cli,
+    env: &Env,
+    profiles: &'p Profiles,
+    selection: Selection<'p>,
+) -> Result<Plan<'p>, UsageError> {
+    let env_keys = var(env, "AWS_ACCESS_KEY_ID").is_some();
+    let role_profile = selection.profile.filter(|p| p.get("role_arn").is_some());
+    let plain = |target: RoleArn| Planned {
+        arn: target,
+        profile: None,
+        env_session_name: None,
+    };
+    let no_role = || {
+        usage(
+            "no role to assume: give --role-arn (or CREDWRAP_ROLE_ARN), or --profile naming a \
+             profile with role_arn",
+        )
+    };
+    let (source, leading, target, source_is_role) = if env_keys && !selection.explicit {
+        // Environment keys win over an implicitly selected profile, as in the AWS CLI.
+        if let (Some(p), None) = (role_profile, &cli.role_arn) {
+            return Err(usage(format!(
+                "{} names a role profile, but AWS_ACCESS_KEY_ID is set and, as in the AWS CLI, \
+                 environment keys win over it: pass --profile {} to assume its role from its \
+                 source, or --role-arn to assume a role with the environment keys",
+                selection.named_by,
+                p.name()
+            )));
+        }
+        if role_profile.is_some() {
+            tracing::info!(
+                "{} has role_arn, but AWS_ACCESS_KEY_ID is set: the environment keys are the \
+                 source, as in the AWS CLI",
+                selection.named_by
+            );
+        }
+        let target = cli.role_arn.clone().ok_or_else(no_role)?;
+        (Source::Environment, None, plain(target), false)
+    } else if let Some(p) = role_profile {
+        if cli.web_identity_token_file.is_some() {
+            return Err(usage(format!(
+                "--web-identity-token-file and {} (a profile with role_arn) both say where the \
+                 credentials come from: give one",
+                selection.named_by
+            )));
+        }
+        let arn = profile_role_arn(p)?;
+        let (source, source_is_role) = profile_role_source(p, profiles)?;
+        let from_profile = Planned {
+            arn: arn.clone(),
+            profile: Some(p),
+            env_session_name: None,
+        };
+        match &cli.role_arn {
+            Some(target) if *target != arn => (
+                source,
+                Some(from_profile),
+                plain(target.clone()),
+                source_is_role,
+            ),
+            _ => (source, None, from_profile, source_is_role),
+        }
+    } else if let Some(file) = &cli.web_identity_token_file {
+        let target = cli.role_arn.clone().ok_or_else(no_role)?;
+        let source = Source::WebIdentity {
+            token_file: file.clone(),
+        };
+        (source, None, plain(target), false)
+    } else if let (false, Some(file)) =
+        (selection.explicit, var(env, "AWS_WEB_IDENTITY_TOKEN_FILE"))
+    {
+        // The SDKs' own variables, as a CI runner or Kubernetes sets them; they come after a
+        // role profile and before a profile's keys in the AWS CLI's order.
+        let arn: RoleArn = var(env, "AWS_ROLE_ARN")
+            .ok_or_else(|| usage("AWS_WEB_IDENTITY_TOKEN_FILE is set without AWS_ROLE_ARN"))?
+            .parse()
+            .map_err(|e| usage(format!("AWS_ROLE_ARN: {e}")))?;
+        let web = Planned {
+            arn: arn.clone(),
+            profile: None,
+            env_session_name: var(env, "AWS_ROLE_SESSION_NAME")
+                .filter(|n| crate::limits::is_valid_session_name(n)),
+        };
+        let source = Source::WebIdentity {
+            token_file: PathBuf::from(file),
+        };
+        match &cli.role_arn {
+            Some(target) if *target != arn => (source, Some(web), plain(target.clone()), false),
+            _ => (source, None, web, false),
+        }
+    } else {
+        let target = cli.role_arn.clone().ok_or_else(no_role)?;
+        let source = match selection.profile {
+            Some(p) => Source::Profile(p.name().to_string()),
+            None => Source::DefaultChain,
+        };
+        if let Some(serial) = selection.profile.and_then(|p| p.get("mfa_serial")) {
+            tracing::warn!(
+                "{} has mfa_serial {serial} but no role_arn: as in the AWS CLI, mfa_serial \
+                 applies only to the profile's own role; pass --mfa-serial to use it for \
+                 --role-arn",
+                selection.named_by
+            );
+        }
+        (source, None, plain(target), false)
+    };
+    if let Source::WebIdentity { token_file } = &source {
+        if let Err(e) = std::fs::metadata(token_file) {
+            return Err(usage(format!(
+                "the web identity token file {} cannot be read: {e}",
+                token_file.display()
+            )));
+        }
+    }
+    Ok(Plan {
+        source,
+        leading,
+        target,
+        source_is_role,
+        selection,
+    })
+}
+
+fn profile_role_arn(p: &Profile) -> Result<RoleArn, UsageError> {
+    p.get("role_arn")
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e| usage(format!("profile {}: role_arn: {e}", p.name())))
+}
+
+/// What signs the AssumeRole of a role profile's `role_arn`, as the AWS CLI reads the profile,
+/// and whether that is itself a role session.
+fn profile_role_source(p: &Profile, profiles: &Profiles) -> Result<(Source, bool), UsageError> {
+    if let Some(file) = p.get("web_identity_token_file") {
+        let token_file = PathBuf::from(file);
+        return Ok((Source::WebIdentity { token_file }, false));
+    }
+    if let Some(src) = p.get("source_profile") {
+        if src == p.name() {
+            // A profile that is its own source: its static keys sign the AssumeRole.
+            return Ok((Source::ProfileKeys(static_keys(p)?), false));
+        }
+        let source = profiles.get(src).ok_or_else(|| {
+            usage(format!(
+                "profile {}: source_profile '{src}' not found in the AWS config or credentials file",
+                p.name()
+            ))
+        })?;
+        let is_role = source.get("role_arn").is_some();
+        return Ok((Source::Profile(src.to_string()), is_role));
+    }
+    let source = match p.get("credential_source") {
+        Some("Environment") => Source::Environment,
+        Some("Ec2InstanceMetadata") => Source::Ec2InstanceMetadata,
+        Some("EcsContainer") => Source::EcsContainer,
+        Some(other) => {
+            return Err(usage(format!(
+                "profile {}: credential_source '{other}' is not Environment, Ec2InstanceMetadata \
+                 or EcsContainer",
+                p.name()
+            )))
+        }
+        None => {
+            return Err(usage(format!(
+                "profile {} has role_arn but neither source_profile nor credential_source",
+                p.name()
+            )))
+        }
+    };
+    Ok((source, false))
+}
+
+fn static_keys(p: &Profile) -> Result<StaticKeys, UsageError> {
+    match (p.get("aws_access_key_id"), p.get("aws_secret_access_key")) {
+        (Some(id), Some(secret)) => Ok(StaticKeys {
+            access_key_id: id.to_string(),
+            secret_access_key: Secret::new(secret),
+            session_token: p.get("aws_session_token").map(Secret::new),
+        }),
+        _ => Err(usage(format!(
+            "profile {} is its own source_profile but has no aws_access_key_id and \
+             aws_secret_access_key",
+            p.name()
+        ))),
+    }
+}
