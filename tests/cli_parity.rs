@@ -163,7 +163,10 @@ fn normalized(c: &Call) -> BTreeMap<&'static str, String> {
     ])
 }
 
-fn assume_role_calls(sb: &Sandbox) -> Vec<BTreeMap<&'static str, String>> {
+/// The AssumeRole calls one program sent, normalized.
+type Calls = Vec<BTreeMap<&'static str, String>>;
+
+fn assume_role_calls(sb: &Sandbox) -> Calls {
     sb.sts
         .calls()
         .iter()
