@@ -177,13 +177,7 @@ fn assume_role_calls(sb: &Sandbox) -> Calls {
 
 /// Runs the row with the AWS CLI and with credwrap, each against a fresh fake STS, and returns
 /// both lists of AssumeRole calls and credwrap's output.
-fn compare(
-    row: &Row,
-) -> (
-    Vec<BTreeMap<&'static str, String>>,
-    Vec<BTreeMap<&'static str, String>>,
-    support::Output,
-) {
+fn compare(row: &Row) -> (Calls, Calls, support::Output) {
     let sb = sandbox();
     let cli = run(&mut aws_cli(&sb, row));
     assert_eq!(
