@@ -85,6 +85,11 @@ fn missing_command_and_missing_role() {
 }
 
 #[test]
+fn token_file_with_the_imds_endpoint() {
+    rejects(&["--endpoint", "imds", "--token-file"], "--token-file");
+}
+
+#[test]
 fn unknown_option_and_quiet_with_verbose() {
     rejects(&["--no-such-option"], "--no-such-option");
     rejects(&["-q", "-v"], "--quiet");

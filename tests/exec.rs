@@ -207,3 +207,84 @@ fn child_env_holds_no_source_credentials() {
         "{creds} was not removed"
     );
 }
+
+/// A file credwrap cannot start says why, with bash's codes, and is never run by /bin/sh.
+#[test]
+fn exec_failures_say_what_happened() {
+    let sb = Sandbox::new();
+    let marker = sb.path("ran-as-shell-script");
+    let exe = |name: &str, bytes: &[u8]| {
+        let p = sb.path(name);
+        std::fs::write(&p, bytes).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    };
+    let touch = format!("touch {}\nexit 0\n", marker.display());
+    let cases: Vec<(std::path::PathBuf, i32, &str)> = vec![
+        (
+            exe(
+                "missing-interpreter",
+                format!("#!/no/such/interpreter -x\n{touch}").as_bytes(),
+            ),
+            127,
+            "its interpreter '/no/such/interpreter' (from its #! line) was not found",
+        ),
+        (
+            exe(
+                "crlf",
+                format!("#!/bin/sh\r\n{}", touch.replace('\n', "\r\n")).as_bytes(),
+            ),
+            127,
+            "carriage return (Windows line endings)",
+        ),
+        // A text file without a #! line: glibc's execvp would run it with /bin/sh.
+        (exe("no-shebang", touch.as_bytes()), 126, "needs a #! line"),
+        (
+            exe(
+                "corrupt-elf",
+                b"\x7fELF\x02\x01\x01\x00garbage-not-a-program",
+            ),
+            126,
+            "ELF binary this system cannot run",
+        ),
+    ];
+    for (path, code, message) in cases {
+        let out = run(sb.credwrap().arg("--").arg(&path));
+        assert_eq!(out.code(), Some(code), "{}: {}", path.display(), out.stderr);
+        assert!(
+            out.stderr.contains(message),
+            "{}: {}",
+            path.display(),
+            out.stderr
+        );
+        assert!(!marker.exists(), "{} was run by a shell", path.display());
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    }
+}
+
+/// The PATH search is execvp's: a non-executable file earlier in PATH is passed over.
+#[test]
+fn path_search_skips_what_cannot_be_executed() {
+    let sb = Sandbox::new();
+    let (first, second) = (sb.path("bin1"), sb.path("bin2"));
+    for (dir, mode) in [(&first, 0o644), (&second, 0o755)] {
+        std::fs::create_dir(dir).unwrap();
+        let tool = dir.join("credwrap-test-tool");
+        std::fs::write(&tool, "#!/bin/sh\nexit 9\n").unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let path = format!("{}:{}:/usr/bin:/bin", first.display(), second.display());
+    let out = run(sb
+        .credwrap()
+        .env("PATH", &path)
+        .args(["--", "credwrap-test-tool"]));
+    assert_eq!(out.code(), Some(9), "{}", out.stderr);
+    // Only the non-executable one: permission denied, 126.
+    let path = format!("{}:/usr/bin:/bin", first.display());
+    let out = run(sb
+        .credwrap()
+        .env("PATH", &path)
+        .args(["--", "credwrap-test-tool"]));
+    assert_eq!(out.code(), Some(126), "{}", out.stderr);
+    assert!(out.stderr.contains("permission denied"), "{}", out.stderr);
+}

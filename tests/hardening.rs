@@ -154,6 +154,11 @@ fn token_file_mode_keeps_the_token_out_of_the_environment() {
         0o700
     );
     let token = std::fs::read_to_string(&file).unwrap();
+    // Exactly the token: botocore and Go reject a file that ends in a newline.
+    assert!(
+        token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{token:?}"
+    );
     let uri = env
         .iter()
         .find_map(|l| l.strip_prefix("AWS_CONTAINER_CREDENTIALS_FULL_URI=http://"))
@@ -183,6 +188,33 @@ fn token_file_mode_keeps_the_token_out_of_the_environment() {
         "{}",
         out.stdout
     );
+}
+
+/// An SDK older than token-file support (botocore 1.20) sends no token: it gets a 401 that names
+/// the token file, and credwrap says once, on its side, what is most likely wrong.
+#[test]
+fn an_sdk_too_old_for_the_token_file_is_told_so() {
+    let sb = Sandbox::new();
+    let out = run(sb
+        .credwrap()
+        .args(["--token-file", "--"])
+        .arg(support::installed(".deps/venv-old/bin/python"))
+        .arg(script("whoami.py")));
+    assert_ne!(out.code(), Some(0), "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
+            && out.stderr.contains("401"),
+        "the child's error should name the token file: {}",
+        out.stderr
+    );
+    let warnings = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("came without an Authorization header"))
+        .count();
+    assert_eq!(warnings, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("botocore 1.32"), "{}", out.stderr);
 }
 
 /// A full assume, serve and refresh at the highest verbosity: no secret in any output.

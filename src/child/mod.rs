@@ -6,6 +6,7 @@
 
 pub mod aws_files;
 pub mod env;
+mod exec;
 
 use std::ffi::OsString;
 use std::io;
@@ -120,19 +121,15 @@ impl Supervisor {
         command: &[OsString],
         env: Vec<(OsString, OsString)>,
     ) -> Result<Running, SpawnError> {
-        let Some((program, args)) = command.split_first() else {
-            return Err(SpawnError {
-                code: exit::USAGE,
-                message: "no command given".into(),
-            });
-        };
+        let exec = exec::Exec::new(command, &env)?;
+        let program = &command[0];
         let mut cmd = Command::new(program);
-        cmd.args(args).env_clear().envs(env);
         if self.group == Group::Own {
             cmd.process_group(0);
         }
         let parent = std::process::id() as libc::pid_t;
-        // SAFETY: only async-signal-safe calls (prctl, getppid, raise) between fork and exec.
+        // SAFETY: only async-signal-safe calls (prctl, getppid, raise, execve) between fork and
+        // exec; everything exec needs was allocated before the fork.
         unsafe {
             cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
@@ -142,10 +139,18 @@ impl Supervisor {
                 if libc::getppid() != parent {
                     libc::raise(libc::SIGKILL);
                 }
-                Ok(())
+                // Our own execve: std's would be glibc's execvp, which hands a file the kernel
+                // refused (ENOEXEC) to /bin/sh. Returning is failing; std reports the error.
+                Err(exec.exec())
             });
         }
-        let child = cmd.spawn().map_err(|e| spawn_error(program, &e))?;
+        let child = cmd.spawn().map_err(|e| {
+            let path = env
+                .iter()
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, v)| v.as_os_str());
+            exec::failure(program, path, &e)
+        })?;
         tracing::debug!(pid = child.id(), group = ?self.group, "command started");
         Ok(Running {
             signals: self.signals,
@@ -265,25 +270,6 @@ fn reap_all(child: Pid) -> Result<Option<ExitStatus>, LostChild> {
 /// status or wait forever.
 fn try_wait(child: &mut Child) -> Result<Option<ExitStatus>, LostChild> {
     child.try_wait().map_err(|e| LostChild(e.to_string()))
-}
-
-fn spawn_error(program: &OsString, e: &io::Error) -> SpawnError {
-    let name = program.to_string_lossy();
-    let (code, hint) = match e.kind() {
-        io::ErrorKind::NotFound => (exit::NOT_FOUND, "check the name and PATH"),
-        io::ErrorKind::PermissionDenied => (
-            exit::NOT_EXECUTABLE,
-            "check that it is an executable file (chmod +x)",
-        ),
-        _ => (
-            exit::NOT_EXECUTABLE,
-            "check that it is a program this system can run",
-        ),
-    };
-    SpawnError {
-        code,
-        message: format!("cannot run '{name}': {e}; {hint}"),
-    }
 }
 
 fn ignored_at_start(sig: i32) -> bool {

@@ -10,6 +10,9 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials as SdkCredentials;
+use aws_sdk_sts::config::SharedHttpClient;
+use aws_smithy_http_client::pool::{Client as PoolClient, ConnectionPool};
+use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_types::region::Region;
 use aws_types::SdkConfig;
@@ -30,7 +33,7 @@ pub struct Connection {
 /// Loads the SDK configuration the way every AWS tool does and checks that it yields source
 /// credentials, so that a missing login is reported as such rather than as an STS failure.
 pub async fn connect(settings: &Settings) -> Result<Connection, SetupError> {
-    let base = load_config(settings).await;
+    let base = load_config(settings).await?;
     let provider = source_provider(&settings.source, &base).await;
     if let Some(provider) = &provider {
         check(&settings.source, provider).await?;
@@ -49,10 +52,8 @@ pub async fn connect(settings: &Settings) -> Result<Connection, SetupError> {
 }
 
 /// Region, timeouts and the HTTP client, from the environment and the profile; no credentials.
-async fn load_config(settings: &Settings) -> SdkConfig {
-    let http_client = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https();
+async fn load_config(settings: &Settings) -> Result<SdkConfig, SetupError> {
+    let http_client = http_client(settings)?;
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(3))
         .operation_attempt_timeout(Duration::from_secs(20))
@@ -68,7 +69,32 @@ async fn load_config(settings: &Settings) -> SdkConfig {
     if let Some(p) = &settings.profile {
         loader = loader.profile_name(p);
     }
-    loader.load().await
+    Ok(loader.load().await)
+}
+
+/// rustls on ring, through `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` as the AWS CLI goes, trusting
+/// the CA bundle instead of the system's roots when one is configured (as botocore does).
+fn http_client(settings: &Settings) -> Result<SharedHttpClient, SetupError> {
+    let mut trust = tls::TrustStore::default();
+    if let Some(bundle) = &settings.ca_bundle {
+        trust = tls::TrustStore::empty().with_pem_certificate(bundle.pem.clone());
+    }
+    let failed = |what: String| SetupError {
+        message: format!("could not set up the HTTP client for STS: {what}"),
+        hint: "check HTTPS_PROXY/HTTP_PROXY and AWS_CA_BUNDLE",
+    };
+    let context = tls::TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .map_err(|e| failed(e.to_string()))?;
+    let pool = ConnectionPool::builder()
+        .proxy_config(ProxyConfig::from_env())
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .tls_context(context)
+        .build_https()
+        .map_err(|e| failed(e.to_string()))?;
+    let client = PoolClient::new(&pool).map_err(|e| failed(e.to_string()))?;
+    Ok(SharedHttpClient::new(client))
 }
 
 /// The provider of credwrap's own credentials; none for web identity, whose call is unsigned

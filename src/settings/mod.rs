@@ -112,6 +112,22 @@ pub struct Settings {
     pub region: Option<String>,
     /// The selected profile, for the settings the SDK reads from it (region and the rest).
     pub profile: Option<String>,
+    /// CA certificates (PEM) to trust for STS instead of the system's: `AWS_CA_BUNDLE`, else the
+    /// profile's `ca_bundle`, as the AWS CLI reads them (TLS-intercepting corporate proxies).
+    pub ca_bundle: Option<CaBundle>,
+}
+
+/// A CA bundle file and its contents, read once while resolving.
+#[derive(Clone)]
+pub struct CaBundle {
+    pub path: PathBuf,
+    pub pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for CaBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CaBundle({})", self.path.display())
+    }
 }
 
 /// A usage error found while resolving: printed like clap's and exits 2.
@@ -161,6 +177,7 @@ pub fn resolve(
         )));
     }
     let mfa = mfa(cli, &plan, ask_code)?;
+    let ca_bundle = ca_bundle(env, plan.selection.profile)?;
     Ok(Settings {
         source: plan.source,
         mfa,
@@ -168,7 +185,32 @@ pub fn resolve(
         target,
         region: cli.region.clone(),
         profile: plan.selection.profile.map(|p| p.name().to_string()),
+        ca_bundle,
     })
+}
+
+/// `AWS_CA_BUNDLE`, else the selected profile's `ca_bundle`; it must hold a PEM certificate.
+fn ca_bundle(env: &Env, profile: Option<&Profile>) -> Result<Option<CaBundle>, UsageError> {
+    let named = var(env, "AWS_CA_BUNDLE")
+        .map(|p| (p, "AWS_CA_BUNDLE"))
+        .or_else(|| {
+            profile
+                .and_then(|p| p.get("ca_bundle"))
+                .map(|p| (p.to_string(), "ca_bundle"))
+        });
+    let Some((path, from)) = named else {
+        return Ok(None);
+    };
+    let path = PathBuf::from(path);
+    let pem = std::fs::read(&path)
+        .map_err(|e| usage(format!("{from}: cannot read {}: {e}", path.display())))?;
+    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        return Err(usage(format!(
+            "{from}: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        )));
+    }
+    Ok(Some(CaBundle { path, pem }))
 }
 
 /// A non-empty environment variable.
