@@ -47,6 +47,36 @@ fn host_header_must_name_loopback() {
     let _ = ep.finish();
 }
 
+/// Requests no SDK sends are refused outright: a credential header twice (which copy a proxy or
+/// a server reads differs), or an absolute-form URI naming another host.
+#[test]
+fn ambiguous_requests_get_400() {
+    let sb = Sandbox::new();
+    let ep = EndpointChild::start(&sb, &[]);
+    let port = ep.addr.rsplit(':').next().unwrap().to_string();
+    let get = |target: &str, extra: &str| {
+        let raw = format!(
+            "GET {target} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\n{extra}Connection: close\r\n\r\n",
+            ep.addr, ep.token
+        );
+        send_raw(&ep.addr, raw.as_bytes())
+    };
+    let twice = get(&ep.path, &format!("Authorization: {}\r\n", ep.token));
+    assert_eq!(twice.status, 400, "{}", twice.body);
+    assert!(!twice.body.contains("AccessKeyId"));
+    let wrong_twice = get(&ep.path, "Authorization: wrong\r\n");
+    assert_eq!(wrong_twice.status, 400);
+    for authority in ["evil.example", "169.254.169.254", "127.0.0.2"] {
+        let r = get(&format!("http://{authority}:{port}{}", ep.path), "");
+        assert_eq!(r.status, 400, "{authority}: {}", r.body);
+        assert!(!r.body.contains("AccessKeyId"));
+    }
+    // Absolute-form naming this endpoint is still HTTP, and still served.
+    let r = get(&format!("http://127.0.0.1:{port}{}", ep.path), "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let _ = ep.finish();
+}
+
 #[test]
 fn oversized_and_slow_requests_do_not_block_the_child() {
     let sb = Sandbox::new();

@@ -6,6 +6,7 @@
 //! credential and never waits on STS, so a request is answered from memory. This module owns what
 //! is common: the listener, the connection limits, the `Host` check and revocation.
 
+mod admission;
 mod ecs;
 mod http;
 mod imds;
@@ -18,12 +19,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONNECTION};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::broker::CredentialReader;
@@ -32,11 +33,6 @@ use crate::private_dir::PrivateDir;
 use crate::secret::Secret;
 use http::{Current, Reply};
 
-/// SDKs open one or two connections each; this leaves room for a big process tree while keeping
-/// a misbehaving local client from exhausting file descriptors.
-const MAX_CONNECTIONS: usize = 512;
-/// A request's headers must arrive within this; SDKs send theirs in one write.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Smallest buffer hyper accepts; SDK requests are a few hundred bytes.
 const MAX_HEADER_BYTES: usize = 8192;
 
@@ -139,41 +135,62 @@ impl Endpoint {
     }
 }
 
+/// Accepts every connection at once; [`admission`] decides who keeps a slot.
 async fn accept(listener: TcpListener, shared: Arc<Shared>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let admission = Arc::new(admission::Admission::new());
     loop {
-        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(serve_connection(
+                    stream,
+                    Arc::clone(&shared),
+                    Arc::clone(&admission),
+                ));
+            }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning on the error.
                 tracing::warn!("endpoint accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
             }
-        };
-        let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let shared = Arc::clone(&shared);
-                async move { Ok::<_, Infallible>(respond(&shared, &req)) }
-            });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(MAX_HEADER_BYTES)
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = conn.await {
-                tracing::debug!("endpoint connection ended: {e}");
-            }
-            drop(permit);
-        });
+        }
     }
 }
 
+async fn serve_connection(
+    stream: TcpStream,
+    shared: Arc<Shared>,
+    admission: Arc<admission::Admission>,
+) {
+    let (conn, header_timeout) = admission.admit();
+    let io = TokioIo::new(admission.track(stream, &conn));
+    let counted = Arc::clone(&conn);
+    let service = service_fn(move |req| {
+        let mut resp = respond(&shared, &req);
+        if !counted.request() {
+            // This client has had its share of one connection: it may open another.
+            resp.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        async move { Ok::<_, Infallible>(resp) }
+    });
+    let served = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .serve_connection(io, service);
+    tokio::select! {
+        ended = served => if let Err(e) = ended {
+            tracing::debug!("endpoint connection ended: {e}");
+        },
+        () = conn.evicted() => tracing::debug!("endpoint connection closed to make room"),
+    }
+    admission.leave(&conn);
+}
+
 fn respond(shared: &Shared, req: &Request<Incoming>) -> Reply {
+    if let Some(why) = malformed(shared.port, req) {
+        return http::error(StatusCode::BAD_REQUEST, "BadRequest", why);
+    }
     if !loopback_host(shared.port, req) {
         // DNS rebinding: a web page the user opened may resolve its own name to 127.0.0.1, but
         // the browser still sends that name as Host.
@@ -195,15 +212,33 @@ fn respond(shared: &Shared, req: &Request<Incoming>) -> Reply {
     resp
 }
 
+/// Requests no SDK sends, refused before anything else: a credential header given twice (which
+/// one a proxy or a server reads differs), and an absolute-form URI naming another host.
+fn malformed(port: u16, req: &Request<Incoming>) -> Option<&'static str> {
+    let headers = req.headers();
+    for name in [AUTHORIZATION.as_str(), "x-aws-ec2-metadata-token"] {
+        if headers.get_all(name).iter().count() > 1 {
+            return Some("a credential header appears more than once");
+        }
+    }
+    match req.uri().authority() {
+        Some(authority) if !names_this_endpoint(authority.as_str(), port) => {
+            Some("the request URI names another host")
+        }
+        _ => None,
+    }
+}
+
 /// `Host` names this endpoint: 127.0.0.1 or localhost, with our port or none.
 fn loopback_host(port: u16, req: &Request<Incoming>) -> bool {
-    let Some(host) = req
-        .headers()
+    req.headers()
         .get(hyper::header::HOST)
         .and_then(|h| h.to_str().ok())
-    else {
-        return false;
-    };
+        .is_some_and(|host| names_this_endpoint(host, port))
+}
+
+/// `host[:port]` is 127.0.0.1 or localhost, with our port or none.
+fn names_this_endpoint(host: &str, port: u16) -> bool {
     let (name, given_port) = match host.rsplit_once(':') {
         Some((name, p)) => (name, Some(p)),
         None => (host, None),
