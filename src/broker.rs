@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{watch, Notify};
 
 use crate::credential::{fmt_time, RoleCredential};
-use crate::role::Role;
+use crate::role::{AssumeError, Role};
 
 /// The longest we sleep without looking at the wall clock: monotonic timers stop while a laptop
 /// is suspended, so a long sleep could wake up after the credential has expired.
@@ -232,7 +232,8 @@ impl Refresher {
         let mut attempt: u32 = 1;
         loop {
             let started = std::time::Instant::now();
-            match self.role.reassume().await {
+            let held = self.tx.borrow().credential.expiration;
+            match self.role.reassume().await.and_then(|c| no_worse(c, held)) {
                 Ok(credential) => {
                     let lease = Lease::new(credential, self.guard);
                     tracing::info!(
@@ -255,7 +256,7 @@ impl Refresher {
                     } else {
                         "no valid credential to serve: the child gets HTTP 503".to_string()
                     };
-                    if e.retryable {
+                    if !e.is_serious() {
                         tracing::warn!(
                             attempt,
                             retry_in_ms = pause.as_millis() as u64,
@@ -275,6 +276,21 @@ impl Refresher {
             }
         }
     }
+}
+
+/// A new credential must last at least as long as the one held: one that expires sooner (a
+/// clock or proxy gone wrong) would only bring the 503s, or the ExpiredToken, closer.
+fn no_worse(new: RoleCredential, held: SystemTime) -> Result<RoleCredential, AssumeError> {
+    if new.expiration >= held {
+        return Ok(new);
+    }
+    Err(AssumeError::suspicious(format!(
+        "STS answered with a credential that expires at {}, sooner than the one held \
+             (until {}); keeping the current one",
+        fmt_time(new.expiration),
+        fmt_time(held)
+    ))
+    .doing("refresh the role"))
 }
 
 /// Sleeps until the wall clock reaches `when`, waking early to re-check it after a suspend.

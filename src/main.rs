@@ -11,24 +11,22 @@ mod credential;
 mod endpoint;
 mod exit;
 mod limits;
+mod lockdown;
 mod logging;
 mod private_dir;
 mod role;
 mod secret;
 mod settings;
+mod startup;
 
 use std::process::ExitStatus;
 
 use clap::Parser;
 
-use crate::broker::Broker;
-use crate::child::{aws_files, env as child_env, Supervisor};
-use crate::cli::{Cli, EndpointKind};
-use crate::endpoint::{Endpoint, Protocol};
+use crate::child::{env as child_env, Supervisor};
+use crate::cli::Cli;
 use crate::exit::Failure;
-use crate::private_dir::PrivateDir;
-use crate::role::Role;
-use crate::settings::{Env, Profiles, Settings};
+use crate::settings::{Env, Profiles};
 
 fn main() {
     let cli = Cli::try_parse().unwrap_or_else(|e| Failure::from(e).exit());
@@ -45,6 +43,12 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<ExitStatus, Failure> {
+    let core_limit = lockdown::lock_down().map_err(|e| {
+        Failure::setup(
+            format!("could not make credwrap non-dumpable: {e}"),
+            "this needs Linux's prctl",
+        )
+    })?;
     child_env::warn_if_nested();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -61,25 +65,12 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
     let profiles = runtime
         .block_on(Profiles::load(&env))
         .map_err(|e| cli::usage_error(&e))?;
+    // No file exists yet: until here a signal's default action leaves nothing behind.
     let settings = settings::resolve(&cli, &env, &profiles, &mut settings::prompt::terminal)?;
-    let temp_failed =
-        |e: anyhow::Error| Failure::setup(format!("{e:#}"), "check that TMPDIR is writable");
-    let dir = PrivateDir::create().map_err(temp_failed)?;
-    let role_arn = settings.target.role_arn.to_string();
-    let (endpoint, broker, region) = runtime.block_on(serve(&cli, settings, &dir))?;
-
-    let files =
-        aws_files::write_stand_ins(&dir, aws_files::user_config_path()).map_err(temp_failed)?;
-    let additions = child_env::Additions {
-        endpoint: &endpoint.child_env(),
-        files: &files,
-        region: region.as_deref(),
-        role_arn: &role_arn,
-    };
-    let env = child_env::build(std::env::vars_os(), &additions);
     let options = child::Options {
         kill_after: cli.kill_after,
         subreaper: cli.subreaper,
+        core_limit,
     };
     let supervisor = Supervisor::install(options).map_err(|e| {
         Failure::setup(
@@ -87,8 +78,38 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
             "check ulimit -n",
         )
     })?;
+    let started = runtime.block_on(async {
+        let mut stop = supervisor.stop_signals().map_err(|e| {
+            Failure::setup(
+                format!("could not install signal handlers: {e}"),
+                "check ulimit -n",
+            )
+        })?;
+        // A stop signal while starting drops whatever was started: the private directory and
+        // the token file in it go with it.
+        tokio::select! {
+            started = startup::start(&cli, settings) => started.map(Ok),
+            Some(sig) = stop.recv() => Ok(Err(sig)),
+        }
+    })?;
+    let startup::Started {
+        dir,
+        endpoint,
+        broker,
+        child_env,
+    } = match started {
+        Ok(started) => started,
+        Err(sig) => {
+            tracing::info!(
+                signal = sig,
+                "stopped while starting; nothing was left behind"
+            );
+            drop(runtime);
+            return Ok(std::os::unix::process::ExitStatusExt::from_raw(sig));
+        }
+    };
     let outcome = supervisor
-        .spawn(&cli.command, env)
+        .spawn(&cli.command, child_env)
         .map(|running| running.wait());
 
     // The credential must not outlive the child: revoke it before anything else.
@@ -97,36 +118,4 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
     dir.remove();
     drop(runtime);
     Ok(outcome??)
-}
-
-/// Assumes the role once (so a refusal is reported before anything starts), then starts the
-/// broker and the endpoint the child will read from.
-async fn serve(
-    cli: &Cli,
-    settings: Settings,
-    dir: &PrivateDir,
-) -> Result<(Endpoint, Broker, Option<String>), Failure> {
-    let role_arn = settings.target.role_arn.clone();
-    let mut role = Role::connect(settings).await?;
-    let first = role.assume().await?;
-    tracing::info!(
-        role = %first.assumed_role_arn,
-        expires = %credential::fmt_time(first.expiration),
-        "assumed role"
-    );
-    let region = role.region().map(str::to_string);
-    let protocol = match cli.endpoint {
-        EndpointKind::Ecs => Protocol::Container {
-            token_file: cli.token_file,
-        },
-        EndpointKind::Imds => Protocol::Imds {
-            role: role_arn,
-            region: region.clone(),
-        },
-    };
-    let broker = Broker::start(role, first, protocol.guard());
-    let endpoint = Endpoint::start(broker.reader(), protocol, dir)
-        .await
-        .map_err(|e| Failure::setup(format!("{e:#}"), "credwrap needs a TCP port on 127.0.0.1"))?;
-    Ok((endpoint, broker, region))
 }

@@ -1,11 +1,39 @@
-//! A string that must never be printed: `Debug` and `Display` redact it and memory is wiped on drop.
+//! A string that must never be printed: `Debug` and `Display` redact it, `==` takes the same
+//! time however much of it matches, and memory is wiped on drop. [`wiped_bytes`] does the same
+//! for the rendered responses that carry the role's keys.
 
 use std::fmt;
 
-use zeroize::Zeroizing;
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, Zeroizing};
 
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Secret(Zeroizing<String>);
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        bool::from(self.0.as_bytes().ct_eq(other.0.as_bytes()))
+    }
+}
+
+impl Eq for Secret {}
+
+/// Bytes whose buffer is zeroed when the last reference to them goes: a response body holding
+/// keys, which hyper may still be writing after the credential was replaced.
+pub fn wiped_bytes(bytes: Vec<u8>) -> bytes::Bytes {
+    struct Wiped(Vec<u8>);
+    impl AsRef<[u8]> for Wiped {
+        fn as_ref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+    impl Drop for Wiped {
+        fn drop(&mut self) {
+            self.0.zeroize();
+        }
+    }
+    bytes::Bytes::from_owner(Wiped(bytes))
+}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
@@ -33,6 +61,13 @@ impl fmt::Display for Secret {
 #[cfg(test)]
 mod tests {
     use super::Secret;
+
+    #[test]
+    fn compares_by_value() {
+        assert_eq!(Secret::new("abc"), Secret::new("abc"));
+        assert_ne!(Secret::new("abc"), Secret::new("abd"));
+        assert_ne!(Secret::new("abc"), Secret::new("abcd"));
+    }
 
     #[test]
     fn never_formats_its_value() {

@@ -570,3 +570,65 @@ fn job_control_at_a_terminal_keeps_working() {
     assert!(out.stdout.contains("resumed=True"), "{}", out.stdout);
     assert!(out.stdout.contains("read-go"), "{}", out.stdout);
 }
+
+/// credwrap's memory stays out of core files and out of reach of the user's other processes
+/// (non-dumpable: /proc/PID/mem, environ and ptrace are root's), while the child is an ordinary
+/// process again with the core limit credwrap was started with.
+#[test]
+fn credwrap_is_non_dumpable_and_the_child_keeps_its_core_limit() {
+    use std::os::unix::fs::MetadataExt;
+    const CORE: u64 = 1_000_000;
+    let sb = Sandbox::new();
+    let mut cmd = sb.credwrap();
+    // As an unprivileged user when the tests run as root: /proc shows the difference then.
+    let as_nobody = unsafe { libc::geteuid() } == 0;
+    if as_nobody {
+        cmd.env("HOME", "/tmp")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    } else {
+        println!("not root: the /proc ownership part of this test is skipped");
+    }
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            let limit = libc::rlimit {
+                rlim_cur: CORE,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            if libc::setrlimit(libc::RLIMIT_CORE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if as_nobody && (libc::setgid(65534) != 0 || libc::setuid(65534) != 0) {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = support::start(cmd.args(["--", "sh", "-c"]).arg(
+        "grep 'Max core file size' /proc/self/limits; echo pid=$$; echo ready; read x; exit 0",
+    ));
+    let lines = child.lines_before("ready");
+    let soft = |limits: &str| -> String {
+        limits
+            .lines()
+            .find(|l| l.starts_with("Max core file size"))
+            .and_then(|l| l.split_whitespace().nth(4))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(soft(&lines[0]), CORE.to_string(), "the child's: {lines:?}");
+    let ours = std::fs::read_to_string(format!("/proc/{}/limits", child.pid())).unwrap();
+    assert_eq!(soft(&ours), "0", "credwrap's own core limit: {ours}");
+    if as_nobody {
+        let child_pid = lines[1].strip_prefix("pid=").unwrap();
+        let owner = |pid: &str| {
+            std::fs::metadata(format!("/proc/{pid}/environ"))
+                .unwrap()
+                .uid()
+        };
+        assert_eq!(owner(&child.pid().to_string()), 0, "credwrap is dumpable");
+        assert_eq!(owner(child_pid), 65534, "the child lost its dumpable flag");
+    }
+    let out = child.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+}

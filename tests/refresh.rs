@@ -322,3 +322,86 @@ fn concurrent_requests_during_a_refresh_cause_one_assume_role() {
     assert_eq!(sb.sts.count("AssumeRole"), 2, "{:?}", sb.sts.calls());
     let _ = ep.finish();
 }
+
+/// A refresh that brings a worse credential (already expired, or expiring sooner than the one
+/// held) is refused at `error`, with both expiry times, and the held one is still served.
+#[test]
+fn a_worse_credential_never_replaces_a_better_one() {
+    let sb = Sandbox::new();
+    sb.sts.set_lifetime(Duration::from_secs(20));
+    let ep = EndpointChild::start(&sb, &[]);
+    let (_, first) = ep.get();
+    let (first_key, first_exp) = expiration(&first);
+    let still_first = |what: &str| {
+        let (status, body) = ep.get();
+        assert_eq!(status, 200, "{what}: {body}");
+        assert_eq!(expiration(&body).0, first_key, "{what}: replaced");
+    };
+    sb.sts.set_expiry(Some(support::Expiry::Expired));
+    let refused = ep.log_until("an expired credential refused", |l| {
+        l.contains("had already expired")
+    });
+    assert!(refused.contains("ERROR"), "{refused}");
+    still_first("after an expired one");
+    sb.sts
+        .set_expiry(Some(support::Expiry::After(Duration::from_secs(2))));
+    let refused = ep.log_until("a shorter credential refused", |l| {
+        l.contains("sooner than the one held")
+    });
+    assert!(refused.contains("ERROR"), "{refused}");
+    // Both expiry times are in the message.
+    let held = humantime::format_rfc3339_seconds(first_exp).to_string();
+    assert!(
+        refused.contains(held.trim_end_matches('Z')),
+        "{refused} lacks {held}"
+    );
+    still_first("after a shorter one");
+    sb.sts.set_expiry(None);
+    poll(&ep, Duration::from_secs(20), |status, body| {
+        status == 200 && expiration(body).0 != first_key
+    });
+    let out = ep.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+}
+
+/// An `Expiration` far beyond what was asked (the year 3000) is planned from the duration asked
+/// for, counted from when credwrap asked: the child is told that, and refresh comes in time.
+#[test]
+fn an_expiration_later_than_asked_is_planned_from_the_duration() {
+    let sb = Sandbox::new();
+    sb.sts.set_expiry(Some(support::Expiry::FarFuture));
+    let asked = SystemTime::now();
+    let ep = EndpointChild::start(&sb, &["--duration", "1h"]);
+    let (status, body) = ep.get();
+    assert_eq!(status, 200, "{body}");
+    let (_, served) = expiration(&body);
+    let hour = Duration::from_secs(3600);
+    assert!(
+        served >= asked + hour - Duration::from_secs(2) && served <= SystemTime::now() + hour,
+        "served {body}"
+    );
+    let out = ep.finish();
+    assert!(
+        out.stderr.contains("later than the 3600s asked for"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// STS (or what stands in its way) answering garbage or nothing: one line that says so.
+#[test]
+fn garbage_and_empty_sts_answers_are_named() {
+    for (fault, says) in [
+        (Fault::Garbage, "not STS's XML"),
+        (Fault::Empty, "HTTP 502 with an empty body"),
+    ] {
+        let sb = Sandbox::new();
+        sb.sts.set_fault(fault);
+        let out = support::run(sb.credwrap().args(["--", "true"]));
+        assert_eq!(out.code(), Some(125), "{}", out.stderr);
+        let first = out.stderr.lines().next().unwrap_or_default();
+        assert!(first.contains(says), "{fault:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("no message"), "{}", out.stderr);
+        assert_eq!(out.stderr.lines().count(), 2, "{}", out.stderr);
+    }
+}

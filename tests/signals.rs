@@ -140,3 +140,86 @@ fn ctrl_c_at_a_terminal_reaches_the_child_once() {
     );
     assert!(out.stdout.contains("exit=0"), "{}", out.stdout);
 }
+
+/// `kill -INT %1` from the interactive shell that started credwrap: the job's process group, the
+/// command included, gets it from the kernel; credwrap must not forward a second one (as sudo
+/// does, a signal from a process in our parent's group is not forwarded in a shared group).
+#[test]
+fn kill_of_the_whole_job_reaches_the_child_once() {
+    let sb = Sandbox::new();
+    let cmd = sb.credwrap();
+    let mut py = std::process::Command::new(support::python());
+    py.arg(support::script("pty_kill_job.py"))
+        .env_clear()
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .env("CREDWRAP", cmd.get_program())
+        .env(
+            "CHILD_SCRIPT",
+            "n=0; trap 'n=$((n+1)); echo int-$n' INT; trap 'echo usr1-after-$n; exit 0' USR1; \
+             echo ready; while :; do sleep 1 & wait $!; done",
+        );
+    let out = support::run(&mut py);
+    assert!(
+        out.stdout.lines().any(|l| l.ends_with("usr1-after-1")),
+        "stdout: {}\nstderr: {}",
+        out.stdout,
+        out.stderr
+    );
+}
+
+/// A TERM, INT or HUP that comes while credwrap is still starting (assuming the role, writing
+/// its private directory, starting the endpoint) or just after, 200 times at random moments:
+/// credwrap always ends as by that signal, and never leaves its directory or token file behind.
+#[test]
+fn an_early_signal_leaves_nothing_behind() {
+    let sb = Sandbox::new();
+    // A slow STS keeps credwrap in its start-up for a while.
+    sb.sts
+        .set_fault(support::Fault::Slow(std::time::Duration::from_millis(40)));
+    let signals = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP];
+    let mut seed: u64 = 0x5eed_1234;
+    let mut plan = Vec::new();
+    for i in 0..200 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        plan.push((i, signals[i % 3], seed % 150));
+    }
+    let while_starting = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for chunk in plan.chunks(50) {
+            let (sb, while_starting) = (&sb, &while_starting);
+            s.spawn(move || {
+                for &(i, sig, delay_ms) in chunk {
+                    let tmp = tempfile::tempdir().unwrap();
+                    let mut cmd = sb.credwrap();
+                    cmd.env("TMPDIR", tmp.path())
+                        .args(["-v", "--token-file", "--", "sleep", "30"]);
+                    let run = support::start(&mut cmd);
+                    std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+                    run.signal(sig);
+                    let out = run.finish();
+                    assert_eq!(
+                        out.status.signal(),
+                        Some(sig as i32),
+                        "#{i}: {sig} after {delay_ms} ms: {:?} {}",
+                        out.status,
+                        out.stderr
+                    );
+                    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+                    assert!(
+                        left.is_empty(),
+                        "#{i}: {sig} after {delay_ms} ms left {left:?}"
+                    );
+                    if out.stderr.contains("stopped while starting") {
+                        while_starting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    // The random moments did land inside the start-up, not only after it.
+    let n = while_starting.into_inner();
+    assert!(n >= 20, "only {n} of 200 signals came while starting");
+    println!("{n} of 200 signals came while credwrap was starting");
+}

@@ -7,6 +7,7 @@
 pub mod aws_files;
 pub mod env;
 mod exec;
+mod kill_timer;
 
 use std::ffi::OsString;
 use std::io;
@@ -18,7 +19,7 @@ use nix::unistd::Pid;
 use signal_hook::consts::signal::*;
 use signal_hook::iterator::exfiltrator::origin::WithOrigin;
 use signal_hook::iterator::SignalsInfo;
-use signal_hook::low_level::siginfo::Cause;
+use signal_hook::low_level::siginfo::{Cause, Origin};
 
 use crate::exit::{self, Failure};
 
@@ -68,17 +69,23 @@ enum Group {
 }
 
 /// How the child is supervised beyond the defaults.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 pub struct Options {
     /// SIGKILL the child this long after the first TERM/INT.
     pub kill_after: Option<std::time::Duration>,
     /// Adopt orphaned descendants and reap them (also done as PID 1).
     pub subreaper: bool,
+    /// The core limit credwrap was started with (its own is 0), for the child.
+    pub core_limit: crate::lockdown::CoreLimit,
 }
 
 /// Signal handling installed before the child exists, so no signal or exit can slip by.
 pub struct Supervisor {
     signals: SignalsInfo<WithOrigin>,
+    /// The forwarded signals that were not ignored when credwrap started.
+    handled: Vec<i32>,
+    /// The process group of whoever started credwrap (an interactive shell, at a terminal).
+    parent_group: Option<Pid>,
     group: Group,
     options: Options,
     reap_orphans: bool,
@@ -95,11 +102,12 @@ impl Supervisor {
         }
         // A signal ignored when we started (nohup, `&` in a script) stays ignored: we install
         // no handler for it, so the child inherits SIG_IGN across exec.
-        let mut wanted: Vec<i32> = FORWARDED
+        let handled: Vec<i32> = FORWARDED
             .iter()
             .copied()
             .filter(|&s| !ignored_at_start(s))
             .collect();
+        let mut wanted = handled.clone();
         wanted.push(SIGCHLD);
         let signals = SignalsInfo::<WithOrigin>::new(&wanted)?;
         let group = if has_controlling_terminal() {
@@ -107,12 +115,38 @@ impl Supervisor {
         } else {
             Group::Own
         };
+        let parent_group = nix::unistd::getpgid(Some(nix::unistd::getppid())).ok();
         Ok(Supervisor {
             signals,
+            handled,
+            parent_group,
             group,
             options,
             reap_orphans,
         })
+    }
+
+    /// The signals that end credwrap while it is still starting (TERM, INT, HUP, QUIT, unless
+    /// ignored at start), as they arrive; on the current tokio runtime. Any other forwarded
+    /// signal waits, queued, for the child.
+    pub fn stop_signals(&self) -> io::Result<tokio::sync::mpsc::UnboundedReceiver<i32>> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        for sig in [SIGTERM, SIGINT, SIGHUP, SIGQUIT] {
+            if !self.handled.contains(&sig) {
+                continue;
+            }
+            let mut stream = signal(SignalKind::from_raw(sig))?;
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while stream.recv().await.is_some() {
+                    if tx.send(sig).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        Ok(rx)
     }
 
     /// Starts `command` with exactly `env` as its environment.
@@ -128,6 +162,7 @@ impl Supervisor {
             cmd.process_group(0);
         }
         let parent = std::process::id() as libc::pid_t;
+        let core_limit = self.options.core_limit;
         // SAFETY: only async-signal-safe calls (prctl, getppid, raise, execve) between fork and
         // exec; everything exec needs was allocated before the fork.
         unsafe {
@@ -139,6 +174,7 @@ impl Supervisor {
                 if libc::getppid() != parent {
                     libc::raise(libc::SIGKILL);
                 }
+                core_limit.restore()?;
                 // Our own execve: std's would be glibc's execvp, which hands a file the kernel
                 // refused (ENOEXEC) to /bin/sh. Returning is failing; std reports the error.
                 Err(exec.exec())
@@ -154,10 +190,11 @@ impl Supervisor {
         tracing::debug!(pid = child.id(), group = ?self.group, "command started");
         Ok(Running {
             signals: self.signals,
+            parent_group: self.parent_group,
             group: self.group,
             options: self.options,
             reap_orphans: self.reap_orphans,
-            kill_timer: false,
+            kill_timer: None,
             child,
         })
     }
@@ -166,10 +203,11 @@ impl Supervisor {
 /// A started child.
 pub struct Running {
     signals: SignalsInfo<WithOrigin>,
+    parent_group: Option<Pid>,
     group: Group,
     options: Options,
     reap_orphans: bool,
-    kill_timer: bool,
+    kill_timer: Option<kill_timer::KillTimer>,
     child: Child,
 }
 
@@ -177,35 +215,25 @@ impl Running {
     /// Forwards signals until the child exits, then returns its status.
     pub fn wait(mut self) -> Result<ExitStatus, LostChild> {
         let pid = Pid::from_raw(self.child.id() as i32);
-        let group = self.group;
         loop {
             // Checked before every block: SIGCHLD may have come before we got here.
-            let exited = if self.reap_orphans {
-                reap_all(pid)?
-            } else {
-                try_wait(&mut self.child)?
-            };
-            if let Some(status) = exited {
+            if let Some(status) = self.reap(pid)? {
                 return Ok(status);
             }
             for info in self.signals.wait() {
                 if info.signal == SIGCHLD {
                     continue;
                 }
-                if matches!(info.signal, SIGTERM | SIGINT) && !self.kill_timer {
-                    if let Some(after) = self.options.kill_after {
-                        self.kill_timer = true;
-                        start_kill_timer(pid, group, after);
-                    }
+                if matches!(info.signal, SIGTERM | SIGINT) && self.kill_timer.is_none() {
+                    self.start_kill_timer(pid);
                 }
-                if group == Group::Shared && !matches!(info.cause, Cause::Sent(_)) {
-                    // The terminal sent it to the whole group; the child has it already.
+                if self.group == Group::Shared && self.child_has_it_already(&info, pid) {
                     continue;
                 }
                 let Ok(sig) = Signal::try_from(info.signal) else {
                     continue;
                 };
-                let sent = match group {
+                let sent = match self.group {
                     Group::Own => killpg(pid, sig),
                     Group::Shared => kill(pid, sig),
                 };
@@ -216,15 +244,48 @@ impl Running {
             }
         }
     }
-}
 
-/// `--kill-after`: one thread that sleeps, then kills. It dies with the process if the child
-/// exits first, so it needs no cancelling.
-fn start_kill_timer(pid: Pid, group: Group, after: std::time::Duration) {
-    let spawned = std::thread::Builder::new()
-        .name("credwrap-kill-after".into())
-        .spawn(move || {
-            std::thread::sleep(after);
+    /// Collects the child's status if it has exited; the kill timer cannot fire meanwhile,
+    /// and never after.
+    fn reap(&mut self, pid: Pid) -> Result<Option<ExitStatus>, LostChild> {
+        let hold = self.kill_timer.as_ref().map(kill_timer::KillTimer::hold);
+        let exited = if self.reap_orphans {
+            reap_all(pid)?
+        } else {
+            try_wait(&mut self.child)?
+        };
+        if let (Some(_), Some(hold)) = (&exited, hold) {
+            hold.disarm();
+        }
+        Ok(exited)
+    }
+
+    /// In a shared process group, a signal the group got as a whole already reached the child:
+    /// one from the terminal (not process-sent), or, as sudo reasons, one sent by a process in
+    /// our group (the child signalling its group) or in our parent's (`kill %1` from the
+    /// interactive shell that started us).
+    fn child_has_it_already(&self, info: &Origin, child: Pid) -> bool {
+        if !matches!(info.cause, Cause::Sent(_)) {
+            return true;
+        }
+        let Some(sender) = info.process.as_ref().map(|p| Pid::from_raw(p.pid)) else {
+            return false;
+        };
+        if sender == child {
+            return true;
+        }
+        let Ok(sender_group) = nix::unistd::getpgid(Some(sender)) else {
+            return false;
+        };
+        sender_group == nix::unistd::getpgrp() || Some(sender_group) == self.parent_group
+    }
+
+    fn start_kill_timer(&mut self, pid: Pid) {
+        let Some(after) = self.options.kill_after else {
+            return;
+        };
+        let group = self.group;
+        let timer = kill_timer::KillTimer::start(after, move || {
             tracing::warn!(
                 "the command is still running {}s after SIGTERM/SIGINT: sending SIGKILL",
                 after.as_secs()
@@ -234,8 +295,10 @@ fn start_kill_timer(pid: Pid, group: Group, after: std::time::Duration) {
                 Group::Shared => kill(pid, Signal::SIGKILL),
             };
         });
-    if let Err(e) = spawned {
-        tracing::warn!("--kill-after could not start its timer: {e}");
+        match timer {
+            Ok(timer) => self.kill_timer = Some(timer),
+            Err(e) => tracing::warn!("--kill-after could not start its timer: {e}"),
+        }
     }
 }
 

@@ -26,7 +26,7 @@ impl Current<'_> {
 
     /// The current credential, rendered once per credential by `render`, or 503 when there is
     /// none fit to hand out. Never waits on STS.
-    pub fn serve(&self, render: impl FnOnce(&RoleCredential) -> Bytes) -> Reply {
+    pub fn serve(&self, render: impl FnOnce(&RoleCredential) -> Vec<u8>) -> Reply {
         if self.revoked {
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -39,7 +39,7 @@ impl Current<'_> {
                 StatusCode::OK,
                 lease
                     .rendered
-                    .get_or_init(|| render(&lease.credential))
+                    .get_or_init(|| crate::secret::wiped_bytes(render(&lease.credential)))
                     .clone(),
             ),
             None => error(

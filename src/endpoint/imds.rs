@@ -224,7 +224,7 @@ struct Body<'a> {
     expiration: String,
 }
 
-fn body(c: &RoleCredential) -> Bytes {
+fn body(c: &RoleCredential) -> Vec<u8> {
     let body = Body {
         code: "Success",
         last_updated: fmt_expiration(c.received),
@@ -234,5 +234,9 @@ fn body(c: &RoleCredential) -> Bytes {
         token: c.session_token.expose(),
         expiration: fmt_expiration(c.expiration),
     };
-    Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+    // Sized up front so that no reallocation leaves a copy of the keys in freed memory.
+    let mut out = Vec::with_capacity(4096);
+    // Serialising plain strings into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, &body);
+    out
 }

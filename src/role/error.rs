@@ -27,6 +27,9 @@ pub struct AssumeError {
     pub retryable: bool,
     /// What credwrap was doing: "assume arn:...", "get an MFA session".
     pub doing: String,
+    /// Worth an `error` in the log even though it is retried: STS answered, but with something
+    /// no working STS sends (an expired credential, garbage).
+    pub suspicious: bool,
 }
 
 impl From<AssumeError> for Failure {
@@ -43,7 +46,21 @@ impl AssumeError {
             message: message.into(),
             retryable,
             doing: String::new(),
+            suspicious: false,
         }
+    }
+
+    /// STS answered with something no working STS sends: retried, but logged at `error`.
+    pub fn suspicious(message: impl Into<String>) -> AssumeError {
+        AssumeError {
+            suspicious: true,
+            ..AssumeError::local(message, true)
+        }
+    }
+
+    /// Whether the log should say this at `error` rather than `warn`.
+    pub fn is_serious(&self) -> bool {
+        self.suspicious || !self.retryable
     }
 
     /// Says what the failed call was for, in the words of "could not ...".
@@ -73,6 +90,10 @@ impl AssumeError {
                  MaxSessionDuration) and --external-id"
             }
             Some(_) => "see the STS error above",
+            None if self.suspicious => {
+                "check the system clock and any proxy between credwrap and STS \
+                 (HTTPS_PROXY, AWS_ENDPOINT_URL_STS)"
+            }
             None => "could not reach STS: check the network, any proxy, --region and AWS_ENDPOINT_URL_STS",
         }
     }
@@ -82,11 +103,25 @@ impl AssumeError {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let code = err.code().map(str::to_string);
+        let mut suspicious = false;
         let (message, status) = match &err {
-            SdkError::ServiceError(se) => (
-                err.message().unwrap_or("no message").to_string(),
-                Some(se.raw().status().as_u16()),
-            ),
+            SdkError::ServiceError(se) => {
+                let status = se.raw().status().as_u16();
+                let message = match (err.message(), &code) {
+                    (Some(m), _) => m.to_string(),
+                    (None, Some(_)) => "no message".to_string(),
+                    (None, None) => {
+                        suspicious = true;
+                        unreadable(status, se.raw().body().bytes())
+                    }
+                };
+                (message, Some(status))
+            }
+            SdkError::ResponseError(re) => {
+                suspicious = true;
+                let status = re.raw().status().as_u16();
+                (unreadable(status, re.raw().body().bytes()), Some(status))
+            }
             SdkError::TimeoutError(_) => ("STS did not answer in time".to_string(), None),
             _ => (error_chain(&err), None),
         };
@@ -111,6 +146,7 @@ impl AssumeError {
             message,
             retryable,
             doing: String::new(),
+            suspicious,
         }
     }
 }
@@ -121,6 +157,18 @@ impl std::fmt::Display for AssumeError {
             Some(code) => write!(f, "{code}: {}", self.message),
             None => f.write_str(&self.message),
         }
+    }
+}
+
+/// What to say of an answer that carries no STS error: empty, or something else's page.
+fn unreadable(status: u16, body: Option<&[u8]>) -> String {
+    if body.is_none_or(|b| b.iter().all(u8::is_ascii_whitespace)) {
+        format!("STS answered HTTP {status} with an empty body")
+    } else {
+        format!(
+            "STS answered HTTP {status} with a body that is not STS's XML (a proxy or a login \
+             page in the way?)"
+        )
     }
 }
 

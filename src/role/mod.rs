@@ -74,7 +74,18 @@ impl Role {
         Ok(credential)
     }
 
+    /// The whole chain, and a check that what STS gave is a credential worth serving.
     async fn assume_with(
+        &mut self,
+        conf: &aws_sdk_sts::Config,
+    ) -> Result<RoleCredential, AssumeError> {
+        let asked = SystemTime::now();
+        let credential = self.assume_chain(conf).await?;
+        checked_expiry(credential, asked, self.settings.target.duration)
+            .map_err(|e| e.doing(format!("assume {}", self.settings.target.role_arn)))
+    }
+
+    async fn assume_chain(
         &mut self,
         conf: &aws_sdk_sts::Config,
     ) -> Result<RoleCredential, AssumeError> {
@@ -149,6 +160,38 @@ impl Role {
             );
         }
     }
+}
+
+/// STS is trusted for the keys, not blindly for the clock. A credential that has expired before
+/// it arrived is refused (retried). One that claims to last longer than asked for (a broken
+/// proxy, a clock far off: "year 2999") is planned as if it expired when asked, counted from
+/// when we asked, which is never later than the truth: otherwise it would never be refreshed.
+fn checked_expiry(
+    mut c: RoleCredential,
+    asked: SystemTime,
+    duration: Duration,
+) -> Result<RoleCredential, AssumeError> {
+    if c.expiration <= c.received {
+        return Err(AssumeError::suspicious(format!(
+            "STS answered with a credential that had already expired (at {}) when it \
+                 arrived at {}; is the system clock right, or is a proxy replaying answers?",
+            fmt_time(c.expiration),
+            fmt_time(c.received)
+        )));
+    }
+    let latest = asked + duration;
+    // STS rounds to the second; anything well past what was asked is not STS's doing.
+    if c.expiration > latest + Duration::from_secs(60) {
+        tracing::warn!(
+            "STS says the credential expires at {}, later than the {}s asked for; planning \
+             for {} instead, so that it is still refreshed in time",
+            fmt_time(c.expiration),
+            duration.as_secs(),
+            fmt_time(latest)
+        );
+        c.expiration = latest;
+    }
+    Ok(c)
 }
 
 /// AssumeRole for one hop, with that hop's session options.

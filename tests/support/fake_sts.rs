@@ -43,6 +43,21 @@ pub enum Fault {
     Slow(Duration),
     /// Nothing listens on the port: connections are refused.
     Refuse,
+    /// HTTP 200 with a body that is not STS's XML (a captive portal, a broken proxy).
+    Garbage,
+    /// HTTP 502 with an empty body.
+    Empty,
+}
+
+/// What `Expiration` the credentials issued from now on carry, whatever their real lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// Already past when issued (a clock far off, a replaying proxy).
+    Expired,
+    /// This long after issue: shorter than asked (for "sooner than the one held").
+    After(Duration),
+    /// The year 2999.
+    FarFuture,
 }
 
 #[derive(Clone)]
@@ -59,6 +74,7 @@ struct State {
     issued: HashMap<String, Issued>,
     denied_roles: Vec<String>,
     lifetime: Option<Duration>,
+    expiry: Option<Expiry>,
     fault: Option<Fault>,
     counter: u64,
 }
@@ -122,6 +138,12 @@ impl FakeSts {
     /// Credentials issued from now on live this long, whatever DurationSeconds asked for.
     pub fn set_lifetime(&self, lifetime: Duration) {
         self.state.lock().unwrap().lifetime = Some(lifetime);
+    }
+
+    /// Credentials issued from now on claim this expiry (`None`: the truth again). The fake
+    /// itself still expires them after their real lifetime.
+    pub fn set_expiry(&self, expiry: Option<Expiry>) {
+        self.state.lock().unwrap().expiry = expiry;
     }
 
     pub fn deny_role(&self, arn: &str) {
@@ -280,6 +302,21 @@ async fn handle(
             ))
         }
         Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
+        Some(Fault::Garbage) => {
+            return Ok(Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "text/html")
+                .body(Full::new(Bytes::from_static(
+                    b"<html><body>Please log in to the proxy</body></html>",
+                )))
+                .unwrap())
+        }
+        Some(Fault::Empty) => {
+            return Ok(Response::builder()
+                .status(StatusCode::BAD_GATEWAY)
+                .body(Full::new(Bytes::new()))
+                .unwrap())
+        }
         Some(Fault::None | Fault::Refuse) | None => {}
     }
 
@@ -416,6 +453,12 @@ fn issue(st: &mut State, arn: &str, lifetime: Duration) -> String {
         .unwrap()
         .as_secs();
     let expires = UNIX_EPOCH + Duration::from_secs(now) + lifetime;
+    let claimed = match st.expiry {
+        None => expires,
+        Some(Expiry::Expired) => UNIX_EPOCH + Duration::from_secs(now - 60),
+        Some(Expiry::After(d)) => UNIX_EPOCH + Duration::from_secs(now) + d,
+        Some(Expiry::FarFuture) => UNIX_EPOCH + Duration::from_secs(32_503_680_000),
+    };
     let issued = Issued {
         secret: format!("role-secret-{n}-{:x}", nanos()),
         token: format!("role-session-token-{n}-{:x}", nanos().rotate_left(17)),
@@ -429,7 +472,7 @@ fn issue(st: &mut State, arn: &str, lifetime: Duration) -> String {
          <Expiration>{}</Expiration></Credentials>",
         issued.secret,
         issued.token,
-        humantime::format_rfc3339_seconds(expires)
+        humantime::format_rfc3339_seconds(claimed)
     )
 }
 

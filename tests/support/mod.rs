@@ -14,7 +14,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-pub use fake_sts::{FakeSts, Fault};
+pub use fake_sts::{Expiry, FakeSts, Fault};
 
 /// Generous: a cold boto3 import on a loaded 2-core CI machine takes seconds.
 pub const TIMEOUT: Duration = Duration::from_secs(90);
