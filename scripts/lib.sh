@@ -43,20 +43,29 @@ ensure_python_deps() {
     cp "$req" "$VENV/.installed-requirements"
 }
 
-# The old botocore lane (tests/requirements-old.txt) into .deps/venv-old, rebuilt when it changes.
+# The old botocore lane (tests/requirements-old.txt) into .deps/venv-old, and boto3 1.28 (the
+# first version measured to accept a full container URI on 169.254.170.2) into
+# .deps/venv-boto3-1.28; each rebuilt when its requirements change.
 ensure_old_python_deps() {
-    local req="$ROOT/tests/requirements-old.txt" venv="$DEPS/venv-old"
+    ensure_venv "$ROOT/tests/requirements-old.txt" "$DEPS/venv-old"
+    ensure_venv "$ROOT/tests/requirements-boto3-1.28.txt" "$DEPS/venv-boto3-1.28"
+}
+
+ensure_venv() {
+    local req="$1" venv="$2"
     if [ -x "$venv/bin/python" ] && cmp -s "$req" "$venv/.installed-requirements"; then
         return 0
     fi
-    log "installing the old botocore lane into .deps/venv-old"
+    log "installing $(basename "$req") into ${venv#"$ROOT"/}"
     rm -rf "$venv"
     python3 -m venv "$venv"
     local pip=("$venv/bin/pip" install --quiet --disable-pip-version-check)
-    # awscli 1.19 pins PyYAML 5.4.1, which has no wheel for this Python and does not build with
-    # Cython 3: build it against an older Cython, without build isolation.
-    "${pip[@]}" "cython<3" wheel "setuptools<70"
-    "${pip[@]}" --no-build-isolation "pyyaml==5.4.1"
+    if grep -q '^awscli==1\.19' "$req"; then
+        # awscli 1.19 pins PyYAML 5.4.1, which has no wheel for this Python and does not build
+        # with Cython 3: build it against an older Cython, without build isolation.
+        "${pip[@]}" "cython<3" wheel "setuptools<70"
+        "${pip[@]}" --no-build-isolation "pyyaml==5.4.1"
+    fi
     "${pip[@]}" -r "$req"
     cp "$req" "$venv/.installed-requirements"
 }

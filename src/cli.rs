@@ -115,6 +115,22 @@ pub struct Cli {
     #[arg(long, env = "CREDWRAP_TOKEN_FILE")]
     pub token_file: bool,
 
+    /// Also serve the role to Docker containers on IP, the gateway of a Docker network they are
+    /// on (repeatable): 169.254.170.2 (or 169.254.170.23, fd00:ec2::23), the addresses SDKs
+    /// accept. The command gets CREDWRAP_CONTAINER_ENV_FILE, for `docker run --env-file`
+    #[arg(
+        long = "container-host",
+        env = "CREDWRAP_CONTAINER_HOST",
+        value_name = "IP",
+        value_delimiter = ','
+    )]
+    pub container_hosts: Vec<std::net::IpAddr>,
+
+    /// Run no command: serve containers (--container-host) until SIGTERM or SIGINT, for
+    /// `docker compose up -d` and long-lived services; prints CREDWRAP_CONTAINER_ENV_FILE=PATH
+    #[arg(long, env = "CREDWRAP_SERVE", conflicts_with_all = ["token_file", "kill_after", "subreaper"])]
+    pub serve: bool,
+
     /// Send SIGKILL to the command this long after the first SIGTERM/SIGINT, if it is still running
     #[arg(long, env = "CREDWRAP_KILL_AFTER", value_name = "DURATION", value_parser = limits::kill_after)]
     pub kill_after: Option<Duration>,
@@ -151,7 +167,8 @@ pub struct Cli {
 
     /// The command to run, with its arguments (put it after `--`)
     #[arg(
-        required_unless_present_any = ["completions", "man"],
+        required_unless_present_any = ["completions", "man", "serve"],
+        conflicts_with = "serve",
         trailing_var_arg = true,
         value_name = "COMMAND"
     )]

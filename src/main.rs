@@ -25,6 +25,7 @@ use clap::Parser;
 
 use crate::child::{env as child_env, Supervisor};
 use crate::cli::Cli;
+use crate::endpoint::ContainerHost;
 use crate::exit::Failure;
 use crate::settings::{Env, Profiles};
 
@@ -67,6 +68,12 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
         .map_err(|e| cli::usage_error(&e))?;
     // No file exists yet: until here a signal's default action leaves nothing behind.
     let settings = settings::resolve(&cli, &env, &profiles, &mut settings::prompt::terminal)?;
+    let containers = cli
+        .container_hosts
+        .iter()
+        .map(|ip| ContainerHost::check(*ip))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| cli::usage_error(&e))?;
     let options = child::Options {
         kill_after: cli.kill_after,
         subreaper: cli.subreaper,
@@ -78,17 +85,19 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
             "check ulimit -n",
         )
     })?;
-    let started = runtime.block_on(async {
-        let mut stop = supervisor.stop_signals().map_err(|e| {
+    let mut stop = runtime
+        .block_on(async { supervisor.stop_signals() })
+        .map_err(|e| {
             Failure::setup(
                 format!("could not install signal handlers: {e}"),
                 "check ulimit -n",
             )
         })?;
-        // A stop signal while starting drops whatever was started: the private directory and
-        // the token file in it go with it.
+    // A stop signal while starting drops whatever was started: the private directory and the
+    // token file in it go with it.
+    let started = runtime.block_on(async {
         tokio::select! {
-            started = startup::start(&cli, settings) => started.map(Ok),
+            started = startup::start(&cli, settings, containers) => started.map(Ok),
             Some(sig) = stop.recv() => Ok(Err(sig)),
         }
     })?;
@@ -108,9 +117,15 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
             return Ok(std::os::unix::process::ExitStatusExt::from_raw(sig));
         }
     };
-    let outcome = supervisor
-        .spawn(&cli.command, child_env)
-        .map(|running| running.wait());
+    let outcome = if cli.serve {
+        Ok(Ok(startup::serve_until_stopped(
+            &endpoint, &runtime, &mut stop,
+        )))
+    } else {
+        supervisor
+            .spawn(&cli.command, child_env)
+            .map(|running| running.wait())
+    };
 
     // The credential must not outlive the child: revoke it before anything else.
     endpoint.close();

@@ -1,6 +1,7 @@
 //! Everything that happens before the command starts, in order: credwrap's private directory,
 //! the first AssumeRole (so that a refusal is reported before anything runs), the broker, the
-//! endpoint, and the command's environment. Dropping the result undoes it all.
+//! endpoints, and the command's environment. Dropping the result undoes it all. With `--serve`
+//! there is no command: [`serve_until_stopped`] takes its place.
 
 use std::ffi::OsString;
 
@@ -8,7 +9,7 @@ use crate::broker::Broker;
 use crate::child::{aws_files, env as child_env};
 use crate::cli::{Cli, EndpointKind};
 use crate::credential;
-use crate::endpoint::{Endpoint, Protocol};
+use crate::endpoint::{self, ContainerHost, Endpoint, Protocol};
 use crate::exit::Failure;
 use crate::private_dir::PrivateDir;
 use crate::role::Role;
@@ -24,12 +25,25 @@ pub struct Started {
 
 /// Everything before the command: the private directory, the first AssumeRole, the broker,
 /// the endpoint, and the command's environment.
-pub async fn start(cli: &Cli, settings: Settings) -> Result<Started, Failure> {
+pub async fn start(
+    cli: &Cli,
+    settings: Settings,
+    containers: Vec<ContainerHost>,
+) -> Result<Started, Failure> {
     let temp_failed =
         |e: anyhow::Error| Failure::setup(format!("{e:#}"), "check that TMPDIR is writable");
     let dir = PrivateDir::create().map_err(temp_failed)?;
     let role_arn = settings.target.role_arn.to_string();
-    let (endpoint, broker, region) = serve(cli, settings, &dir).await?;
+    let (endpoint, broker, region) = serve(cli, settings, containers, &dir).await?;
+    if cli.serve {
+        // No command: nothing to give an environment to.
+        return Ok(Started {
+            dir,
+            endpoint,
+            broker,
+            child_env: Vec::new(),
+        });
+    }
     let files =
         aws_files::write_stand_ins(&dir, aws_files::user_config_path()).map_err(temp_failed)?;
     let additions = child_env::Additions {
@@ -52,6 +66,7 @@ pub async fn start(cli: &Cli, settings: Settings) -> Result<Started, Failure> {
 async fn serve(
     cli: &Cli,
     settings: Settings,
+    containers: Vec<ContainerHost>,
     dir: &PrivateDir,
 ) -> Result<(Endpoint, Broker, Option<String>), Failure> {
     let role_arn = settings.target.role_arn.clone();
@@ -63,18 +78,53 @@ async fn serve(
         "assumed role"
     );
     let region = role.region().map(str::to_string);
-    let protocol = match cli.endpoint {
-        EndpointKind::Ecs => Protocol::Container {
+    let child = match (cli.serve, cli.endpoint) {
+        (true, _) => None,
+        (false, EndpointKind::Ecs) => Some(Protocol::Container {
             token_file: cli.token_file,
-        },
-        EndpointKind::Imds => Protocol::Imds {
+        }),
+        (false, EndpointKind::Imds) => Some(Protocol::Imds {
             role: role_arn,
             region: region.clone(),
-        },
+        }),
     };
-    let broker = Broker::start(role, first, protocol.guard());
-    let endpoint = Endpoint::start(broker.reader(), protocol, dir)
+    let guard = child
+        .as_ref()
+        .map_or(crate::broker::CONTAINER_GUARD, Protocol::guard);
+    let broker = Broker::start(role, first, guard);
+    let options = endpoint::Options {
+        child,
+        containers,
+        region: region.clone(),
+    };
+    let endpoint = Endpoint::start(broker.reader(), options, dir)
         .await
-        .map_err(|e| Failure::setup(format!("{e:#}"), "credwrap needs a TCP port on 127.0.0.1"))?;
+        .map_err(|e| Failure::setup(format!("{e:#}"), "credwrap needs a TCP port to listen on"))?;
     Ok((endpoint, broker, region))
+}
+
+/// `--serve`: says where the containers' env file is, then serves until a stop signal; ends
+/// with status 0, as a service stopped on purpose.
+pub fn serve_until_stopped(
+    endpoint: &Endpoint,
+    runtime: &tokio::runtime::Runtime,
+    stop: &mut tokio::sync::mpsc::UnboundedReceiver<i32>,
+) -> std::process::ExitStatus {
+    use std::io::Write;
+    if let Some(path) = endpoint.container_env_file() {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "{}={}",
+            crate::endpoint::ENV_CONTAINER_ENV_FILE,
+            path.display()
+        );
+        let _ = out.flush();
+    }
+    let sig = runtime.block_on(stop.recv());
+    tracing::info!(
+        signal = sig,
+        "stopping: the containers' credentials are revoked"
+    );
+    std::os::unix::process::ExitStatusExt::from_raw(0)
 }

@@ -10,21 +10,25 @@ use hyper::header::AUTHORIZATION;
 use hyper::{Method, Request, StatusCode};
 use serde::Serialize;
 
+use super::container::{url_host, Form};
 use super::http::{self, Current, Reply};
 use crate::credential::{fmt_expiration, RoleCredential};
 use crate::private_dir::PrivateDir;
 use crate::secret::Secret;
 
 pub const ENV_FULL_URI: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
+pub const ENV_RELATIVE_URI: &str = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI";
 pub const ENV_TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN";
 /// The token's other form, a file the SDK reads (`--token-file`).
 pub const ENV_TOKEN_FILE: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE";
 
 /// The secrets of one container endpoint, and where the child finds the token.
 pub struct Container {
-    /// A random path: what SDKs without token support would otherwise get for free.
+    /// A random path: what SDKs without token support would otherwise get for free, and the
+    /// whole secret where none is sent (a relative URI, as ECS gives it).
     path: String,
-    token: Secret,
+    /// Required in `Authorization` when set.
+    token: Option<Secret>,
     /// With `--token-file`: the 0600 file holding the token, instead of the environment.
     token_file: Option<PathBuf>,
     warned_missing_token: AtomicBool,
@@ -42,47 +46,79 @@ impl Container {
         };
         Ok(Container {
             path: format!("/{}", http::random_hex(16)?),
-            token,
+            token: Some(token),
             token_file,
             warned_missing_token: AtomicBool::new(false),
         })
     }
 
+    /// Secrets for containers, their own: a 256-bit path and, for a full URI, a token. A
+    /// relative URI gets no token (not every SDK sends one with it): the path is the secret.
+    pub fn for_containers(with_token: bool) -> anyhow::Result<Container> {
+        let token = if with_token {
+            Some(Secret::new(http::random_hex(32)?))
+        } else {
+            None
+        };
+        Ok(Container {
+            path: format!("/{}", http::random_hex(32)?),
+            token,
+            token_file: None,
+            warned_missing_token: AtomicBool::new(false),
+        })
+    }
+
+    /// The lines of `docker run --env-file` that point a container's SDK here.
+    pub fn container_env(&self, addr: SocketAddr, form: Form) -> Vec<String> {
+        let mut lines = match form {
+            Form::Relative => vec![format!("{ENV_RELATIVE_URI}={}", self.path)],
+            Form::Full => vec![format!(
+                "{ENV_FULL_URI}=http://{}{}",
+                url_host(addr, form),
+                self.path
+            )],
+        };
+        if let Some(token) = &self.token {
+            lines.push(format!("{ENV_TOKEN}={}", token.expose()));
+        }
+        lines
+    }
+
     /// The variables that point an SDK at this endpoint on `addr`.
     pub fn child_env(&self, addr: SocketAddr) -> Vec<(&'static str, Secret)> {
-        let token = match &self.token_file {
-            Some(file) => (ENV_TOKEN_FILE, Secret::new(file.to_string_lossy())),
-            None => (ENV_TOKEN, self.token.clone()),
-        };
-        vec![
-            (
-                ENV_FULL_URI,
-                Secret::new(format!("http://{addr}{}", self.path)),
-            ),
-            token,
-            // Java falls through to the real IMDS when the container endpoint fails, and the JS
-            // and Rust chains would too: the endpoint must be the child's only source.
-            ("AWS_EC2_METADATA_DISABLED", Secret::new("true")),
-        ]
+        let uri = Secret::new(format!("http://{addr}{}", self.path));
+        let mut env = vec![(ENV_FULL_URI, uri)];
+        match (&self.token_file, &self.token) {
+            (Some(file), _) => env.push((ENV_TOKEN_FILE, Secret::new(file.to_string_lossy()))),
+            (None, Some(token)) => env.push((ENV_TOKEN, token.clone())),
+            (None, None) => {}
+        }
+        // Java falls through to the real IMDS when the container endpoint fails, and the JS and
+        // Rust chains would too: the endpoint must be the child's only source.
+        env.push(("AWS_EC2_METADATA_DISABLED", Secret::new("true")));
+        env
     }
 
     pub fn respond(&self, current: &Current<'_>, req: &Request<Incoming>) -> Reply {
-        if req.uri().path() != self.path {
+        // In constant time: for a relative URI the path is the whole secret.
+        if !http::bytes_eq(req.uri().path().as_bytes(), self.path.as_bytes()) {
             return http::error(StatusCode::NOT_FOUND, "NotFound", "no such resource");
         }
         if req.method() != Method::GET {
             return http::method_not_allowed("GET");
         }
-        let auth = req.headers().get(AUTHORIZATION);
-        if !http::secret_eq(auth, self.token.expose()) {
-            if auth.is_none() {
-                self.warn_missing_token();
+        if let Some(token) = &self.token {
+            let auth = req.headers().get(AUTHORIZATION);
+            if !http::secret_eq(auth, token.expose()) {
+                if auth.is_none() {
+                    self.warn_missing_token();
+                }
+                return http::error(
+                    StatusCode::UNAUTHORIZED,
+                    "Unauthorized",
+                    self.unauthorized(),
+                );
             }
-            return http::error(
-                StatusCode::UNAUTHORIZED,
-                "Unauthorized",
-                self.unauthorized(),
-            );
         }
         current.serve(body)
     }

@@ -53,7 +53,12 @@ impl Current<'_> {
 
 /// Constant-time: the time taken does not tell how much of a guess was right.
 pub fn secret_eq(got: Option<&HeaderValue>, expected: &str) -> bool {
-    got.is_some_and(|v| bool::from(v.as_bytes().ct_eq(expected.as_bytes())))
+    got.is_some_and(|v| bytes_eq(v.as_bytes(), expected.as_bytes()))
+}
+
+/// Constant-time for equal lengths (a length is no secret).
+pub fn bytes_eq(got: &[u8], expected: &[u8]) -> bool {
+    bool::from(got.ct_eq(expected))
 }
 
 pub fn error(status: StatusCode, code: &str, message: &str) -> Reply {

@@ -1,18 +1,23 @@
-//! The loopback HTTP endpoint the child's SDK reads its credentials from.
+//! The HTTP endpoint the child's SDK reads its credentials from, and, with `--container-host`,
+//! the one containers read theirs from.
 //!
-//! It listens on 127.0.0.1 only, on an ephemeral port, and speaks one of two protocols: the
-//! container-credentials one ([`ecs`], a random path and a random token) or an IMDSv2-compatible
-//! one ([`imds`], session tokens from `PUT /latest/api/token`). It only reads the broker's current
-//! credential and never waits on STS, so a request is answered from memory. This module owns what
-//! is common: the listener, the connection limits, the `Host` check and revocation.
+//! The child's listens on 127.0.0.1 only, on an ephemeral port, and speaks one of two protocols:
+//! the container-credentials one ([`ecs`], a random path and a random token) or an
+//! IMDSv2-compatible one ([`imds`], session tokens from `PUT /latest/api/token`). Containers get
+//! the container protocol on an address of a Docker network ([`container`]), with secrets of
+//! their own. Every listener only reads the broker's current credential and never waits on STS,
+//! so a request is answered from memory. This module owns what is common: the listeners, the
+//! connection limits, the `Host` check and revocation.
 
 mod admission;
+pub mod container;
 mod ecs;
 mod http;
 mod imds;
 
 use std::convert::Infallible;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,12 +36,15 @@ use crate::broker::CredentialReader;
 use crate::limits::RoleArn;
 use crate::private_dir::PrivateDir;
 use crate::secret::Secret;
+pub use container::ContainerHost;
 use http::{Current, Reply};
 
 /// Smallest buffer hyper accepts; SDK requests are a few hundred bytes.
 const MAX_HEADER_BYTES: usize = 8192;
+/// The variable that tells the command where the containers' env file is.
+pub const ENV_CONTAINER_ENV_FILE: &str = "CREDWRAP_CONTAINER_ENV_FILE";
 
-/// Which protocol the endpoint speaks, as the command line chose it.
+/// Which protocol the child's endpoint speaks, as the command line chose it.
 pub enum Protocol {
     /// Container credentials (`AWS_CONTAINER_CREDENTIALS_FULL_URI`); with `token_file`, the
     /// token reaches the child as a file instead of a variable.
@@ -59,35 +67,86 @@ impl Protocol {
     }
 }
 
-/// The protocol's own state.
+/// What to serve: the child's endpoint (none when there is no command) and containers'.
+pub struct Options {
+    pub child: Option<Protocol>,
+    pub containers: Vec<ContainerHost>,
+    /// For the containers' env file.
+    pub region: Option<String>,
+}
+
+/// A listener's protocol state.
 enum Service {
     Container(ecs::Container),
     Imds(imds::Imds),
 }
 
+/// What one listener's connections share.
 struct Shared {
     reader: CredentialReader,
     service: Service,
-    /// The port we listen on, for the Host check.
+    /// The names a request's Host may give, with our port or none.
+    names: Vec<String>,
     port: u16,
-    revoked: AtomicBool,
+    /// For a container listener: where requests may come from.
+    peers: Option<ContainerHost>,
+    revoked: Arc<AtomicBool>,
 }
 
-/// A running endpoint; [`Endpoint::close`] revokes its token and stops it.
+/// The running listeners; [`Endpoint::close`] revokes their secrets and stops them.
 pub struct Endpoint {
-    shared: Arc<Shared>,
-    addr: SocketAddr,
-    accept_loop: JoinHandle<()>,
+    child_env: Vec<(&'static str, Secret)>,
+    container_env_file: Option<PathBuf>,
+    revoked: Arc<AtomicBool>,
+    accept_loops: Vec<JoinHandle<()>>,
 }
 
 impl Endpoint {
-    /// Binds the listener and starts serving on the current tokio runtime. Files the child needs
-    /// (the token file) go into `dir`.
+    /// Binds the listeners and starts serving on the current tokio runtime. Files (the token
+    /// file, the containers' env file) go into `dir`.
     pub async fn start(
         reader: CredentialReader,
-        protocol: Protocol,
+        options: Options,
         dir: &PrivateDir,
     ) -> anyhow::Result<Endpoint> {
+        let mut endpoint = Endpoint {
+            child_env: Vec::new(),
+            container_env_file: None,
+            revoked: Arc::new(AtomicBool::new(false)),
+            accept_loops: Vec::new(),
+        };
+        if let Some(protocol) = options.child {
+            endpoint.child_env = endpoint.start_child(&reader, protocol, dir).await?;
+        }
+        let mut env_file = None;
+        for host in &options.containers {
+            let lines = endpoint.start_container(&reader, host).await?;
+            env_file.get_or_insert(lines);
+        }
+        if let Some(mut lines) = env_file {
+            if let Some(region) = &options.region {
+                lines.push(format!("AWS_REGION={region}"));
+                lines.push(format!("AWS_DEFAULT_REGION={region}"));
+            }
+            // Containers have no instance role of credwrap's to fall back to.
+            lines.push("AWS_EC2_METADATA_DISABLED=true".into());
+            let mut text = lines.join("\n");
+            text.push('\n');
+            let path = dir.write("container.env", &text)?;
+            endpoint
+                .child_env
+                .push((ENV_CONTAINER_ENV_FILE, Secret::new(path.to_string_lossy())));
+            endpoint.container_env_file = Some(path);
+        }
+        Ok(endpoint)
+    }
+
+    async fn start_child(
+        &mut self,
+        reader: &CredentialReader,
+        protocol: Protocol,
+        dir: &PrivateDir,
+    ) -> anyhow::Result<Vec<(&'static str, Secret)>> {
         let service = match protocol {
             Protocol::Container { token_file } => {
                 Service::Container(ecs::Container::new(dir, token_file)?)
@@ -104,34 +163,82 @@ impl Endpoint {
             .await
             .context("could not listen on 127.0.0.1")?;
         let addr = listener.local_addr().context("no local address")?;
-        let shared = Arc::new(Shared {
-            reader,
-            service,
-            port: addr.port(),
-            revoked: AtomicBool::new(false),
-        });
-        let accept_loop = tokio::spawn(accept(listener, Arc::clone(&shared)));
+        // URIs use the literal 127.0.0.1, the one host every SDK version accepts over plain
+        // HTTP (`localhost` may resolve to ::1).
+        let env = match &service {
+            Service::Container(c) => c.child_env(addr),
+            Service::Imds(i) => i.child_env(addr),
+        };
+        let names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+        self.serve(listener, reader, service, names, None);
         tracing::debug!(%addr, "credential endpoint listening");
-        Ok(Endpoint {
-            shared,
-            addr,
-            accept_loop,
-        })
+        Ok(env)
     }
 
-    /// The variables that point an SDK at this endpoint. URIs use the literal 127.0.0.1, the
-    /// one host every SDK version accepts over plain HTTP (`localhost` may resolve to ::1).
+    /// A listener for containers on `host`; returns its lines of the env file.
+    async fn start_container(
+        &mut self,
+        reader: &CredentialReader,
+        host: &ContainerHost,
+    ) -> anyhow::Result<Vec<String>> {
+        let (listener, form) = host.bind().await?;
+        let addr = listener.local_addr().context("no local address")?;
+        let service = ecs::Container::for_containers(form == container::Form::Full)?;
+        let lines = service.container_env(addr, form);
+        let name = match host.ip {
+            IpAddr::V6(ip) => format!("[{ip}]"),
+            IpAddr::V4(ip) => ip.to_string(),
+        };
+        self.serve(
+            listener,
+            reader,
+            Service::Container(service),
+            vec![name],
+            Some(host.clone()),
+        );
+        tracing::info!(%addr, interface = %host.interface, "serving containers");
+        Ok(lines)
+    }
+
+    fn serve(
+        &mut self,
+        listener: TcpListener,
+        reader: &CredentialReader,
+        service: Service,
+        names: Vec<String>,
+        peers: Option<ContainerHost>,
+    ) {
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let shared = Arc::new(Shared {
+            reader: reader.clone(),
+            service,
+            names,
+            port,
+            peers,
+            revoked: Arc::clone(&self.revoked),
+        });
+        self.accept_loops
+            .push(tokio::spawn(accept(listener, shared)));
+    }
+
+    /// The variables that point the child's SDK at its endpoint, and the command at the
+    /// containers' env file.
     pub fn child_env(&self) -> Vec<(&'static str, Secret)> {
-        match &self.shared.service {
-            Service::Container(c) => c.child_env(self.addr),
-            Service::Imds(i) => i.child_env(self.addr),
-        }
+        self.child_env.clone()
     }
 
-    /// Revokes the token for requests still in flight on open connections, and stops accepting.
+    /// Where the containers' env file is, with `--container-host`.
+    pub fn container_env_file(&self) -> Option<&std::path::Path> {
+        self.container_env_file.as_deref()
+    }
+
+    /// Revokes the secrets for requests still in flight on open connections, and stops
+    /// accepting.
     pub fn close(self) {
-        self.shared.revoked.store(true, Ordering::SeqCst);
-        self.accept_loop.abort();
+        self.revoked.store(true, Ordering::SeqCst);
+        for accept_loop in self.accept_loops {
+            accept_loop.abort();
+        }
     }
 }
 
@@ -140,7 +247,14 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
     let admission = Arc::new(admission::Admission::new());
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
+                if let Some(host) = &shared.peers {
+                    if !host.serves(peer.ip()) {
+                        // Routed to the address through this host from another network.
+                        tracing::debug!(%peer, "refused a connection from outside the container network");
+                        continue;
+                    }
+                }
                 tokio::spawn(serve_connection(
                     stream,
                     Arc::clone(&shared),
@@ -188,16 +302,21 @@ async fn serve_connection(
 }
 
 fn respond(shared: &Shared, req: &Request<Incoming>) -> Reply {
-    if let Some(why) = malformed(shared.port, req) {
+    if let Some(why) = malformed(shared, req) {
         return http::error(StatusCode::BAD_REQUEST, "BadRequest", why);
     }
-    if !loopback_host(shared.port, req) {
+    let host_ok = req
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|host| names_this_endpoint(shared, host));
+    if !host_ok {
         // DNS rebinding: a web page the user opened may resolve its own name to 127.0.0.1, but
         // the browser still sends that name as Host.
         return http::error(
             StatusCode::FORBIDDEN,
             "Forbidden",
-            "the Host header must be 127.0.0.1 or localhost",
+            "the Host header must name this endpoint (127.0.0.1 or localhost)",
         );
     }
     let current = Current {
@@ -214,7 +333,7 @@ fn respond(shared: &Shared, req: &Request<Incoming>) -> Reply {
 
 /// Requests no SDK sends, refused before anything else: a credential header given twice (which
 /// one a proxy or a server reads differs), and an absolute-form URI naming another host.
-fn malformed(port: u16, req: &Request<Incoming>) -> Option<&'static str> {
+fn malformed(shared: &Shared, req: &Request<Incoming>) -> Option<&'static str> {
     let headers = req.headers();
     for name in [AUTHORIZATION.as_str(), "x-aws-ec2-metadata-token"] {
         if headers.get_all(name).iter().count() > 1 {
@@ -222,27 +341,19 @@ fn malformed(port: u16, req: &Request<Incoming>) -> Option<&'static str> {
         }
     }
     match req.uri().authority() {
-        Some(authority) if !names_this_endpoint(authority.as_str(), port) => {
+        Some(authority) if !names_this_endpoint(shared, authority.as_str()) => {
             Some("the request URI names another host")
         }
         _ => None,
     }
 }
 
-/// `Host` names this endpoint: 127.0.0.1 or localhost, with our port or none.
-fn loopback_host(port: u16, req: &Request<Incoming>) -> bool {
-    req.headers()
-        .get(hyper::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .is_some_and(|host| names_this_endpoint(host, port))
-}
-
-/// `host[:port]` is 127.0.0.1 or localhost, with our port or none.
-fn names_this_endpoint(host: &str, port: u16) -> bool {
+/// `host[:port]` is one of the listener's names, with its port or none.
+fn names_this_endpoint(shared: &Shared, host: &str) -> bool {
     let (name, given_port) = match host.rsplit_once(':') {
-        Some((name, p)) => (name, Some(p)),
-        None => (host, None),
+        Some((name, p)) if !p.contains(']') => (name, Some(p)),
+        _ => (host, None),
     };
-    let port_ok = given_port.is_none_or(|p| p.parse::<u16>() == Ok(port));
-    port_ok && (name == "127.0.0.1" || name.eq_ignore_ascii_case("localhost"))
+    let port_ok = given_port.is_none_or(|p| p.parse::<u16>() == Ok(shared.port));
+    port_ok && shared.names.iter().any(|n| n.eq_ignore_ascii_case(name))
 }

@@ -226,6 +226,17 @@ fn check_endpoint_options(cli: &Cli) -> Result<(), UsageError> {
              in a file (IMDS session tokens come from PUT /latest/api/token)",
         ));
     }
+    if cli.serve && cli.container_hosts.is_empty() {
+        return Err(usage(
+            "--serve runs no command, so it serves containers only: give --container-host \
+             (e.g. 169.254.170.2, the gateway of a Docker network)",
+        ));
+    }
+    if cli.serve && cli.endpoint == EndpointKind::Imds {
+        return Err(usage(
+            "--endpoint imds is for the command's endpoint, and --serve runs no command",
+        ));
+    }
     Ok(())
 }
 

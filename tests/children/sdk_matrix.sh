@@ -1,11 +1,13 @@
 #!/bin/sh
 # Runs every real-SDK child in turn under one credwrap; each line of output is prefixed with the
 # SDK's name. The interpreters and binaries come from the environment the test sets: PYTHON,
-# AWS_CLI, NODE_MODULES, RUST_CHILD, GO_CHILD, PYTHON_OLD, AWS_CLI_OLD, AWS_CLI_V2, CHILDREN.
+# AWS_CLI, NODE_MODULES, RUST_CHILD, GO_CHILD, PYTHON_OLD, AWS_CLI_OLD, AWS_CLI_V2, CHILDREN, and
+# optionally PYTHON_128.
 # SDKs that predate AWS_ENDPOINT_URL_STS get the test's STS as an explicit endpoint.
 
-# A container-relative URI would send an SDK to 169.254.170.2: never let one through to them.
-if [ -n "$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI" ]; then
+# A container-relative URI would send an SDK to 169.254.170.2: never let one through to them
+# (unless the test put them in a container whose credwrap listens there: CONTAINER=1).
+if [ -n "$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI" ] && [ "$CONTAINER" != 1 ]; then
     echo "leak: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI reached the child"
     exit 99
 fi
@@ -32,4 +34,6 @@ run go "$GO_CHILD"
 run boto3-1.17 "$PYTHON_OLD" "$CHILDREN/whoami.py"
 run awscli-1.19 cli_whoami "$AWS_CLI_OLD"
 run awscli-v2-debian cli_whoami "$AWS_CLI_V2"
+# Only where the test asks for it (the container tests).
+[ -z "$PYTHON_128" ] || run boto3-1.28 "$PYTHON_128" "$CHILDREN/whoami.py"
 exit $status

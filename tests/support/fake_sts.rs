@@ -130,6 +130,20 @@ impl FakeSts {
         format!("http://{}", self.addr)
     }
 
+    /// The same STS on another address of this host (one a test created, such as a bridge's),
+    /// faults left out, for SDKs in a network namespace; returns its URL.
+    pub fn serve_on(&self, ip: std::net::IpAddr) -> String {
+        let listener = self
+            ._runtime
+            .block_on(tokio::net::TcpListener::bind((ip, 0)))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let rx = self._client_listening.subscribe();
+        self._runtime
+            .spawn(serve(listener, addr, rx, Arc::clone(&self.state), false));
+        format!("http://{addr}")
+    }
+
     /// The same STS on a port that faults never touch.
     pub fn client_url(&self) -> String {
         format!("http://{}", self.client_addr)

@@ -1,0 +1,546 @@
+//! Containers started by the command get the role, safely (`--container-host`).
+//!
+//! No Docker daemon here: a "container" is a network namespace joined by a veth pair to a Linux
+//! bridge that carries the gateway address 169.254.170.2/24, as `docker network create --subnet
+//! 169.254.170.0/24 --gateway 169.254.170.2` builds it. Every SDK of the matrix runs inside it,
+//! given only the env file. A second namespace, on a network of its own that routes to
+//! 169.254.170.2 through the host (as another Docker network would), must be turned away. The
+//! tests build and remove their own namespaces, need root, and skip with a message without it.
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::TcpStream;
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use support::{python, run, rust_child, Sandbox};
+
+const GATEWAY: &str = "169.254.170.2";
+const ASSUMED: &str = "arn:aws:sts::123456789012:assumed-role/deploy/containers";
+
+/// 169.254.170.2:80 is one address for the whole machine: one test at a time.
+static NETWORK: Mutex<()> = Mutex::new(());
+
+fn ip(args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// A bridge with the gateway address, a namespace on it ("in"), and one on a network of its own
+/// routed to the gateway through the host ("out"). Removed on drop.
+struct Network {
+    suffix: String,
+}
+
+impl Network {
+    /// None (with a message) where namespaces cannot be made: not root, no `ip`.
+    fn create() -> Option<Network> {
+        Network::build(false)
+    }
+
+    /// Docker's default bridge with the README's recipe: the bridge's own network
+    /// (172.31.77.1/24, containers routed through it) plus 169.254.170.2/32 added to it.
+    fn default_bridge() -> Option<Network> {
+        Network::build(true)
+    }
+
+    fn build(default_bridge: bool) -> Option<Network> {
+        if unsafe { libc::geteuid() } != 0 {
+            println!("SKIPPED: network namespaces need root");
+            return None;
+        }
+        let suffix = format!("{}", std::process::id() % 100_000);
+        let net = Network { suffix };
+        let (br, ns_in, ns_out) = (net.bridge(), net.ns("in"), net.ns("out"));
+        let (va, vb, oa, ob) = (
+            format!("cwa{}", net.suffix),
+            format!("cwb{}", net.suffix),
+            format!("cwo{}", net.suffix),
+            format!("cwp{}", net.suffix),
+        );
+        let (gateway, container): (&[&str], &[&str]) = if default_bridge {
+            (
+                &["172.31.77.1/24", "169.254.170.2/32"],
+                &["172.31.77.10/24", "via", "172.31.77.1"],
+            )
+        } else {
+            (&["169.254.170.2/24"], &["169.254.170.10/24"])
+        };
+        let mut steps: Vec<Vec<&str>> = vec![vec!["link", "add", &br, "type", "bridge"]];
+        for addr in gateway {
+            steps.push(vec!["addr", "add", addr, "dev", &br]);
+        }
+        steps.extend([
+            vec!["link", "set", &br, "up"],
+            vec!["netns", "add", &ns_in],
+            vec!["link", "add", &va, "type", "veth", "peer", "name", &vb],
+            vec!["link", "set", &vb, "netns", &ns_in],
+            vec!["link", "set", &va, "master", &br, "up"],
+            vec!["-n", &ns_in, "addr", "add", container[0], "dev", &vb],
+            vec!["-n", &ns_in, "link", "set", &vb, "up"],
+            vec!["-n", &ns_in, "link", "set", "lo", "up"],
+        ]);
+        if default_bridge {
+            steps.push(vec![
+                "-n",
+                &ns_in,
+                "route",
+                "add",
+                "default",
+                "via",
+                container[2],
+            ]);
+        }
+        steps.extend([
+            vec!["netns", "add", &ns_out],
+            vec!["link", "add", &oa, "type", "veth", "peer", "name", &ob],
+            vec!["link", "set", &ob, "netns", &ns_out],
+            vec!["addr", "add", "10.254.77.1/30", "dev", &oa],
+            vec!["link", "set", &oa, "up"],
+            vec!["-n", &ns_out, "addr", "add", "10.254.77.2/30", "dev", &ob],
+            vec!["-n", &ns_out, "link", "set", &ob, "up"],
+            vec!["-n", &ns_out, "link", "set", "lo", "up"],
+            vec![
+                "-n",
+                &ns_out,
+                "route",
+                "add",
+                "169.254.170.0/24",
+                "via",
+                "10.254.77.1",
+            ],
+        ]);
+        for step in steps {
+            if !ip(&step) {
+                println!(
+                    "SKIPPED: `ip {}` failed: network namespaces unavailable",
+                    step.join(" ")
+                );
+                return None;
+            }
+        }
+        Some(net)
+    }
+
+    fn bridge(&self) -> String {
+        format!("cwbr{}", self.suffix)
+    }
+
+    fn ns(&self, which: &str) -> String {
+        format!("cw{which}{}", self.suffix)
+    }
+
+    /// `program args...` inside namespace `which`, with exactly `env`.
+    fn exec(
+        &self,
+        which: &str,
+        env: &HashMap<String, String>,
+        program: &str,
+        args: &[&str],
+    ) -> support::Output {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns(which), "env", "-i"]);
+        for (k, v) in env {
+            cmd.arg(format!("{k}={v}"));
+        }
+        run(cmd.arg(program).args(args))
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        ip(&["netns", "del", &self.ns("in")]);
+        ip(&["netns", "del", &self.ns("out")]);
+        ip(&["link", "del", &self.bridge()]);
+        ip(&["link", "del", &format!("cwo{}", self.suffix)]);
+    }
+}
+
+/// The env file, as `docker run --env-file` reads it.
+fn read_env_file(path: &str) -> HashMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+/// What every SDK child needs besides the env file: where the SDKs are, and the STS.
+fn sdk_env(container_env: &HashMap<String, String>, sts: &str) -> HashMap<String, String> {
+    let mut env = container_env.clone();
+    let node_modules = support::installed(".deps/js/node_modules");
+    for (k, v) in [
+        ("PATH", std::env::var("PATH").unwrap_or_default()),
+        ("HOME", "/tmp".into()),
+        ("CONTAINER", "1".into()),
+        ("AWS_ENDPOINT_URL_STS", sts.into()),
+        ("PYTHON", python().display().to_string()),
+        (
+            "AWS_CLI",
+            support::installed(".deps/venv/bin/aws")
+                .display()
+                .to_string(),
+        ),
+        ("NODE_MODULES", node_modules.display().to_string()),
+        ("RUST_CHILD", rust_child().display().to_string()),
+        (
+            "GO_CHILD",
+            support::installed(".deps/go/whoami").display().to_string(),
+        ),
+        (
+            "PYTHON_OLD",
+            support::installed(".deps/venv-old/bin/python")
+                .display()
+                .to_string(),
+        ),
+        (
+            "AWS_CLI_OLD",
+            support::installed(".deps/venv-old/bin/aws")
+                .display()
+                .to_string(),
+        ),
+        ("AWS_CLI_V2", "/usr/bin/aws".into()),
+        (
+            "PYTHON_128",
+            support::installed(".deps/venv-boto3-1.28/bin/python")
+                .display()
+                .to_string(),
+        ),
+        ("CHILDREN", support::script("").display().to_string()),
+    ] {
+        env.insert(k.to_string(), v);
+    }
+    env
+}
+
+/// Per SDK: "role" when it came back as the role, else its last line.
+fn matrix_results(stdout: &str) -> Vec<(String, String)> {
+    let mut results: Vec<(String, String)> = Vec::new();
+    for line in stdout.lines() {
+        let Some((sdk, said)) = line.split_once(": ") else {
+            continue;
+        };
+        let verdict = if said == format!("arn={ASSUMED}") {
+            "role".to_string()
+        } else {
+            said.to_string()
+        };
+        match results.iter_mut().find(|(s, _)| s == sdk) {
+            Some((_, v)) if v != "role" => *v = verdict,
+            Some(_) => {}
+            None => results.push((sdk.to_string(), verdict)),
+        }
+    }
+    results
+}
+
+/// credwrap serving containers while its command waits; the command's environment is printed.
+fn start(sb: &Sandbox, extra: &[&str]) -> (support::Running, HashMap<String, String>) {
+    let child = support::start(
+        sb.credwrap()
+            .args([
+                "--container-host",
+                GATEWAY,
+                "--role-session-name",
+                "containers",
+            ])
+            .args(extra)
+            .args(["--", "sh", "-c", "env; echo ready; read x; exit 0"]),
+    );
+    let env: HashMap<String, String> = child
+        .lines_before("ready")
+        .iter()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    (child, env)
+}
+
+#[test]
+fn every_sdk_in_a_container_gets_the_role_and_nothing_else_does() {
+    let _one = NETWORK.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(net) = Network::create() else { return };
+    let sb = Sandbox::new();
+    let sts = sb.sts.serve_on(GATEWAY.parse().unwrap());
+    let (child, command_env) = start(&sb, &[]);
+
+    // The command gets the env file's path, and nothing else meant for containers.
+    let path = command_env
+        .get("CREDWRAP_CONTAINER_ENV_FILE")
+        .expect("CREDWRAP_CONTAINER_ENV_FILE")
+        .clone();
+    assert!(!command_env.contains_key("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let container_env = read_env_file(&path);
+    let relative = container_env
+        .get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        .expect("a relative URI on 169.254.170.2:80")
+        .clone();
+    assert_eq!(relative.len(), 65, "a 256-bit path: {relative}");
+    assert_eq!(container_env["AWS_REGION"], "us-east-1");
+    assert_eq!(container_env["AWS_EC2_METADATA_DISABLED"], "true");
+
+    // Inside the container, every SDK of the matrix, given only the env file, is the role.
+    let out = net.exec(
+        "in",
+        &sdk_env(&container_env, &sts),
+        "sh",
+        &[&support::script("sdk_matrix.sh").display().to_string()],
+    );
+    let results = matrix_results(&out.stdout);
+    println!("--- SDKs in a container, relative URI on {GATEWAY}:80 ---");
+    for (sdk, verdict) in &results {
+        println!("{sdk}: {verdict}");
+    }
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(results.len(), 9, "{results:?}");
+    assert!(results.iter().all(|(_, v)| v == "role"), "{results:?}");
+
+    // Without the secret path: 404, no credential.
+    let curl = |which: &str, url: &str| {
+        net.exec(
+            which,
+            &HashMap::from([("PATH".to_string(), std::env::var("PATH").unwrap())]),
+            "curl",
+            &["-s", "-m", "5", "-w", "\n%{http_code}", url],
+        )
+    };
+    let wrong = curl("in", &format!("http://{GATEWAY}/{}", "0".repeat(64)));
+    assert!(
+        wrong.stdout.trim_end().ends_with("404") && !wrong.stdout.contains("AccessKeyId"),
+        "{}",
+        wrong.stdout
+    );
+    let right = curl("in", &format!("http://{GATEWAY}{relative}"));
+    assert!(
+        right.stdout.trim_end().ends_with("200") && right.stdout.contains("AccessKeyId"),
+        "{}",
+        right.stdout
+    );
+
+    // From another network routed through the host: turned away, even with the path.
+    let outside = curl("out", &format!("http://{GATEWAY}{relative}"));
+    assert!(
+        !outside.stdout.contains("AccessKeyId"),
+        "{}",
+        outside.stdout
+    );
+    assert!(
+        !outside.stdout.trim_end().ends_with("200"),
+        "{}",
+        outside.stdout
+    );
+
+    // On the host, nothing of credwrap's listens on a wildcard address.
+    assert!(
+        wildcard_listeners(child.pid().as_raw()).is_empty(),
+        "{:?}",
+        wildcard_listeners(child.pid().as_raw())
+    );
+
+    let out = child.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(
+        !std::path::Path::new(&path).exists(),
+        "the env file outlived credwrap"
+    );
+    assert!(TcpStream::connect_timeout(
+        &format!("{GATEWAY}:80").parse().unwrap(),
+        Duration::from_secs(1)
+    )
+    .is_err());
+}
+
+/// Port 80 taken (another credwrap, or no privilege for it): containers get a full URI and a
+/// token instead. Newer SDKs accept that on 169.254.170.2; the matrix is printed for the README.
+#[test]
+fn without_port_80_containers_get_a_full_uri_and_a_token() {
+    let _one = NETWORK.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(net) = Network::create() else { return };
+    let _taken = std::net::TcpListener::bind((GATEWAY, 80)).unwrap();
+    let sb = Sandbox::new();
+    let sts = sb.sts.serve_on(GATEWAY.parse().unwrap());
+    let (child, command_env) = start(&sb, &[]);
+    let container_env = read_env_file(&command_env["CREDWRAP_CONTAINER_ENV_FILE"]);
+    let full = container_env
+        .get("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        .expect("a full URI")
+        .clone();
+    assert!(full.starts_with(&format!("http://{GATEWAY}:")), "{full}");
+    let token = container_env["AWS_CONTAINER_AUTHORIZATION_TOKEN"].clone();
+    assert_eq!(token.len(), 64);
+
+    let path_env = HashMap::from([("PATH".to_string(), std::env::var("PATH").unwrap())]);
+    let no_token = net.exec(
+        "in",
+        &path_env,
+        "curl",
+        &["-s", "-m", "5", "-w", "\n%{http_code}", &full],
+    );
+    assert!(
+        no_token.stdout.trim_end().ends_with("401"),
+        "{}",
+        no_token.stdout
+    );
+
+    let out = net.exec(
+        "in",
+        &sdk_env(&container_env, &sts),
+        "sh",
+        &[&support::script("sdk_matrix.sh").display().to_string()],
+    );
+    let results = matrix_results(&out.stdout);
+    println!("--- SDKs in a container, full URI on {GATEWAY}:PORT + token ---");
+    for (sdk, verdict) in &results {
+        println!("{sdk}: {verdict}");
+    }
+    for sdk in ["boto3", "boto3-1.28", "awscli", "js", "rust"] {
+        assert!(
+            results.iter().any(|(s, v)| s == sdk && v == "role"),
+            "{sdk} should accept a full URI on {GATEWAY}: {results:?}"
+        );
+    }
+    let out = child.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot listen on 169.254.170.2:80"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// `--serve`: no command; the env file's path on stdout; containers served until SIGTERM, then
+/// status 0 and nothing left.
+#[test]
+fn serve_mode_serves_containers_until_stopped() {
+    let _one = NETWORK.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(net) = Network::create() else { return };
+    let sb = Sandbox::new();
+    let sts = sb.sts.serve_on(GATEWAY.parse().unwrap());
+    let daemon = support::start(sb.credwrap().args([
+        "--serve",
+        "--container-host",
+        GATEWAY,
+        "--role-session-name",
+        "containers",
+    ]));
+    let line = daemon.line("the env file's path");
+    let path = line
+        .strip_prefix("CREDWRAP_CONTAINER_ENV_FILE=")
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_string();
+    let container_env = read_env_file(&path);
+    let out = net.exec(
+        "in",
+        &sdk_env(&container_env, &sts),
+        &python().display().to_string(),
+        &[&support::script("whoami.py").display().to_string()],
+    );
+    assert!(
+        out.stdout.contains(&format!("arn={ASSUMED}")),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = daemon.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(!std::path::Path::new(&path).exists());
+}
+
+/// The README's recipe for Docker's default bridge: the address added to the bridge, containers
+/// routed to it through their gateway, served as the bridge's own.
+#[test]
+fn the_default_bridge_recipe_works() {
+    let _one = NETWORK.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(net) = Network::default_bridge() else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let sts = sb.sts.serve_on(GATEWAY.parse().unwrap());
+    let (child, command_env) = start(&sb, &[]);
+    let container_env = read_env_file(&command_env["CREDWRAP_CONTAINER_ENV_FILE"]);
+    assert!(container_env.contains_key("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"));
+    let out = net.exec(
+        "in",
+        &sdk_env(&container_env, &sts),
+        &python().display().to_string(),
+        &[&support::script("whoami.py").display().to_string()],
+    );
+    assert!(
+        out.stdout.contains(&format!("arn={ASSUMED}")),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    let out = child.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+}
+
+/// Addresses the SDKs refuse, wildcards, addresses this host lacks: exit 2, nothing called.
+#[test]
+fn container_hosts_that_cannot_work_are_refused() {
+    let _one = NETWORK.lock().unwrap_or_else(|e| e.into_inner());
+    for (host, says) in [
+        ("0.0.0.0", "wildcard"),
+        ("::", "wildcard"),
+        ("127.0.0.1", "the container itself"),
+        ("172.17.0.1", "refuse a plain-HTTP container endpoint"),
+        (
+            "169.254.170.23",
+            "no interface of this host has that address",
+        ),
+        ("not-an-ip", "--container-host"),
+    ] {
+        let sb = Sandbox::new();
+        let out = run(sb.credwrap().args(["--container-host", host, "--", "true"]));
+        assert_eq!(out.code(), Some(2), "{host}: {}", out.stderr);
+        assert!(out.stderr.contains(says), "{host}: {}", out.stderr);
+        assert_eq!(sb.sts.calls().len(), 0, "{host}");
+    }
+    let sb = Sandbox::new();
+    let out = run(sb.credwrap().arg("--serve"));
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("--container-host"), "{}", out.stderr);
+    let out = run(sb
+        .credwrap()
+        .args(["--serve", "--container-host", GATEWAY, "--", "true"]));
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+}
+
+/// credwrap's listening sockets bound to 0.0.0.0 or ::, from /proc.
+fn wildcard_listeners(pid: i32) -> Vec<String> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            l.to_str()?
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')
+                .map(str::to_string)
+        })
+        .collect();
+    let mut found = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (local, state, inode) = (f[1], f[3], f[9]);
+            let ip = local.split(':').next().unwrap_or_default();
+            if state == "0A" && inodes.iter().any(|i| i == inode) && ip.chars().all(|c| c == '0') {
+                found.push(format!("{table} {local}"));
+            }
+        }
+    }
+    found
+}
