@@ -43,6 +43,8 @@ fn main() {
     }
 }
 
+/// The whole run, step by step. It stays one function (a little over 60 lines) so that its
+/// order, which signal does what when and what is removed when, reads top to bottom.
 fn run(cli: Cli) -> Result<ExitStatus, Failure> {
     let core_limit = lockdown::lock_down().map_err(|e| {
         Failure::setup(
@@ -62,37 +64,23 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
                 "check ulimit -u",
             )
         })?;
-    let env = Env::real();
-    let profiles = runtime
-        .block_on(Profiles::load(&env))
-        .map_err(|e| cli::usage_error(&e))?;
     // No file exists yet: until here a signal's default action leaves nothing behind.
-    let settings = settings::resolve(&cli, &env, &profiles, &mut settings::prompt::terminal)?;
-    let containers = cli
-        .container_hosts
-        .iter()
-        .map(|ip| ContainerHost::check(*ip))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| cli::usage_error(&e))?;
+    let (settings, containers) = resolve(&cli, &runtime)?;
     let options = child::Options {
         kill_after: cli.kill_after,
         subreaper: cli.subreaper,
         core_limit,
     };
-    let supervisor = Supervisor::install(options).map_err(|e| {
+    let no_signals = |e: std::io::Error| {
         Failure::setup(
             format!("could not install signal handlers: {e}"),
             "check ulimit -n",
         )
-    })?;
+    };
+    let supervisor = Supervisor::install(options).map_err(no_signals)?;
     let mut stop = runtime
         .block_on(async { supervisor.stop_signals() })
-        .map_err(|e| {
-            Failure::setup(
-                format!("could not install signal handlers: {e}"),
-                "check ulimit -n",
-            )
-        })?;
+        .map_err(no_signals)?;
     // A stop signal while starting drops whatever was started: the private directory and the
     // token file in it go with it.
     let started = runtime.block_on(async {
@@ -101,36 +89,48 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
             Some(sig) = stop.recv() => Ok(Err(sig)),
         }
     })?;
-    let startup::Started {
-        dir,
-        endpoint,
-        broker,
-        child_env,
-    } = match started {
+    let started = match started {
         Ok(started) => started,
         Err(sig) => {
             tracing::info!(
                 signal = sig,
                 "stopped while starting; nothing was left behind"
             );
-            drop(runtime);
             return Ok(std::os::unix::process::ExitStatusExt::from_raw(sig));
         }
     };
     let outcome = if cli.serve {
         Ok(Ok(startup::serve_until_stopped(
-            &endpoint, &runtime, &mut stop,
+            &started.endpoint,
+            &runtime,
+            &mut stop,
         )))
     } else {
-        supervisor
-            .spawn(&cli.command, child_env)
-            .map(|running| running.wait())
+        let running = supervisor.spawn(&cli.command, started.child_env.clone());
+        running.map(|running| running.wait())
     };
-
     // The credential must not outlive the child: revoke it before anything else.
-    endpoint.close();
-    drop(broker);
-    dir.remove();
+    started.stop();
     drop(runtime);
     Ok(outcome??)
+}
+
+/// Everything the command line, the environment and the AWS files say, checked: bad input is
+/// a usage error here, before any network call.
+fn resolve(
+    cli: &Cli,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(settings::Settings, Vec<ContainerHost>), Failure> {
+    let env = Env::real();
+    let profiles = runtime
+        .block_on(Profiles::load(&env))
+        .map_err(|e| cli::usage_error(&e))?;
+    let settings = settings::resolve(cli, &env, &profiles, &mut settings::prompt::terminal)?;
+    let containers = cli
+        .container_hosts
+        .iter()
+        .map(|ip| ContainerHost::check(*ip))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| cli::usage_error(&e))?;
+    Ok((settings, containers))
 }

@@ -15,12 +15,23 @@ use crate::private_dir::PrivateDir;
 use crate::role::Role;
 use crate::settings::Settings;
 
-/// What the command runs with; dropping it revokes the endpoint and removes the files.
+/// What the command runs with; dropping it removes the files (the runtime going away ends the
+/// rest), [`Started::stop`] does it all in order.
 pub struct Started {
     pub dir: PrivateDir,
     pub endpoint: Endpoint,
     pub broker: Broker,
     pub child_env: Vec<(OsString, OsString)>,
+}
+
+impl Started {
+    /// Revokes the endpoints' secrets and closes them first, then stops refreshing and removes
+    /// the private directory.
+    pub fn stop(self) {
+        self.endpoint.close();
+        drop(self.broker);
+        self.dir.remove();
+    }
 }
 
 /// Everything before the command: the private directory, the first AssumeRole, the broker,

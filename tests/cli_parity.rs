@@ -60,6 +60,20 @@ struct Row {
     role_arn: Option<&'static str>,
 }
 
+fn row(
+    choice: Choice,
+    profile: &'static str,
+    env_keys: bool,
+    role_arn: Option<&'static str>,
+) -> Row {
+    Row {
+        choice,
+        profile,
+        env_keys,
+        role_arn,
+    }
+}
+
 /// The environment both programs get: the sandbox's files and STS, keys only if asked.
 fn base_env(sb: &Sandbox, program: impl AsRef<std::ffi::OsStr>, row: &Row) -> Command {
     let mut cmd = Command::new(program);
@@ -199,81 +213,21 @@ fn credwrap_signs_and_asks_for_what_the_aws_cli_does() {
     use Choice::*;
     let rows = [
         // A role profile: its role, signed by its source_profile's keys...
-        Row {
-            choice: Flag,
-            profile: "job",
-            env_keys: true,
-            role_arn: None,
-        },
-        Row {
-            choice: CredwrapEnv,
-            profile: "job",
-            env_keys: true,
-            role_arn: None,
-        },
-        Row {
-            choice: AwsProfile,
-            profile: "job",
-            env_keys: false,
-            role_arn: None,
-        },
-        Row {
-            choice: Flag,
-            profile: "job",
-            env_keys: false,
-            role_arn: None,
-        },
-        Row {
-            choice: AwsDefaultProfile,
-            profile: "job",
-            env_keys: false,
-            role_arn: None,
-        },
+        row(Flag, "job", true, None),
+        row(CredwrapEnv, "job", true, None),
+        row(AwsProfile, "job", false, None),
+        row(Flag, "job", false, None),
+        row(AwsDefaultProfile, "job", false, None),
         // ...and with --role-arn naming another role: the profile's role first, then that one.
-        Row {
-            choice: Flag,
-            profile: "job",
-            env_keys: true,
-            role_arn: Some(OTHER_ROLE),
-        },
-        Row {
-            choice: AwsProfile,
-            profile: "job",
-            env_keys: false,
-            role_arn: Some(OTHER_ROLE),
-        },
+        row(Flag, "job", true, Some(OTHER_ROLE)),
+        row(AwsProfile, "job", false, Some(OTHER_ROLE)),
         // Environment keys win over AWS_PROFILE, never over an explicit --profile.
-        Row {
-            choice: AwsProfile,
-            profile: "job",
-            env_keys: true,
-            role_arn: Some(OTHER_ROLE),
-        },
+        row(AwsProfile, "job", true, Some(OTHER_ROLE)),
         // A profile of keys: the source for --role-arn.
-        Row {
-            choice: Flag,
-            profile: "plain",
-            env_keys: true,
-            role_arn: Some(OTHER_ROLE),
-        },
-        Row {
-            choice: CredwrapEnv,
-            profile: "plain",
-            env_keys: true,
-            role_arn: Some(OTHER_ROLE),
-        },
-        Row {
-            choice: AwsProfile,
-            profile: "plain",
-            env_keys: true,
-            role_arn: Some(OTHER_ROLE),
-        },
-        Row {
-            choice: AwsProfile,
-            profile: "plain",
-            env_keys: false,
-            role_arn: Some(OTHER_ROLE),
-        },
+        row(Flag, "plain", true, Some(OTHER_ROLE)),
+        row(CredwrapEnv, "plain", true, Some(OTHER_ROLE)),
+        row(AwsProfile, "plain", true, Some(OTHER_ROLE)),
+        row(AwsProfile, "plain", false, Some(OTHER_ROLE)),
     ];
     let mut table = String::new();
     for row in &rows {
@@ -295,12 +249,7 @@ fn credwrap_signs_and_asks_for_what_the_aws_cli_does() {
 /// nothing; credwrap, which must assume a role, says why it will not take job's and stops.
 #[test]
 fn an_implicit_role_profile_under_environment_keys_is_refused_clearly() {
-    let row = Row {
-        choice: Choice::AwsProfile,
-        profile: "job",
-        env_keys: true,
-        role_arn: None,
-    };
+    let row = row(Choice::AwsProfile, "job", true, None);
     let (by_cli, by_credwrap, out) = compare(&row);
     assert!(by_cli.is_empty(), "{by_cli:?}");
     assert!(by_credwrap.is_empty(), "{by_credwrap:?}");

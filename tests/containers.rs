@@ -221,6 +221,40 @@ fn sdk_env(container_env: &HashMap<String, String>, sts: &str) -> HashMap<String
     env
 }
 
+/// boto3, in the container, given only the env file, is the role.
+fn assert_boto3_is_the_role(net: &Network, container_env: &HashMap<String, String>, sts: &str) {
+    let out = net.exec(
+        "in",
+        &sdk_env(container_env, sts),
+        &python().display().to_string(),
+        &[&support::script("whoami.py").display().to_string()],
+    );
+    assert!(
+        out.stdout.contains(&format!("arn={ASSUMED}")),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+}
+
+/// Every SDK of the matrix in the container, given only the env file; prints and returns the
+/// verdicts (for the README's table).
+fn matrix_in(
+    net: &Network,
+    container_env: &HashMap<String, String>,
+    sts: &str,
+    title: &str,
+) -> Vec<(String, String)> {
+    let matrix = support::script("sdk_matrix.sh").display().to_string();
+    let out = net.exec("in", &sdk_env(container_env, sts), "sh", &[&matrix]);
+    let results = matrix_results(&out.stdout);
+    println!("--- SDKs in a container, {title} ---");
+    for (sdk, verdict) in &results {
+        println!("{sdk}: {verdict}");
+    }
+    results
+}
+
 /// Per SDK: "role" when it came back as the role, else its last line.
 fn matrix_results(stdout: &str) -> Vec<(String, String)> {
     let mut results: Vec<(String, String)> = Vec::new();
@@ -291,18 +325,12 @@ fn every_sdk_in_a_container_gets_the_role_and_nothing_else_does() {
     assert_eq!(container_env["AWS_EC2_METADATA_DISABLED"], "true");
 
     // Inside the container, every SDK of the matrix, given only the env file, is the role.
-    let out = net.exec(
-        "in",
-        &sdk_env(&container_env, &sts),
-        "sh",
-        &[&support::script("sdk_matrix.sh").display().to_string()],
+    let results = matrix_in(
+        &net,
+        &container_env,
+        &sts,
+        "relative URI on 169.254.170.2:80",
     );
-    let results = matrix_results(&out.stdout);
-    println!("--- SDKs in a container, relative URI on {GATEWAY}:80 ---");
-    for (sdk, verdict) in &results {
-        println!("{sdk}: {verdict}");
-    }
-    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
     assert_eq!(results.len(), 9, "{results:?}");
     assert!(results.iter().all(|(_, v)| v == "role"), "{results:?}");
 
@@ -393,17 +421,12 @@ fn without_port_80_containers_get_a_full_uri_and_a_token() {
         no_token.stdout
     );
 
-    let out = net.exec(
-        "in",
-        &sdk_env(&container_env, &sts),
-        "sh",
-        &[&support::script("sdk_matrix.sh").display().to_string()],
+    let results = matrix_in(
+        &net,
+        &container_env,
+        &sts,
+        "full URI on 169.254.170.2:PORT + token",
     );
-    let results = matrix_results(&out.stdout);
-    println!("--- SDKs in a container, full URI on {GATEWAY}:PORT + token ---");
-    for (sdk, verdict) in &results {
-        println!("{sdk}: {verdict}");
-    }
     for sdk in ["boto3", "boto3-1.28", "awscli", "js", "rust"] {
         assert!(
             results.iter().any(|(s, v)| s == sdk && v == "role"),
@@ -439,19 +462,7 @@ fn serve_mode_serves_containers_until_stopped() {
         .strip_prefix("CREDWRAP_CONTAINER_ENV_FILE=")
         .unwrap_or_else(|| panic!("{line}"))
         .to_string();
-    let container_env = read_env_file(&path);
-    let out = net.exec(
-        "in",
-        &sdk_env(&container_env, &sts),
-        &python().display().to_string(),
-        &[&support::script("whoami.py").display().to_string()],
-    );
-    assert!(
-        out.stdout.contains(&format!("arn={ASSUMED}")),
-        "{}\n{}",
-        out.stdout,
-        out.stderr
-    );
+    assert_boto3_is_the_role(&net, &read_env_file(&path), &sts);
     daemon.signal(nix::sys::signal::Signal::SIGTERM);
     let out = daemon.finish();
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
@@ -471,18 +482,7 @@ fn the_default_bridge_recipe_works() {
     let (child, command_env) = start(&sb, &[]);
     let container_env = read_env_file(&command_env["CREDWRAP_CONTAINER_ENV_FILE"]);
     assert!(container_env.contains_key("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"));
-    let out = net.exec(
-        "in",
-        &sdk_env(&container_env, &sts),
-        &python().display().to_string(),
-        &[&support::script("whoami.py").display().to_string()],
-    );
-    assert!(
-        out.stdout.contains(&format!("arn={ASSUMED}")),
-        "{}\n{}",
-        out.stdout,
-        out.stderr
-    );
+    assert_boto3_is_the_role(&net, &container_env, &sts);
     let out = child.finish();
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
 }

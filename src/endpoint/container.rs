@@ -38,7 +38,7 @@ pub struct ContainerHost {
     pub ip: IpAddr,
     pub interface: String,
     /// The networks of that interface: where containers' requests may come from.
-    networks: Vec<(IpAddr, IpAddr)>,
+    networks: Networks,
 }
 
 impl ContainerHost {
@@ -64,42 +64,13 @@ impl ContainerHost {
                  (only loopback, 169.254.170.2, 169.254.170.23 or fd00:ec2::23); {CREATE}"
             ));
         }
-        let addrs = nix::ifaddrs::getifaddrs()
+        let (interface, networks) = interface_of(ip)
             .map_err(|e| format!("--container-host {ip}: cannot list this host's addresses: {e}"))?
-            .collect::<Vec<_>>();
-        let address = |a: &nix::ifaddrs::InterfaceAddress| {
-            let ip = a
-                .address
-                .as_ref()?
-                .as_sockaddr_in()
-                .map(|s| IpAddr::V4(s.ip()));
-            let ip6 = a
-                .address
-                .as_ref()?
-                .as_sockaddr_in6()
-                .map(|s| IpAddr::V6(s.ip()));
-            let mask = a.netmask.as_ref().and_then(|m| {
-                m.as_sockaddr_in()
-                    .map(|s| IpAddr::V4(s.ip()))
-                    .or_else(|| m.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
-            });
-            Some((ip.or(ip6)?, mask))
-        };
-        let interface = addrs
-            .iter()
-            .find(|a| address(a).is_some_and(|(a, _)| a == ip))
-            .map(|a| a.interface_name.clone())
             .ok_or_else(|| {
                 format!(
                     "--container-host {ip}: no interface of this host has that address; {CREATE}"
                 )
             })?;
-        let networks = addrs
-            .iter()
-            .filter(|a| a.interface_name == interface)
-            .filter_map(address)
-            .filter_map(|(a, mask)| Some((a, mask?)))
-            .collect();
         Ok(ContainerHost {
             ip,
             interface,
@@ -134,6 +105,33 @@ impl ContainerHost {
             .with_context(|| format!("could not listen on {}", self.ip))?;
         Ok((listener, Form::Full))
     }
+}
+
+/// (address, netmask) pairs: where an interface's peers may be.
+type Networks = Vec<(IpAddr, IpAddr)>;
+
+/// The interface that has `ip`, and every (address, netmask) of that interface.
+fn interface_of(ip: IpAddr) -> nix::Result<Option<(String, Networks)>> {
+    let addrs: Vec<_> = nix::ifaddrs::getifaddrs()?.collect();
+    let as_ip = |a: Option<&nix::sys::socket::SockaddrStorage>| {
+        let a = a?;
+        a.as_sockaddr_in()
+            .map(|s| IpAddr::V4(s.ip()))
+            .or_else(|| a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
+    };
+    let Some(interface) = addrs
+        .iter()
+        .find(|a| as_ip(a.address.as_ref()) == Some(ip))
+        .map(|a| a.interface_name.clone())
+    else {
+        return Ok(None);
+    };
+    let networks = addrs
+        .iter()
+        .filter(|a| a.interface_name == interface)
+        .filter_map(|a| Some((as_ip(a.address.as_ref())?, as_ip(a.netmask.as_ref())?)))
+        .collect();
+    Ok(Some((interface, networks)))
 }
 
 fn same_network(net: IpAddr, mask: IpAddr, peer: IpAddr) -> bool {

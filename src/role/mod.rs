@@ -228,12 +228,7 @@ async fn assume_role(
         .send()
         .await
         .map_err(|e| AssumeError::from_sdk(e).doing(doing()))?;
-    credential_from(
-        out.credentials(),
-        out.assumed_role_user().map(|u| u.arn()),
-        role,
-    )
-    .map_err(|e| e.doing(doing()))
+    issued(out.credentials(), out.assumed_role_user(), role, doing)
 }
 
 /// AssumeRoleWithWebIdentity for the first hop; its policies are the only options it takes.
@@ -266,12 +261,17 @@ async fn web_identity(
         .send()
         .await
         .map_err(|e| AssumeError::from_sdk(e).doing(doing()))?;
-    credential_from(
-        out.credentials(),
-        out.assumed_role_user().map(|u| u.arn()),
-        role,
-    )
-    .map_err(|e| e.doing(doing()))
+    issued(out.credentials(), out.assumed_role_user(), role, doing)
+}
+
+/// The credential of an AssumeRole* answer, or what it lacked, saying which call it was.
+fn issued(
+    creds: Option<&StsCredentials>,
+    user: Option<&aws_sdk_sts::types::AssumedRoleUser>,
+    role: &RoleArn,
+    doing: impl Fn() -> String,
+) -> Result<RoleCredential, AssumeError> {
+    credential_from(creds, user.map(|u| u.arn()), role).map_err(|e| e.doing(doing()))
 }
 
 fn policy_descriptors(arns: &[String]) -> Option<Vec<aws_sdk_sts::types::PolicyDescriptorType>> {

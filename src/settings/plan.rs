@@ -82,114 +82,78 @@ pub struct Plan<'p> {
     pub selection: Selection<'p>,
 }
 
+/// What the first call is signed with, the role assumed before `--via` (if any), the target,
+/// and whether the source is itself a role session.
+struct Chain<'p> {
+    source: Source,
+    leading: Option<Planned<'p>>,
+    target: Planned<'p>,
+    source_is_role: bool,
+}
+
+impl<'p> Chain<'p> {
+    /// `role` comes from `source`; with `--role-arn` naming another role, it is assumed first
+    /// and the other one from it.
+    fn to(source: Source, role: Planned<'p>, cli: &Cli, source_is_role: bool) -> Chain<'p> {
+        match &cli.role_arn {
+            Some(target) if *target != role.arn => Chain {
+                source,
+                leading: Some(role),
+                target: plain(target.clone()),
+                source_is_role,
+            },
+            _ => Chain {
+                source,
+                leading: None,
+                target: role,
+                source_is_role,
+            },
+        }
+    }
+}
+
+fn plain<'p>(arn: RoleArn) -> Planned<'p> {
+    Planned {
+        arn,
+        profile: None,
+        env_session_name: None,
+    }
+}
+
+fn target(cli: &Cli) -> Result<RoleArn, UsageError> {
+    cli.role_arn.clone().ok_or_else(|| {
+        usage(
+            "no role to assume: give --role-arn (or CREDWRAP_ROLE_ARN), or --profile naming a \
+             profile with role_arn",
+        )
+    })
+}
+
+/// The AWS CLI's order: environment keys (unless a profile was named explicitly), the selected
+/// profile's role, web identity, then the profile's own credentials or the default chain.
 pub fn plan<'p>(
     cli: &Cli,
     env: &Env,
     profiles: &'p Profiles,
     selection: Selection<'p>,
 ) -> Result<Plan<'p>, UsageError> {
-    let env_keys = var(env, "AWS_ACCESS_KEY_ID").is_some();
     let role_profile = selection.profile.filter(|p| p.get("role_arn").is_some());
-    let plain = |target: RoleArn| Planned {
-        arn: target,
-        profile: None,
-        env_session_name: None,
-    };
-    let no_role = || {
-        usage(
-            "no role to assume: give --role-arn (or CREDWRAP_ROLE_ARN), or --profile naming a \
-             profile with role_arn",
-        )
-    };
-    let (source, leading, target, source_is_role) = if env_keys && !selection.explicit {
-        // Environment keys win over an implicitly selected profile, as in the AWS CLI.
-        if let (Some(p), None) = (role_profile, &cli.role_arn) {
-            return Err(usage(format!(
-                "{} names a role profile, but AWS_ACCESS_KEY_ID is set and, as in the AWS CLI, \
-                 environment keys win over it: pass --profile {} to assume its role from its \
-                 source, or --role-arn to assume a role with the environment keys",
-                selection.named_by,
-                p.name()
-            )));
-        }
-        if role_profile.is_some() {
-            tracing::info!(
-                "{} has role_arn, but AWS_ACCESS_KEY_ID is set: the environment keys are the \
-                 source, as in the AWS CLI",
-                selection.named_by
-            );
-        }
-        let target = cli.role_arn.clone().ok_or_else(no_role)?;
-        (Source::Environment, None, plain(target), false)
+    let web_identity_env = var(env, "AWS_WEB_IDENTITY_TOKEN_FILE").filter(|_| !selection.explicit);
+    let chain = if var(env, "AWS_ACCESS_KEY_ID").is_some() && !selection.explicit {
+        environment_keys(cli, &selection, role_profile)?
     } else if let Some(p) = role_profile {
-        if cli.web_identity_token_file.is_some() {
-            return Err(usage(format!(
-                "--web-identity-token-file and {} (a profile with role_arn) both say where the \
-                 credentials come from: give one",
-                selection.named_by
-            )));
-        }
-        let arn = profile_role_arn(p)?;
-        let (source, source_is_role) = profile_role_source(p, profiles)?;
-        let from_profile = Planned {
-            arn: arn.clone(),
-            profile: Some(p),
-            env_session_name: None,
-        };
-        match &cli.role_arn {
-            Some(target) if *target != arn => (
-                source,
-                Some(from_profile),
-                plain(target.clone()),
-                source_is_role,
-            ),
-            _ => (source, None, from_profile, source_is_role),
-        }
+        from_role_profile(cli, &selection, p, profiles)?
     } else if let Some(file) = &cli.web_identity_token_file {
-        let target = cli.role_arn.clone().ok_or_else(no_role)?;
         let source = Source::WebIdentity {
             token_file: file.clone(),
         };
-        (source, None, plain(target), false)
-    } else if let (false, Some(file)) =
-        (selection.explicit, var(env, "AWS_WEB_IDENTITY_TOKEN_FILE"))
-    {
-        // The SDKs' own variables, as a CI runner or Kubernetes sets them; they come after a
-        // role profile and before a profile's keys in the AWS CLI's order.
-        let arn: RoleArn = var(env, "AWS_ROLE_ARN")
-            .ok_or_else(|| usage("AWS_WEB_IDENTITY_TOKEN_FILE is set without AWS_ROLE_ARN"))?
-            .parse()
-            .map_err(|e| usage(format!("AWS_ROLE_ARN: {e}")))?;
-        let web = Planned {
-            arn: arn.clone(),
-            profile: None,
-            env_session_name: var(env, "AWS_ROLE_SESSION_NAME")
-                .filter(|n| crate::limits::is_valid_session_name(n)),
-        };
-        let source = Source::WebIdentity {
-            token_file: PathBuf::from(file),
-        };
-        match &cli.role_arn {
-            Some(target) if *target != arn => (source, Some(web), plain(target.clone()), false),
-            _ => (source, None, web, false),
-        }
+        Chain::to(source, plain(target(cli)?), cli, false)
+    } else if let Some(file) = web_identity_env {
+        from_web_identity_env(cli, env, file)?
     } else {
-        let target = cli.role_arn.clone().ok_or_else(no_role)?;
-        let source = match selection.profile {
-            Some(p) => Source::Profile(p.name().to_string()),
-            None => Source::DefaultChain,
-        };
-        if let Some(serial) = selection.profile.and_then(|p| p.get("mfa_serial")) {
-            tracing::warn!(
-                "{} has mfa_serial {serial} but no role_arn: as in the AWS CLI, mfa_serial \
-                 applies only to the profile's own role; pass --mfa-serial to use it for \
-                 --role-arn",
-                selection.named_by
-            );
-        }
-        (source, None, plain(target), false)
+        from_profile_or_default_chain(cli, &selection)?
     };
-    if let Source::WebIdentity { token_file } = &source {
+    if let Source::WebIdentity { token_file } = &chain.source {
         if let Err(e) = std::fs::metadata(token_file) {
             return Err(usage(format!(
                 "the web identity token file {} cannot be read: {e}",
@@ -198,12 +162,107 @@ pub fn plan<'p>(
         }
     }
     Ok(Plan {
-        source,
-        leading,
-        target,
-        source_is_role,
+        source: chain.source,
+        leading: chain.leading,
+        target: chain.target,
+        source_is_role: chain.source_is_role,
         selection,
     })
+}
+
+/// Environment keys win over an implicitly selected profile, as in the AWS CLI.
+fn environment_keys<'p>(
+    cli: &Cli,
+    selection: &Selection<'p>,
+    role_profile: Option<&'p Profile>,
+) -> Result<Chain<'p>, UsageError> {
+    if let (Some(p), None) = (role_profile, &cli.role_arn) {
+        return Err(usage(format!(
+            "{} names a role profile, but AWS_ACCESS_KEY_ID is set and, as in the AWS CLI, \
+             environment keys win over it: pass --profile {} to assume its role from its \
+             source, or --role-arn to assume a role with the environment keys",
+            selection.named_by,
+            p.name()
+        )));
+    }
+    if role_profile.is_some() {
+        tracing::info!(
+            "{} has role_arn, but AWS_ACCESS_KEY_ID is set: the environment keys are the \
+             source, as in the AWS CLI",
+            selection.named_by
+        );
+    }
+    Ok(Chain::to(
+        Source::Environment,
+        plain(target(cli)?),
+        cli,
+        false,
+    ))
+}
+
+/// The selected profile's role, with its settings, from its source.
+fn from_role_profile<'p>(
+    cli: &Cli,
+    selection: &Selection<'p>,
+    p: &'p Profile,
+    profiles: &'p Profiles,
+) -> Result<Chain<'p>, UsageError> {
+    if cli.web_identity_token_file.is_some() {
+        return Err(usage(format!(
+            "--web-identity-token-file and {} (a profile with role_arn) both say where the \
+             credentials come from: give one",
+            selection.named_by
+        )));
+    }
+    let (source, source_is_role) = profile_role_source(p, profiles)?;
+    let role = Planned {
+        arn: profile_role_arn(p)?,
+        profile: Some(p),
+        env_session_name: None,
+    };
+    Ok(Chain::to(source, role, cli, source_is_role))
+}
+
+/// The SDKs' own variables, as a CI runner or Kubernetes sets them; they come after a role
+/// profile and before a profile's keys in the AWS CLI's order.
+fn from_web_identity_env<'p>(
+    cli: &Cli,
+    env: &Env,
+    token_file: String,
+) -> Result<Chain<'p>, UsageError> {
+    let arn: RoleArn = var(env, "AWS_ROLE_ARN")
+        .ok_or_else(|| usage("AWS_WEB_IDENTITY_TOKEN_FILE is set without AWS_ROLE_ARN"))?
+        .parse()
+        .map_err(|e| usage(format!("AWS_ROLE_ARN: {e}")))?;
+    let role = Planned {
+        arn,
+        profile: None,
+        env_session_name: var(env, "AWS_ROLE_SESSION_NAME")
+            .filter(|n| crate::limits::is_valid_session_name(n)),
+    };
+    let source = Source::WebIdentity {
+        token_file: PathBuf::from(token_file),
+    };
+    Ok(Chain::to(source, role, cli, false))
+}
+
+/// The selected profile's own credentials (keys, SSO, a process), or the default chain.
+fn from_profile_or_default_chain<'p>(
+    cli: &Cli,
+    selection: &Selection<'p>,
+) -> Result<Chain<'p>, UsageError> {
+    let source = match selection.profile {
+        Some(p) => Source::Profile(p.name().to_string()),
+        None => Source::DefaultChain,
+    };
+    if let Some(serial) = selection.profile.and_then(|p| p.get("mfa_serial")) {
+        tracing::warn!(
+            "{} has mfa_serial {serial} but no role_arn: as in the AWS CLI, mfa_serial applies \
+             only to the profile's own role; pass --mfa-serial to use it for --role-arn",
+            selection.named_by
+        );
+    }
+    Ok(Chain::to(source, plain(target(cli)?), cli, false))
 }
 
 fn profile_role_arn(p: &Profile) -> Result<RoleArn, UsageError> {
