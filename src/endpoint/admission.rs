@@ -6,14 +6,14 @@
 //! finishing a request (slow headers), oldest first; then one whose responses have stopped being
 //! read (a client that pipelines and never reads), stuck longest first; then the idle one quiet
 //! longest; a connection just opened goes last (newest first): it may be the child's.
-//! Past three quarters full, new connections get one second, not five, to send their headers;
-//! and a connection is closed after a bounded number of requests, so no client can keep one
-//! busy forever.
+//! Past three quarters full, new connections get one second, not five, to send their headers,
+//! and a connection that has had its share of requests is closed, so that no client keeps a
+//! slot busy forever while others wait (below that, keep-alive clients keep their connection).
 
 use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -29,8 +29,8 @@ const PRESSURE: usize = MAX_CONNECTIONS * 3 / 4;
 /// A request's headers must arrive within this; SDKs send theirs in one write.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 const HEADER_TIMEOUT_UNDER_PRESSURE: Duration = Duration::from_secs(1);
-/// An SDK makes a handful of requests on a connection; past this many, the response says
-/// `Connection: close`.
+/// An SDK makes a handful of requests on a connection; past this many, while the endpoint is
+/// under pressure, the response says `Connection: close`.
 pub const MAX_REQUESTS_PER_CONNECTION: u32 = 100;
 
 /// The connections being served.
@@ -38,6 +38,8 @@ pub struct Admission {
     epoch: Instant,
     next_id: AtomicU64,
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
+    /// How many are open, readable without the lock on every request.
+    open: AtomicUsize,
 }
 
 /// One connection's standing, updated by its I/O without a lock.
@@ -58,6 +60,7 @@ impl Admission {
             epoch: Instant::now(),
             next_id: AtomicU64::new(1),
             conns: Mutex::new(HashMap::new()),
+            open: AtomicUsize::new(0),
         }
     }
 
@@ -92,15 +95,22 @@ impl Admission {
             HEADER_TIMEOUT
         };
         conns.insert(conn.id, Arc::clone(&conn));
+        self.open.store(conns.len(), Ordering::Relaxed);
         (conn, timeout)
     }
 
     /// The connection ended; its slot is free.
     pub fn leave(&self, conn: &Conn) {
-        self.conns
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&conn.id);
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns.remove(&conn.id);
+        self.open.store(conns.len(), Ordering::Relaxed);
+    }
+
+    /// Counts a request on `conn`; false when it should be the connection's last: it has had
+    /// its share and others may be waiting for a slot.
+    pub fn request(&self, conn: &Conn) -> bool {
+        let served = conn.requests.fetch_add(1, Ordering::Relaxed);
+        served < MAX_REQUESTS_PER_CONNECTION || self.open.load(Ordering::Relaxed) < PRESSURE
     }
 
     /// Wraps the connection's stream so that its progress is recorded.
@@ -134,11 +144,6 @@ fn victim<'a>(conns: impl Iterator<Item = &'a Arc<Conn>>, now: u64) -> Option<&'
 }
 
 impl Conn {
-    /// Counts a request; false once the connection has had its share.
-    pub fn request(&self) -> bool {
-        self.requests.fetch_add(1, Ordering::Relaxed) < MAX_REQUESTS_PER_CONNECTION
-    }
-
     /// Resolves when another connection took this one's slot.
     pub async fn evicted(&self) {
         self.evicted.notified().await;
@@ -259,6 +264,21 @@ mod tests {
     }
 
     #[test]
+    fn a_connections_share_of_requests_is_capped_only_under_pressure() {
+        let admission = Admission::new();
+        let (conn, _) = admission.admit();
+        for _ in 0..MAX_REQUESTS_PER_CONNECTION * 2 {
+            assert!(admission.request(&conn), "capped without pressure");
+        }
+        let others: Vec<_> = (0..PRESSURE).map(|_| admission.admit().0).collect();
+        assert!(!admission.request(&conn), "not capped under pressure");
+        for other in &others {
+            admission.leave(other);
+        }
+        assert!(admission.request(&conn));
+    }
+
+    #[test]
     fn full_means_evict_and_hurry() {
         let admission = Admission::new();
         let mut first = None;
@@ -274,7 +294,7 @@ mod tests {
         }
         // The first has served a request and gone idle; the rest were just opened.
         let first = first.unwrap();
-        assert!(first.request());
+        assert!(admission.request(&first));
         let (_, timeout) = admission.admit();
         assert_eq!(timeout, HEADER_TIMEOUT_UNDER_PRESSURE);
         assert_eq!(admission.conns.lock().unwrap().len(), MAX_CONNECTIONS);

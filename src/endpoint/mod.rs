@@ -277,10 +277,10 @@ async fn serve_connection(
 ) {
     let (conn, header_timeout) = admission.admit();
     let io = TokioIo::new(admission.track(stream, &conn));
-    let counted = Arc::clone(&conn);
+    let (counted, counter) = (Arc::clone(&conn), Arc::clone(&admission));
     let service = service_fn(move |req| {
         let mut resp = respond(&shared, &req);
-        if !counted.request() {
+        if !counter.request(&counted) {
             // This client has had its share of one connection: it may open another.
             resp.headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
