@@ -138,7 +138,7 @@ impl CredentialReader {
     /// The credential to serve now, or `None` when the one we hold is too close to expiry. In that
     /// case the broker is woken, which matters after a suspend, when its timer is behind.
     pub fn current(&self) -> Option<Arc<Lease>> {
-        let lease = Arc::clone(&self.current.borrow());
+        let lease = self.held();
         let now = SystemTime::now();
         if now >= lease.plan.refresh_at {
             self.wake.notify_one();

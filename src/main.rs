@@ -89,7 +89,7 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
             Some(sig) = stop.recv() => Ok(Err(sig)),
         }
     })?;
-    let started = match started {
+    let mut started = match started {
         Ok(started) => started,
         Err(sig) => {
             tracing::info!(
@@ -106,7 +106,7 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
             &mut stop,
         )))
     } else {
-        let running = supervisor.spawn(&cli.command, started.child_env.clone());
+        let running = supervisor.spawn(&cli.command, std::mem::take(&mut started.child_env));
         running.map(|running| running.wait())
     };
     // The credential must not outlive the child: revoke it before anything else.

@@ -13,7 +13,7 @@
 //! Only peers on the networks of the interface that holds the address are served: a container on
 //! another Docker network that routes to the address through the host is turned away.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -145,15 +145,6 @@ fn same_network(net: IpAddr, mask: IpAddr, peer: IpAddr) -> bool {
             u128::from(n) & m == u128::from(p) & m
         }
         _ => false,
-    }
-}
-
-/// The URL form of an address: IPv6 in brackets.
-pub fn url_host(addr: SocketAddr, form: Form) -> String {
-    match (form, addr) {
-        (Form::Relative, _) => addr.ip().to_string(),
-        (Form::Full, SocketAddr::V6(a)) => format!("[{}]:{}", a.ip(), a.port()),
-        (Form::Full, SocketAddr::V4(a)) => a.to_string(),
     }
 }
 

@@ -10,7 +10,7 @@ use hyper::header::AUTHORIZATION;
 use hyper::{Method, Request, StatusCode};
 use serde::Serialize;
 
-use super::container::{url_host, Form};
+use super::container::Form;
 use super::http::{self, Current, Reply};
 use crate::credential::{fmt_expiration, RoleCredential};
 use crate::private_dir::PrivateDir;
@@ -72,11 +72,8 @@ impl Container {
     pub fn container_env(&self, addr: SocketAddr, form: Form) -> Vec<String> {
         let mut lines = match form {
             Form::Relative => vec![format!("{ENV_RELATIVE_URI}={}", self.path)],
-            Form::Full => vec![format!(
-                "{ENV_FULL_URI}=http://{}{}",
-                url_host(addr, form),
-                self.path
-            )],
+            // SocketAddr prints an IPv6 address in brackets, as a URL needs.
+            Form::Full => vec![format!("{ENV_FULL_URI}=http://{addr}{}", self.path)],
         };
         if let Some(token) = &self.token {
             lines.push(format!("{ENV_TOKEN}={}", token.expose()));
