@@ -188,19 +188,19 @@ pub enum EndpointKind {
 }
 
 impl Cli {
-    /// `--completions SHELL` and `--man`: prints what was asked for; true if it did.
-    pub fn print_generated_docs(&self) -> std::io::Result<bool> {
+    /// `--completions SHELL` and `--man`: what to print instead of running, if asked for.
+    pub fn generated_docs(&self) -> std::io::Result<Option<Vec<u8>>> {
         use clap::CommandFactory;
-        let out = &mut std::io::stdout();
+        let mut out = Vec::new();
         if let Some(shell) = self.completions {
-            clap_complete::generate(shell, &mut Cli::command(), "credwrap", out);
-            return Ok(true);
+            clap_complete::generate(shell, &mut Cli::command(), "credwrap", &mut out);
+            return Ok(Some(out));
         }
         if self.man {
-            clap_mangen::Man::new(Cli::command()).render(out)?;
-            return Ok(true);
+            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            return Ok(Some(out));
         }
-        Ok(false)
+        Ok(None)
     }
 }
 

@@ -1,47 +1,90 @@
-//! Keeping the role's keys out of core files and out of other processes' view of our memory.
+//! credwrap's own process limits, set once at start, and the command's, given back before exec.
 //!
-//! credwrap is made non-dumpable (`PR_SET_DUMPABLE` 0, as ssh-agent does): no core file, and
-//! processes of the same user can no longer ptrace it or read `/proc/PID/mem`, `environ` and
-//! friends, which become root's. Its soft core limit is 0 as well. The command must not inherit
-//! either: `execve` makes it dumpable again, and [`CoreLimit::restore`] gives it back the core
-//! limit credwrap was started with.
+//! - Keys out of core files and out of other processes' view of our memory: credwrap is made
+//!   non-dumpable (`PR_SET_DUMPABLE` 0, as ssh-agent does): no core file, and processes of the
+//!   same user can no longer ptrace it or read `/proc/PID/mem`, `environ` and friends, which
+//!   become root's. Its soft core limit is 0 as well.
+//! - Room for connections: the soft open-file limit is raised to the hard one (as Go's runtime
+//!   does), so that the endpoint can hold thousands of connections under attack.
+//!
+//! The command inherits neither: `execve` makes it dumpable again, and [`ChildLimits::restore`]
+//! gives it back the limits credwrap was started with (a program using `select` breaks with
+//! descriptors past 1024).
 
 use std::io;
 
-/// The core-file limit credwrap was started with, for the command.
+/// The limits credwrap was started with, for the command.
 #[derive(Clone, Copy)]
-pub struct CoreLimit(libc::rlimit);
-
-/// Locks credwrap down before it holds any secret; returns the core limit to give the command.
-pub fn lock_down() -> io::Result<CoreLimit> {
-    // SAFETY: plain syscalls on our own process with plain-data arguments.
-    unsafe {
-        let mut original: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_CORE, &mut original) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // Only the soft limit: the hard one stays, so the command can have its limit back.
-        let none = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: original.rlim_max,
-        };
-        if libc::setrlimit(libc::RLIMIT_CORE, &none) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(CoreLimit(original))
-    }
+pub struct ChildLimits {
+    core: libc::rlimit,
+    open_files: libc::rlimit,
 }
 
-impl CoreLimit {
+/// At most this many open files for credwrap itself: far more than the endpoint uses.
+const OPEN_FILES_WANTED: libc::rlim_t = 65_536;
+
+fn get(resource: libc::__rlimit_resource_t) -> io::Result<libc::rlimit> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the plain-data struct we pass.
+    if unsafe { libc::getrlimit(resource, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(limit)
+}
+
+fn set(resource: libc::__rlimit_resource_t, limit: &libc::rlimit) -> io::Result<()> {
+    // SAFETY: setrlimit with a plain-data struct; async-signal-safe (used before exec).
+    if unsafe { libc::setrlimit(resource, limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Locks credwrap down before it holds any secret and gives it room for connections; returns
+/// the limits to give the command.
+pub fn lock_down() -> io::Result<ChildLimits> {
+    let core = get(libc::RLIMIT_CORE)?;
+    // Only the soft limit: the hard one stays, so the command can have its limit back.
+    set(
+        libc::RLIMIT_CORE,
+        &libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: core.rlim_max,
+        },
+    )?;
+    // SAFETY: plain prctl on our own process.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let open_files = get(libc::RLIMIT_NOFILE)?;
+    let wanted = OPEN_FILES_WANTED.min(open_files.rlim_max);
+    if wanted > open_files.rlim_cur {
+        if let Err(e) = set(
+            libc::RLIMIT_NOFILE,
+            &libc::rlimit {
+                rlim_cur: wanted,
+                rlim_max: open_files.rlim_max,
+            },
+        ) {
+            // Fewer connection slots, nothing worse.
+            tracing::debug!("could not raise the open-file limit: {e}");
+        }
+    }
+    Ok(ChildLimits { core, open_files })
+}
+
+/// credwrap's soft open-file limit now, for sizing the endpoint.
+pub fn open_file_limit() -> u64 {
+    get(libc::RLIMIT_NOFILE).map_or(1024, |l| l.rlim_cur)
+}
+
+impl ChildLimits {
     /// In the forked child, before exec: async-signal-safe.
     pub fn restore(&self) -> io::Result<()> {
-        // SAFETY: setrlimit with a value we read from the kernel.
-        if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &self.0) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        set(libc::RLIMIT_CORE, &self.core)?;
+        set(libc::RLIMIT_NOFILE, &self.open_files)
     }
 }

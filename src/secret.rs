@@ -7,7 +7,7 @@ use std::fmt;
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Secret(Zeroizing<String>);
 
 impl PartialEq for Secret {

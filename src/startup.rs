@@ -1,7 +1,7 @@
 //! Everything that happens before the command starts, in order: credwrap's private directory,
 //! the first AssumeRole (so that a refusal is reported before anything runs), the broker, the
 //! endpoints, and the command's environment. Dropping the result undoes it all. With `--serve`
-//! there is no command: [`serve_until_stopped`] takes its place.
+//! there is no command: [`announce`] says what is served instead.
 
 use std::ffi::OsString;
 
@@ -45,6 +45,7 @@ pub async fn start(
         |e: anyhow::Error| Failure::setup(format!("{e:#}"), "check that TMPDIR is writable");
     let dir = PrivateDir::create().map_err(temp_failed)?;
     let role_arn = settings.target.role_arn.to_string();
+    let config = settings.aws_files.config.clone();
     let (endpoint, broker, region) = serve(cli, settings, containers, &dir).await?;
     if cli.serve {
         // No command: nothing to give an environment to.
@@ -55,8 +56,7 @@ pub async fn start(
             child_env: Vec::new(),
         });
     }
-    let files =
-        aws_files::write_stand_ins(&dir, aws_files::user_config_path()).map_err(temp_failed)?;
+    let files = aws_files::write_stand_ins(&dir, config.expose()).map_err(temp_failed)?;
     let additions = child_env::Additions {
         endpoint: &endpoint.child_env(),
         files: &files,
@@ -99,28 +99,25 @@ async fn serve(
             region: region.clone(),
         }),
     };
-    let guard = child
-        .as_ref()
-        .map_or(crate::broker::CONTAINER_GUARD, Protocol::guard);
-    let broker = Broker::start(role, first, guard);
     let options = endpoint::Options {
         child,
         containers,
         region: region.clone(),
     };
+    let broker = Broker::start(
+        role,
+        first,
+        options.min_remaining(),
+        std::sync::Arc::new(crate::broker::WallClock),
+    );
     let endpoint = Endpoint::start(broker.reader(), options, dir)
         .await
         .map_err(|e| Failure::setup(format!("{e:#}"), "credwrap needs a TCP port to listen on"))?;
     Ok((endpoint, broker, region))
 }
 
-/// `--serve`: says where the containers' env file is, then serves until a stop signal; ends
-/// with status 0, as a service stopped on purpose.
-pub fn serve_until_stopped(
-    endpoint: &Endpoint,
-    runtime: &tokio::runtime::Runtime,
-    stop: &mut tokio::sync::mpsc::UnboundedReceiver<i32>,
-) -> std::process::ExitStatus {
+/// `--serve`: says on stdout where the containers' env file is.
+pub fn announce(endpoint: &Endpoint) {
     use std::io::Write;
     if let Some(path) = endpoint.container_env_file() {
         let mut out = std::io::stdout().lock();
@@ -132,10 +129,4 @@ pub fn serve_until_stopped(
         );
         let _ = out.flush();
     }
-    let sig = runtime.block_on(stop.recv());
-    tracing::info!(
-        signal = sig,
-        "stopping: the containers' credentials are revoked"
-    );
-    std::os::unix::process::ExitStatusExt::from_raw(0)
 }

@@ -50,8 +50,7 @@ impl Network {
 
     fn build(default_bridge: bool) -> Option<Network> {
         if unsafe { libc::geteuid() } != 0 {
-            println!("SKIPPED: network namespaces need root");
-            return None;
+            return support::skip("network namespaces need root");
         }
         let suffix = format!("{}", std::process::id() % 100_000);
         let net = Network { suffix };
@@ -116,11 +115,10 @@ impl Network {
         ]);
         for step in steps {
             if !ip(&step) {
-                println!(
-                    "SKIPPED: `ip {}` failed: network namespaces unavailable",
+                return support::skip(&format!(
+                    "`ip {}` failed: network namespaces unavailable",
                     step.join(" ")
-                );
-                return None;
+                ));
             }
         }
         Some(net)
@@ -467,6 +465,138 @@ fn serve_mode_serves_containers_until_stopped() {
     let out = daemon.finish();
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
     assert!(!std::path::Path::new(&path).exists());
+
+    // With no child to pass them to, the other signals that would end a process end the
+    // server as cleanly: a power-fail notice, docker stop's SIGRTMIN+3 for systemd images, USR1.
+    for sig in [
+        libc::SIGPWR,
+        libc::SIGRTMIN() + 3,
+        libc::SIGUSR1,
+        libc::SIGHUP,
+    ] {
+        let daemon = support::start(sb.credwrap().args(["--serve", "--container-host", GATEWAY]));
+        let line = daemon.line("the env file's path");
+        let path = line
+            .strip_prefix("CREDWRAP_CONTAINER_ENV_FILE=")
+            .unwrap()
+            .to_string();
+        // SAFETY: kill(2) with plain integers.
+        assert_eq!(unsafe { libc::kill(daemon.pid().as_raw(), sig) }, 0);
+        let out = daemon.finish();
+        assert_eq!(
+            out.code(),
+            Some(0),
+            "signal {sig}: {:?} {}",
+            out.status,
+            out.stderr
+        );
+        assert!(
+            !std::path::Path::new(&path).exists(),
+            "signal {sig} left {path}"
+        );
+    }
+}
+
+/// One IMDSv2 fetch of the role's credential from the child's IMDS endpoint (`host:port`).
+fn imds_get(addr: &str) -> (u16, String) {
+    use support::endpoint::send;
+    let token = send(
+        addr,
+        "PUT",
+        "/latest/api/token",
+        &[("X-aws-ec2-metadata-token-ttl-seconds", "60")],
+    );
+    assert_eq!(token.status, 200, "{}", token.body);
+    let r = send(
+        addr,
+        "GET",
+        "/latest/meta-data/iam/security-credentials/deploy",
+        &[("X-aws-ec2-metadata-token", &token.body)],
+    );
+    (r.status, r.body)
+}
+
+/// `--endpoint imds --container-host`: the child's IMDS listener and the containers' listener
+/// each render their own document, whichever is asked first, and each keeps its protocol's
+/// minimum remaining lifetime (IMDS clients need more).
+#[test]
+fn imds_for_the_child_and_containers_at_once_get_their_own_documents() {
+    let _one = NETWORK.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(net) = Network::create() else { return };
+    let sb = Sandbox::new();
+    // Refresh at 10 s; IMDS stops serving at 17.5 s, containers at 25 s.
+    sb.sts.set_lifetime(Duration::from_secs(30));
+    let (child, command_env) = start(&sb, &["--endpoint", "imds"]);
+    let imds = command_env["AWS_EC2_METADATA_SERVICE_ENDPOINT"]
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let container_env = read_env_file(&command_env["CREDWRAP_CONTAINER_ENV_FILE"]);
+    let url = format!(
+        "http://{GATEWAY}{}",
+        container_env["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"]
+    );
+    let path_env = HashMap::from([("PATH".to_string(), std::env::var("PATH").unwrap())]);
+    let container_get = || {
+        let out = net.exec(
+            "in",
+            &path_env,
+            "curl",
+            &["-s", "-m", "5", "-w", "\n%{http_code}", &url],
+        );
+        let (body, status) = out.stdout.trim_end().rsplit_once('\n').unwrap_or_default();
+        (status.parse::<u16>().unwrap_or(0), body.to_string())
+    };
+    let key = |body: &str| -> String {
+        let v: serde_json::Value =
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        v["AccessKeyId"].as_str().unwrap().to_string()
+    };
+    let account =
+        |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap()["AccountId"].clone();
+
+    // IMDS asks first, then the containers: each gets its protocol's document.
+    let (status, imds_first) = imds_get(&imds);
+    assert_eq!(status, 200, "{imds_first}");
+    let (status, container_second) = container_get();
+    assert_eq!(status, 200, "{container_second}");
+    assert_eq!(key(&imds_first), key(&container_second));
+    assert!(
+        account(&imds_first).is_null(),
+        "IMDS has no AccountId: {imds_first}"
+    );
+    assert_eq!(
+        account(&container_second),
+        "123456789012",
+        "{container_second}"
+    );
+
+    // After a refresh, the other way round.
+    let first_key = key(&imds_first);
+    let container_first = support::eventually("a refreshed credential", || {
+        let (status, body) = container_get();
+        (status == 200 && key(&body) != first_key).then_some(body)
+    });
+    let (status, imds_second) = imds_get(&imds);
+    assert_eq!(status, 200, "{imds_second}");
+    assert_eq!(key(&imds_second), key(&container_first));
+    assert!(account(&imds_second).is_null(), "{imds_second}");
+    assert_eq!(account(&container_first), "123456789012");
+
+    // STS goes away: IMDS stops serving first, containers still get the credential then.
+    sb.sts.set_fault(support::Fault::Refuse);
+    support::eventually("IMDS to stop serving", || {
+        (imds_get(&imds).0 == 503).then_some(())
+    });
+    let (status, body) = container_get();
+    assert_eq!(
+        status, 200,
+        "containers need less left than IMDS clients: {body}"
+    );
+    assert_eq!(key(&body), key(&container_first));
+    sb.sts.set_fault(support::Fault::None);
+    let out = child.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
 }
 
 /// The README's recipe for Docker's default bridge: the address added to the bridge, containers

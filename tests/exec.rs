@@ -59,10 +59,50 @@ fn command_not_found_is_127_and_not_executable_is_126() {
         out.stderr
     );
 
+    // Found nowhere: known before anything is assumed.
+    assert_eq!(
+        sb.sts.calls().len(),
+        0,
+        "STS was called for a missing command"
+    );
+
     let script = sb.write("not-executable.sh", "#!/bin/sh\nexit 0\n");
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = run(sb.credwrap().arg("--").arg(&script));
     assert_eq!(out.code(), Some(126), "{}", out.stderr);
+}
+
+/// An empty command name is no command, as in bash (`'': command not found`, 127); joined to a
+/// PATH entry it would name a directory, which is "permission denied" (126).
+#[test]
+fn an_empty_command_is_not_found() {
+    let sb = Sandbox::new();
+    let out = run(sb.credwrap().args(["--", ""]));
+    assert_eq!(out.code(), Some(127), "{}", out.stderr);
+    assert!(out.stderr.contains("command not found"), "{}", out.stderr);
+    assert_eq!(sb.sts.calls().len(), 0);
+}
+
+/// `credwrap --man | head -1`: a reader that has gone away took what it wanted. credwrap exits
+/// 0 and says nothing, as ripgrep does; here the pipe is closed before anything is written.
+#[test]
+fn generated_docs_to_a_closed_pipe_exit_quietly() {
+    for args in [&["--man"][..], &["--completions", "bash"]] {
+        let (read, write) = nix::unistd::pipe().unwrap();
+        drop(read);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_credwrap"))
+            .args(args)
+            .stdout(std::process::Stdio::from(write))
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {:?}", out.status);
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]

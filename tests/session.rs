@@ -413,6 +413,28 @@ fn web_identity_rereads_the_token_at_every_refresh() {
     }
 }
 
+/// A CI job where an earlier step exported keys and this step asks for OIDC on purpose: the
+/// token file the user named wins over the keys in the environment, by flag and by variable.
+#[test]
+fn a_named_web_identity_token_wins_over_environment_keys() {
+    for by_variable in [false, true] {
+        let sb = Sandbox::new();
+        let token = sb.write("oidc-token", "named.jwt.token");
+        let mut cmd = sb.credwrap();
+        if by_variable {
+            cmd.env("CREDWRAP_WEB_IDENTITY_TOKEN_FILE", &token);
+        } else {
+            cmd.arg("--web-identity-token-file").arg(&token);
+        }
+        let out = support::run(cmd.args(["--", "true"]));
+        ok(&out);
+        let calls = calls(&sb, "AssumeRoleWithWebIdentity");
+        assert_eq!(calls.len(), 1, "by variable: {by_variable}");
+        assert_eq!(calls[0].params["WebIdentityToken"], "named.jwt.token");
+        assert_eq!(sb.sts.count("AssumeRole"), 0, "the environment keys signed");
+    }
+}
+
 #[test]
 fn via_chains_roles_in_order_and_refresh_reruns_the_chain() {
     let sb = Sandbox::new();

@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::io::Write;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 
 use nix::sys::signal::Signal;
@@ -222,4 +223,76 @@ fn an_early_signal_leaves_nothing_behind() {
     let n = while_starting.into_inner();
     assert!(n >= 20, "only {n} of 200 signals came while starting");
     println!("{n} of 200 signals came while credwrap was starting");
+}
+
+/// Every catchable signal but credwrap's own (CHLD, PIPE, URG) and the faults reaches the child,
+/// the real-time ones included (`docker stop` sends SIGRTMIN+3 to systemd-style containers):
+/// none takes its default action on credwrap, which would kill it, SIGKILL the child through
+/// PDEATHSIG and leave its private directory behind. Without a terminal, as here, job control
+/// signals are forwarded too.
+#[test]
+fn every_catchable_signal_is_forwarded_or_kept_on_purpose() {
+    let sb = Sandbox::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = sb.credwrap();
+    cmd.env("TMPDIR", tmp.path())
+        .args(["--token-file", "--"])
+        .arg(support::python())
+        .arg(support::script("signal_recorder.py"));
+    let mut run = support::start(&mut cmd);
+    run.line_until("ready", |l| l == "ready");
+    let kept = [libc::SIGCHLD, libc::SIGPIPE, libc::SIGURG];
+    let not_sent = [
+        libc::SIGKILL,
+        libc::SIGSTOP,
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGILL,
+        libc::SIGFPE,
+        libc::SIGTRAP,
+        libc::SIGSYS,
+        libc::SIGABRT,
+        32,
+        33,
+    ];
+    let forwarded: Vec<i32> = (1..=libc::SIGRTMAX())
+        .filter(|s| !kept.contains(s) && !not_sent.contains(s))
+        .collect();
+    assert!(forwarded.contains(&libc::SIGPWR) && forwarded.contains(&(libc::SIGRTMIN() + 3)));
+    let raw_kill = |sig: i32| {
+        // SAFETY: kill(2) with plain integers; nix names no real-time signal.
+        assert_eq!(
+            unsafe { libc::kill(run.pid().as_raw(), sig) },
+            0,
+            "kill {sig}"
+        );
+    };
+    for &sig in &forwarded {
+        raw_kill(sig);
+        let want = format!("got {sig}");
+        assert_eq!(run.line(&want), want);
+    }
+    // The kept ones, then a marker numbered above them all: anything forwarded before the
+    // marker would be printed before it, however credwrap and the child order pending signals.
+    for sig in kept {
+        raw_kill(sig);
+    }
+    raw_kill(libc::SIGRTMAX());
+    let marker = format!("got {}", libc::SIGRTMAX());
+    assert_eq!(run.line("the marker"), marker);
+    // credwrap is alive and its private directory still there.
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+    writeln!(run.stdin(), "report").unwrap();
+    let report = run.line_until("the report", |l| l.starts_with("report "));
+    for sig in kept {
+        assert!(
+            !report["report ".len()..]
+                .split(',')
+                .any(|s| s == sig.to_string()),
+            "signal {sig} was forwarded: {report}"
+        );
+    }
+    let out = run.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
 }

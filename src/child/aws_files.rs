@@ -5,8 +5,6 @@
 //! the keys that yield credentials, so region, retry and S3 settings still apply.
 
 use std::ffi::OsString;
-use std::fs;
-use std::path::{Path, PathBuf};
 
 use crate::private_dir::PrivateDir;
 
@@ -35,29 +33,15 @@ const CREDENTIAL_KEYS: &[&str] = &[
 ];
 
 /// Writes the stand-ins into credwrap's private directory and returns the variables that point
-/// the child at them.
+/// the child at them. `config` is the user's config file as credwrap read it at start.
 pub fn write_stand_ins(
     dir: &PrivateDir,
-    user_config: Option<PathBuf>,
+    config: &str,
 ) -> anyhow::Result<Vec<(&'static str, OsString)>> {
-    let original = match &user_config {
-        Some(path) => match fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => {
-                tracing::warn!(
-                    "could not read {}: {e}; the command gets no AWS config settings",
-                    path.display()
-                );
-                String::new()
-            }
-        },
-        None => String::new(),
-    };
     Ok(vec![
         (
             "AWS_CONFIG_FILE",
-            dir.write("config", &sanitize_config(&original))?.into(),
+            dir.write("config", &sanitize_config(config))?.into(),
         ),
         (
             "AWS_SHARED_CREDENTIALS_FILE",
@@ -65,21 +49,6 @@ pub fn write_stand_ins(
         ),
         ("BOTO_CONFIG", dir.write("boto", "")?.into()),
     ])
-}
-
-/// Where the user's config file is, as the SDKs look for it.
-pub fn user_config_path() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("AWS_CONFIG_FILE").filter(|p| !p.is_empty()) {
-        return Some(expand_home(PathBuf::from(p)));
-    }
-    std::env::var_os("HOME").map(|h| Path::new(&h).join(".aws").join("config"))
-}
-
-fn expand_home(p: PathBuf) -> PathBuf {
-    match (p.strip_prefix("~"), std::env::var_os("HOME")) {
-        (Ok(rest), Some(home)) => Path::new(&home).join(rest),
-        _ => p,
-    }
 }
 
 /// Drops every credential-bearing `key = value` line, with its indented continuation lines.

@@ -102,8 +102,13 @@ impl Exec {
 }
 
 /// Where `execvp` would look: the name itself if it has a slash, else each `PATH` entry (an
-/// empty entry is the current directory; no `PATH` is glibc's default).
+/// empty entry is the current directory; no `PATH` is glibc's default). An empty name is
+/// nowhere, as in bash (`'': command not found`): joined to a directory it would name the
+/// directory itself.
 fn candidates(program: &OsStr, path: Option<&OsStr>) -> Vec<PathBuf> {
+    if program.is_empty() {
+        return Vec::new();
+    }
     if program.as_bytes().contains(&b'/') {
         return vec![PathBuf::from(program)];
     }
@@ -115,6 +120,20 @@ fn candidates(program: &OsStr, path: Option<&OsStr>) -> Vec<PathBuf> {
             Path::new(OsStr::from_bytes(dir)).join(program)
         })
         .collect()
+}
+
+/// Before anything is assumed: a command that is nowhere to be found fails now, with bash's
+/// 127, rather than after an STS call (and an MFA prompt) for nothing. Whether it can really
+/// be executed is only known at `execve`, which reports the rest.
+pub fn find(program: &OsStr, path: Option<&OsStr>) -> Result<(), SpawnError> {
+    if candidates(program, path).iter().any(|p| p.exists()) {
+        return Ok(());
+    }
+    Err(failure(
+        program,
+        path,
+        &io::Error::from_raw_os_error(libc::ENOENT),
+    ))
 }
 
 /// What the user is told when the command could not be run, with bash's exit codes.
@@ -215,5 +234,6 @@ mod tests {
             candidates(OsStr::new("sh"), None),
             [PathBuf::from("/bin/sh"), PathBuf::from("/usr/bin/sh")]
         );
+        assert!(candidates(OsStr::new(""), Some(path)).is_empty());
     }
 }

@@ -8,13 +8,13 @@ pub mod aws_files;
 pub mod env;
 mod exec;
 mod kill_timer;
+pub mod signals;
 
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus};
 
-use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use signal_hook::consts::signal::*;
 use signal_hook::iterator::exfiltrator::origin::WithOrigin;
@@ -22,12 +22,6 @@ use signal_hook::iterator::SignalsInfo;
 use signal_hook::low_level::siginfo::{Cause, Origin};
 
 use crate::exit::{self, Failure};
-
-/// Signals passed on to the child. Never KILL/STOP (impossible), CHLD (ours), PIPE (our own
-/// writes), URG (Go's runtime preemption) nor the synchronous faults.
-const FORWARDED: &[i32] = &[
-    SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM, SIGWINCH,
-];
 
 /// Why the command could not be started.
 #[derive(Debug)]
@@ -75,8 +69,17 @@ pub struct Options {
     pub kill_after: Option<std::time::Duration>,
     /// Adopt orphaned descendants and reap them (also done as PID 1).
     pub subreaper: bool,
-    /// The core limit credwrap was started with (its own is 0), for the child.
-    pub core_limit: crate::lockdown::CoreLimit,
+    /// The process limits credwrap was started with (its own differ), for the child.
+    pub limits: crate::lockdown::ChildLimits,
+}
+
+/// Fails, as bash would, when `command` is not to be found on the `PATH` it will run with.
+pub fn find(command: &[OsString]) -> Result<(), SpawnError> {
+    let Some(program) = command.first() else {
+        return Ok(());
+    };
+    let path = std::env::var_os("PATH");
+    exec::find(program, path.as_deref())
 }
 
 /// Signal handling installed before the child exists, so no signal or exit can slip by.
@@ -92,7 +95,9 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn install(options: Options) -> io::Result<Supervisor> {
+    /// Installs the handlers for a run with a child, or, with `server` (`--serve`), for one
+    /// that serves until stopped.
+    pub fn install(options: Options, server: bool) -> io::Result<Supervisor> {
         let reap_orphans = options.subreaper || std::process::id() == 1;
         if options.subreaper {
             // SAFETY: plain prctl on our own process.
@@ -100,21 +105,25 @@ impl Supervisor {
                 return Err(io::Error::last_os_error());
             }
         }
-        // A signal ignored when we started (nohup, `&` in a script) stays ignored: we install
-        // no handler for it, so the child inherits SIG_IGN across exec.
-        let handled: Vec<i32> = FORWARDED
-            .iter()
-            .copied()
-            .filter(|&s| !ignored_at_start(s))
-            .collect();
-        let mut wanted = handled.clone();
-        wanted.push(SIGCHLD);
-        let signals = SignalsInfo::<WithOrigin>::new(&wanted)?;
         let group = if has_controlling_terminal() {
             Group::Shared
         } else {
             Group::Own
         };
+        // A signal ignored when we started (nohup, `&` in a script) stays ignored: we install
+        // no handler for it, so the child inherits SIG_IGN across exec.
+        let candidates = if server {
+            signals::stops_a_server()
+        } else {
+            signals::forwarded(group == Group::Shared)
+        };
+        let handled: Vec<i32> = candidates
+            .into_iter()
+            .filter(|&s| !ignored_at_start(s))
+            .collect();
+        let mut wanted = handled.clone();
+        wanted.push(SIGCHLD);
+        let signals = SignalsInfo::<WithOrigin>::new(&wanted)?;
         let parent_group = nix::unistd::getpgid(Some(nix::unistd::getppid())).ok();
         Ok(Supervisor {
             signals,
@@ -149,6 +158,15 @@ impl Supervisor {
         Ok(rx)
     }
 
+    /// `--serve`: blocks until a signal that stops a server arrives, and returns it.
+    pub fn wait_for_stop(mut self) -> i32 {
+        loop {
+            if let Some(info) = self.signals.wait().find(|i| i.signal != SIGCHLD) {
+                return info.signal;
+            }
+        }
+    }
+
     /// Starts `command` with exactly `env` as its environment.
     pub fn spawn(
         self,
@@ -162,7 +180,7 @@ impl Supervisor {
             cmd.process_group(0);
         }
         let parent = std::process::id() as libc::pid_t;
-        let core_limit = self.options.core_limit;
+        let limits = self.options.limits;
         // SAFETY: only async-signal-safe calls (prctl, getppid, raise, execve) between fork and
         // exec; everything exec needs was allocated before the fork.
         unsafe {
@@ -174,7 +192,7 @@ impl Supervisor {
                 if libc::getppid() != parent {
                     libc::raise(libc::SIGKILL);
                 }
-                core_limit.restore()?;
+                limits.restore()?;
                 // Our own execve: std's would be glibc's execvp, which hands a file the kernel
                 // refused (ENOEXEC) to /bin/sh. Returning is failing; std reports the error.
                 Err(exec.exec())
@@ -230,16 +248,10 @@ impl Running {
                 if self.group == Group::Shared && self.child_has_it_already(&info, pid) {
                     continue;
                 }
-                let Ok(sig) = Signal::try_from(info.signal) else {
-                    continue;
-                };
-                let sent = match self.group {
-                    Group::Own => killpg(pid, sig),
-                    Group::Shared => kill(pid, sig),
-                };
-                match sent {
-                    Ok(()) => tracing::debug!(signal = %sig, "forwarded"),
-                    Err(e) => tracing::debug!(signal = %sig, "could not forward: {e}"),
+                let name = signals::name(info.signal);
+                match send(self.group, pid, info.signal) {
+                    Ok(()) => tracing::debug!(signal = %name, "forwarded"),
+                    Err(e) => tracing::debug!(signal = %name, "could not forward: {e}"),
                 }
             }
         }
@@ -290,16 +302,24 @@ impl Running {
                 "the command is still running {}s after SIGTERM/SIGINT: sending SIGKILL",
                 after.as_secs()
             );
-            let _ = match group {
-                Group::Own => killpg(pid, Signal::SIGKILL),
-                Group::Shared => kill(pid, Signal::SIGKILL),
-            };
+            let _ = send(group, pid, libc::SIGKILL);
         });
         match timer {
             Ok(timer) => self.kill_timer = Some(timer),
             Err(e) => tracing::warn!("--kill-after could not start its timer: {e}"),
         }
     }
+}
+
+/// Sends `sig` (any number: nix names no real-time signal) to the child's group, or to the
+/// child alone when it shares ours.
+fn send(group: Group, child: Pid, sig: libc::c_int) -> nix::Result<()> {
+    let target = match group {
+        Group::Own => -child.as_raw(),
+        Group::Shared => child.as_raw(),
+    };
+    // SAFETY: kill(2) with plain integers.
+    nix::errno::Errno::result(unsafe { libc::kill(target, sig) }).map(drop)
 }
 
 /// As a subreaper or PID 1, orphaned descendants become our children: reap every one that has

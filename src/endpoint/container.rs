@@ -89,7 +89,7 @@ impl ContainerHost {
     /// else an ephemeral port and the full form.
     pub async fn bind(&self) -> anyhow::Result<(TcpListener, Form)> {
         if self.ip == ECS_HOST {
-            match TcpListener::bind((self.ip, 80)).await {
+            match super::admission::listen((self.ip, 80).into()) {
                 Ok(listener) => return Ok((listener, Form::Relative)),
                 Err(e) => tracing::warn!(
                     "cannot listen on {}:80 ({e}; it needs root, CAP_NET_BIND_SERVICE or \
@@ -100,8 +100,7 @@ impl ContainerHost {
                 ),
             }
         }
-        let listener = TcpListener::bind((self.ip, 0))
-            .await
+        let listener = super::admission::listen((self.ip, 0).into())
             .with_context(|| format!("could not listen on {}", self.ip))?;
         Ok((listener, Form::Full))
     }

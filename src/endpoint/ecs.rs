@@ -16,6 +16,10 @@ use crate::credential::{fmt_expiration, RoleCredential};
 use crate::private_dir::PrivateDir;
 use crate::secret::Secret;
 
+/// botocore fails a call when its container credential has less than this left (its mandatory
+/// refresh window), so none with less is served.
+pub const MIN_REMAINING: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
 pub const ENV_FULL_URI: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
 pub const ENV_RELATIVE_URI: &str = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI";
 pub const ENV_TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN";

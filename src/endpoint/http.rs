@@ -7,25 +7,31 @@ use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use subtle::ConstantTimeEq;
 
-use crate::broker::CredentialReader;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::broker::{CredentialReader, Lease};
 use crate::credential::RoleCredential;
 
 pub type Reply = Response<Full<Bytes>>;
 
-/// The broker's current credential as a request sees it: revoked once the command has exited.
+/// The broker's current credential as one listener's request sees it: revoked once the command
+/// has exited, and needing the listener's protocol's minimum remaining lifetime.
 pub struct Current<'a> {
     pub reader: &'a CredentialReader,
     pub revoked: bool,
+    pub min_remaining: Duration,
+    pub rendered: &'a RenderCache,
 }
 
 impl Current<'_> {
     /// The credential held now, whether or not it may still be served.
-    pub fn lease(&self) -> Option<std::sync::Arc<crate::broker::Lease>> {
+    pub fn lease(&self) -> Option<Arc<Lease>> {
         (!self.revoked).then(|| self.reader.held())
     }
 
-    /// The current credential, rendered once per credential by `render`, or 503 when there is
-    /// none fit to hand out. Never waits on STS.
+    /// The current credential, rendered by `render` once per credential for this listener, or
+    /// 503 when there is none fit to hand out. Never waits on STS.
     pub fn serve(&self, render: impl FnOnce(&RoleCredential) -> Vec<u8>) -> Reply {
         if self.revoked {
             return error(
@@ -34,20 +40,38 @@ impl Current<'_> {
                 "credwrap is exiting; its credentials are no longer served",
             );
         }
-        match self.reader.current() {
-            Some(lease) => json(
-                StatusCode::OK,
-                lease
-                    .rendered
-                    .get_or_init(|| crate::secret::wiped_bytes(render(&lease.credential)))
-                    .clone(),
-            ),
+        match self.reader.current(self.min_remaining) {
+            Some(lease) => json(StatusCode::OK, self.rendered.body(&lease, render)),
             None => error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "CredentialsUnavailable",
                 "credwrap could not refresh the role's credentials from STS and is retrying; see its log",
             ),
         }
+    }
+}
+
+/// One listener's rendering of the current credential, made on the first request after each
+/// refresh: the hot path then only clones a reference-counted buffer. Per listener, because
+/// each protocol renders its own document.
+#[derive(Default)]
+pub struct RenderCache {
+    body: RwLock<Option<(u64, Bytes)>>,
+}
+
+impl RenderCache {
+    fn body(&self, lease: &Lease, render: impl FnOnce(&RoleCredential) -> Vec<u8>) -> Bytes {
+        let cached = self.body.read().unwrap_or_else(|e| e.into_inner());
+        if let Some((generation, body)) = cached.as_ref() {
+            if *generation == lease.generation {
+                return body.clone();
+            }
+        }
+        drop(cached);
+        let body = crate::secret::wiped_bytes(render(&lease.credential));
+        *self.body.write().unwrap_or_else(|e| e.into_inner()) =
+            Some((lease.generation, body.clone()));
+        body
     }
 }
 
@@ -97,9 +121,8 @@ fn with_type(status: StatusCode, body: Bytes, content_type: &'static str) -> Rep
     resp
 }
 
-/// `bytes` random bytes from the OS, hex-encoded.
+/// `bytes` random bytes from the kernel, hex-encoded.
 pub fn random_hex(bytes: usize) -> anyhow::Result<String> {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    crate::random::hex(bytes)
+        .map_err(|e| anyhow::anyhow!("no randomness from the kernel (getrandom): {e}"))
 }

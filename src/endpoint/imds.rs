@@ -25,6 +25,10 @@ use crate::credential::{fmt_expiration, RoleCredential};
 use crate::limits::RoleArn;
 use crate::secret::Secret;
 
+/// botocore and the Rust SDK stretch an IMDS credential with less than ~20 minutes left rather
+/// than fail, so none with less than this is served.
+pub const MIN_REMAINING: Duration = Duration::from_secs(25 * 60);
+
 const TOKEN_PATH: &str = "/latest/api/token";
 const CREDENTIALS_PREFIX: &str = "/latest/meta-data/iam/security-credentials/";
 const IAM_INFO: &str = "/latest/meta-data/iam/info";

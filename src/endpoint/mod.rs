@@ -59,10 +59,10 @@ pub enum Protocol {
 impl Protocol {
     /// How much life a credential must have left to be served: what this protocol's clients
     /// need (IMDS clients stretch an expiring credential, so they need more).
-    pub fn guard(&self) -> Duration {
+    pub fn min_remaining(&self) -> Duration {
         match self {
-            Protocol::Container { .. } => crate::broker::CONTAINER_GUARD,
-            Protocol::Imds { .. } => crate::broker::IMDS_GUARD,
+            Protocol::Container { .. } => ecs::MIN_REMAINING,
+            Protocol::Imds { .. } => imds::MIN_REMAINING,
         }
     }
 }
@@ -75,10 +75,34 @@ pub struct Options {
     pub region: Option<String>,
 }
 
+impl Options {
+    /// The longest remaining lifetime any listener's clients need: what the broker must
+    /// refresh in time for.
+    pub fn min_remaining(&self) -> Duration {
+        let containers = (!self.containers.is_empty()).then_some(ecs::MIN_REMAINING);
+        self.child
+            .as_ref()
+            .map(Protocol::min_remaining)
+            .into_iter()
+            .chain(containers)
+            .max()
+            .unwrap_or(ecs::MIN_REMAINING)
+    }
+}
+
 /// A listener's protocol state.
 enum Service {
     Container(ecs::Container),
     Imds(imds::Imds),
+}
+
+impl Service {
+    fn min_remaining(&self) -> Duration {
+        match self {
+            Service::Container(_) => ecs::MIN_REMAINING,
+            Service::Imds(_) => imds::MIN_REMAINING,
+        }
+    }
 }
 
 /// What one listener's connections share.
@@ -91,10 +115,16 @@ struct Shared {
     /// For a container listener: where requests may come from.
     peers: Option<ContainerHost>,
     revoked: Arc<AtomicBool>,
+    /// This listener's rendering of the current credential: its protocol's own document.
+    rendered: http::RenderCache,
+    /// How many connections it may hold at once.
+    capacity: usize,
 }
 
 /// The running listeners; [`Endpoint::close`] revokes their secrets and stops them.
 pub struct Endpoint {
+    /// Connections per listener, from the open-file limit shared by all the listeners.
+    capacity: usize,
     child_env: Vec<(&'static str, Secret)>,
     container_env_file: Option<PathBuf>,
     revoked: Arc<AtomicBool>,
@@ -109,7 +139,9 @@ impl Endpoint {
         options: Options,
         dir: &PrivateDir,
     ) -> anyhow::Result<Endpoint> {
+        let listeners = usize::from(options.child.is_some()) + options.containers.len();
         let mut endpoint = Endpoint {
+            capacity: admission::capacity(crate::lockdown::open_file_limit(), listeners),
             child_env: Vec::new(),
             container_env_file: None,
             revoked: Arc::new(AtomicBool::new(false)),
@@ -159,8 +191,7 @@ impl Endpoint {
                 Service::Imds(imds::Imds::new(role, region))
             }
         };
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
+        let listener = admission::listen((Ipv4Addr::LOCALHOST, 0).into())
             .context("could not listen on 127.0.0.1")?;
         let addr = listener.local_addr().context("no local address")?;
         // URIs use the literal 127.0.0.1, the one host every SDK version accepts over plain
@@ -216,6 +247,8 @@ impl Endpoint {
             port,
             peers,
             revoked: Arc::clone(&self.revoked),
+            rendered: http::RenderCache::default(),
+            capacity: self.capacity,
         });
         self.accept_loops
             .push(tokio::spawn(accept(listener, shared)));
@@ -242,10 +275,12 @@ impl Endpoint {
     }
 }
 
-/// Accepts every connection at once; [`admission`] decides who keeps a slot.
+/// Accepts connections as long as [`admission`] has a slot for them (until then they wait in
+/// the listen queue), then serves each in a task of its own.
 async fn accept(listener: TcpListener, shared: Arc<Shared>) {
-    let admission = Arc::new(admission::Admission::new());
+    let admission = Arc::new(admission::Admission::new(shared.capacity));
     loop {
+        admission.room().await;
         match listener.accept().await {
             Ok((stream, peer)) => {
                 if let Some(host) = &shared.peers {
@@ -255,10 +290,14 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
                         continue;
                     }
                 }
+                // Admitted here, in order, so that the next `room` counts this one.
+                let (conn, header_timeout) = admission.admit();
                 tokio::spawn(serve_connection(
                     stream,
                     Arc::clone(&shared),
                     Arc::clone(&admission),
+                    conn,
+                    header_timeout,
                 ));
             }
             Err(e) => {
@@ -274,13 +313,15 @@ async fn serve_connection(
     stream: TcpStream,
     shared: Arc<Shared>,
     admission: Arc<admission::Admission>,
+    conn: Arc<admission::Conn>,
+    header_timeout: Duration,
 ) {
-    let (conn, header_timeout) = admission.admit();
     let io = TokioIo::new(admission.track(stream, &conn));
     let (counted, counter) = (Arc::clone(&conn), Arc::clone(&admission));
     let service = service_fn(move |req| {
         let mut resp = respond(&shared, &req);
-        if !counter.request(&counted) {
+        let refused = resp.status().is_client_error() || resp.status().is_server_error();
+        if !counter.request(&counted, refused) {
             // This client has had its share of one connection: it may open another.
             resp.headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
@@ -322,6 +363,8 @@ fn respond(shared: &Shared, req: &Request<Incoming>) -> Reply {
     let current = Current {
         reader: &shared.reader,
         revoked: shared.revoked.load(Ordering::SeqCst),
+        min_remaining: shared.service.min_remaining(),
+        rendered: &shared.rendered,
     };
     let resp = match &shared.service {
         Service::Container(c) => c.respond(&current, req),
@@ -356,4 +399,108 @@ fn names_this_endpoint(shared: &Shared, host: &str) -> bool {
     };
     let port_ok = given_port.is_none_or(|p| p.parse::<u16>() == Ok(shared.port));
     port_ok && shared.names.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::broker::{Broker, Reassume, WallClock};
+    use crate::credential::RoleCredential;
+    use crate::role::AssumeError;
+
+    /// An STS that is never asked: the credential lives an hour.
+    struct NeverAsked;
+
+    impl Reassume for NeverAsked {
+        async fn reassume(&mut self) -> Result<RoleCredential, AssumeError> {
+            std::future::pending().await
+        }
+    }
+
+    fn credential() -> RoleCredential {
+        let now = SystemTime::now();
+        RoleCredential {
+            access_key_id: "ASIAREVOKED".into(),
+            secret_access_key: Secret::new("s"),
+            session_token: Secret::new("t"),
+            received: now,
+            expiration: now + Duration::from_secs(3600),
+            account_id: "123456789012".into(),
+            assumed_role_arn: String::new(),
+        }
+    }
+
+    /// One keep-alive GET on `stream`; the response's head and body as text.
+    async fn get(stream: &mut TcpStream, addr: &str, path: &str, token: &str) -> String {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {token}\r\n\r\n");
+        stream.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 8192];
+        let n = stream.read(&mut buf).await.unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    /// What `Started::stop` does first when the command exits: a request on a connection still
+    /// open gets no credential, and nothing new is accepted.
+    #[tokio::test]
+    async fn closing_revokes_open_connections_and_stops_listening() {
+        let dir = PrivateDir::create().unwrap();
+        let broker = Broker::start(
+            NeverAsked,
+            credential(),
+            ecs::MIN_REMAINING,
+            Arc::new(WallClock),
+        );
+        let options = Options {
+            child: Some(Protocol::Container { token_file: false }),
+            containers: Vec::new(),
+            region: None,
+        };
+        let endpoint = Endpoint::start(broker.reader(), options, &dir)
+            .await
+            .unwrap();
+        let env = endpoint.child_env();
+        let value = |k: &str| {
+            env.iter()
+                .find(|(n, _)| *n == k)
+                .unwrap()
+                .1
+                .expose()
+                .to_string()
+        };
+        let uri = value(ecs::ENV_FULL_URI);
+        let token = value(ecs::ENV_TOKEN);
+        let rest = uri.strip_prefix("http://").unwrap();
+        let (addr, path) = rest.split_at(rest.find('/').unwrap());
+
+        let mut open = TcpStream::connect(addr).await.unwrap();
+        let before = get(&mut open, addr, path, &token).await;
+        assert!(
+            before.starts_with("HTTP/1.1 200") && before.contains("ASIAREVOKED"),
+            "{before}"
+        );
+        endpoint.close();
+        let after = get(&mut open, addr, path, &token).await;
+        assert!(
+            !after.contains("ASIAREVOKED"),
+            "served after close: {after}"
+        );
+        assert!(
+            after.is_empty() || after.contains("ShuttingDown"),
+            "{after}"
+        );
+        // The accept loop is gone, and with it the listening socket.
+        let mut refused = false;
+        for _ in 0..100 {
+            if TcpStream::connect(addr).await.is_err() {
+                refused = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(refused, "still accepting after close");
+    }
 }

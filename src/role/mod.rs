@@ -239,8 +239,9 @@ async fn web_identity(
 ) -> Result<RoleCredential, AssumeError> {
     let role = &hop.role_arn;
     let doing = || format!("assume {role} with web identity");
-    // CI systems and Kubernetes rotate the token: read it fresh every time.
-    let token = std::fs::read_to_string(token_file).map_err(|e| {
+    // CI systems and Kubernetes rotate the token: read it fresh every time. Off the runtime's
+    // threads: a FIFO with no writer would block the read, and start-up must still stop.
+    let token = tokio::fs::read_to_string(token_file).await.map_err(|e| {
         AssumeError::local(
             format!(
                 "cannot read the web identity token {}: {e}",

@@ -34,7 +34,7 @@ pub struct Connection {
 /// credentials, so that a missing login is reported as such rather than as an STS failure.
 pub async fn connect(settings: &Settings) -> Result<Connection, SetupError> {
     let base = load_config(settings).await?;
-    let provider = source_provider(&settings.source, &base).await;
+    let provider = source_provider(settings, &base).await;
     if let Some(provider) = &provider {
         check(&settings.source, provider).await?;
     }
@@ -51,7 +51,9 @@ pub async fn connect(settings: &Settings) -> Result<Connection, SetupError> {
     })
 }
 
-/// Region, timeouts and the HTTP client, from the environment and the profile; no credentials.
+/// Region, timeouts and the HTTP client, from the environment and the profile files as read at
+/// start (aws-config opens neither file again). Credentials only for the default chain, which
+/// aws-config builds itself; every other source is built by [`source_provider`].
 async fn load_config(settings: &Settings) -> Result<SdkConfig, SetupError> {
     let http_client = http_client(settings)?;
     let timeouts = TimeoutConfig::builder()
@@ -62,7 +64,10 @@ async fn load_config(settings: &Settings) -> Result<SdkConfig, SetupError> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http_client)
         .timeout_config(timeouts)
-        .no_credentials();
+        .profile_files(settings.aws_files.for_sdk());
+    if !matches!(settings.source, Source::DefaultChain) {
+        loader = loader.no_credentials();
+    }
     if let Some(r) = &settings.region {
         loader = loader.region(Region::new(r.clone()));
     }
@@ -99,28 +104,28 @@ fn http_client(settings: &Settings) -> Result<SharedHttpClient, SetupError> {
 
 /// The provider of credwrap's own credentials; none for web identity, whose call is unsigned
 /// (the token is the credential).
-async fn source_provider(source: &Source, base: &SdkConfig) -> Option<SharedCredentialsProvider> {
+async fn source_provider(
+    settings: &Settings,
+    base: &SdkConfig,
+) -> Option<SharedCredentialsProvider> {
     let config = provider_config(base);
-    let provider = match source {
+    let imds = || imds(&config, &settings.imds_endpoint);
+    let provider = match &settings.source {
         Source::WebIdentity { .. } => return None,
-        Source::DefaultChain => {
-            let mut chain =
-                aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
-                    .configure(config);
-            chain.set_region(base.region().cloned());
-            SharedCredentialsProvider::new(chain.build().await)
-        }
+        // aws-config built it with the profile files as read: the loader's own chain.
+        Source::DefaultChain => return base.credentials_provider(),
         // The profile's own credentials, then what botocore tries after the profile providers.
         Source::Profile(name) => SharedCredentialsProvider::new(
             CredentialsProviderChain::first_try(
                 "Profile",
                 ProfileFileCredentialsProvider::builder()
                     .configure(&config)
+                    .profile_files(settings.aws_files.for_sdk())
                     .profile_name(name)
                     .build(),
             )
             .or_else("EcsContainer", ecs(&config))
-            .or_else("Ec2InstanceMetadata", imds(&config)),
+            .or_else("Ec2InstanceMetadata", imds()),
         ),
         Source::ProfileKeys(keys) => SharedCredentialsProvider::new(SdkCredentials::new(
             keys.access_key_id.clone(),
@@ -129,7 +134,7 @@ async fn source_provider(source: &Source, base: &SdkConfig) -> Option<SharedCred
             None,
             "credwrap-profile",
         )),
-        Source::Ec2InstanceMetadata => SharedCredentialsProvider::new(imds(&config)),
+        Source::Ec2InstanceMetadata => SharedCredentialsProvider::new(imds()),
         Source::EcsContainer => SharedCredentialsProvider::new(ecs(&config)),
         Source::Environment => SharedCredentialsProvider::new(
             aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
@@ -177,9 +182,20 @@ fn ecs(config: &ProviderConfig) -> aws_config::ecs::EcsCredentialsProvider {
         .build()
 }
 
-fn imds(config: &ProviderConfig) -> aws_config::imds::credentials::ImdsCredentialsProvider {
+/// An instance-role provider whose endpoint is given, so that its client never reads the
+/// profile files itself.
+fn imds(
+    config: &ProviderConfig,
+    endpoint: &str,
+) -> aws_config::imds::credentials::ImdsCredentialsProvider {
+    let mut client = aws_config::imds::Client::builder().configure(config);
+    match client.clone().endpoint(endpoint) {
+        Ok(with_endpoint) => client = with_endpoint,
+        Err(e) => tracing::warn!("ignoring the IMDS endpoint {endpoint}: {e}"),
+    }
     aws_config::imds::credentials::ImdsCredentialsProvider::builder()
         .configure(config)
+        .imds_client(client.build())
         .build()
 }
 

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 pub use aws_types::os_shim_internal::Env;
-pub use profiles::{Profile, Profiles};
+pub use profiles::{AwsFiles, Profile, Profiles};
 
 use crate::cli::{usage_error, Cli, EndpointKind};
 use crate::limits::{self, RoleArn, Tag};
@@ -115,6 +115,11 @@ pub struct Settings {
     /// CA certificates (PEM) to trust for STS instead of the system's: `AWS_CA_BUNDLE`, else the
     /// profile's `ca_bundle`, as the AWS CLI reads them (TLS-intercepting corporate proxies).
     pub ca_bundle: Option<CaBundle>,
+    /// The AWS config and credentials files as read at start, for aws-config.
+    pub aws_files: AwsFiles,
+    /// Where an instance role would be fetched from (a profile's `credential_source`, the
+    /// fallback after a profile's own credentials).
+    pub imds_endpoint: String,
 }
 
 /// A CA bundle file and its contents, read once while resolving.
@@ -186,7 +191,27 @@ pub fn resolve(
         region: cli.region.clone(),
         profile: plan.selection.profile.map(|p| p.name().to_string()),
         ca_bundle,
+        aws_files: profiles.files().clone(),
+        imds_endpoint: imds_endpoint(env, plan.selection.profile),
     })
+}
+
+/// Where IMDS is, as aws-config finds it: `AWS_EC2_METADATA_SERVICE_ENDPOINT`, the selected
+/// profile's `ec2_metadata_service_endpoint`, else the address of the configured mode.
+fn imds_endpoint(env: &Env, profile: Option<&Profile>) -> String {
+    let from_profile = |k: &str| profile.and_then(|p| p.get(k)).map(str::to_string);
+    if let Some(endpoint) = var(env, "AWS_EC2_METADATA_SERVICE_ENDPOINT")
+        .or_else(|| from_profile("ec2_metadata_service_endpoint"))
+    {
+        return endpoint;
+    }
+    let mode = var(env, "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE")
+        .or_else(|| from_profile("ec2_metadata_service_endpoint_mode"));
+    if mode.is_some_and(|m| m.eq_ignore_ascii_case("ipv6")) {
+        "http://[fd00:ec2::254]".to_string()
+    } else {
+        "http://169.254.169.254".to_string()
+    }
 }
 
 /// `AWS_CA_BUNDLE`, else the selected profile's `ca_bundle`; it must hold a PEM certificate.

@@ -129,8 +129,10 @@ fn target(cli: &Cli) -> Result<RoleArn, UsageError> {
     })
 }
 
-/// The AWS CLI's order: environment keys (unless a profile was named explicitly), the selected
-/// profile's role, web identity, then the profile's own credentials or the default chain.
+/// The AWS CLI's order, after what the user named: a source named by a flag or `CREDWRAP_*`
+/// (`--profile`, `--web-identity-token-file`) beats everything the environment happens to
+/// hold; then environment keys, the selected profile's role, the SDKs' web-identity
+/// variables, and the profile's own credentials or the default chain.
 pub fn plan<'p>(
     cli: &Cli,
     env: &Env,
@@ -139,15 +141,12 @@ pub fn plan<'p>(
 ) -> Result<Plan<'p>, UsageError> {
     let role_profile = selection.profile.filter(|p| p.get("role_arn").is_some());
     let web_identity_env = var(env, "AWS_WEB_IDENTITY_TOKEN_FILE").filter(|_| !selection.explicit);
-    let chain = if var(env, "AWS_ACCESS_KEY_ID").is_some() && !selection.explicit {
+    let chain = if let Some(file) = &cli.web_identity_token_file {
+        explicit_web_identity(cli, &selection, role_profile, file)?
+    } else if var(env, "AWS_ACCESS_KEY_ID").is_some() && !selection.explicit {
         environment_keys(cli, &selection, role_profile)?
     } else if let Some(p) = role_profile {
-        from_role_profile(cli, &selection, p, profiles)?
-    } else if let Some(file) = &cli.web_identity_token_file {
-        let source = Source::WebIdentity {
-            token_file: file.clone(),
-        };
-        Chain::to(source, plain(target(cli)?), cli, false)
+        from_role_profile(cli, p, profiles)?
     } else if let Some(file) = web_identity_env {
         from_web_identity_env(cli, env, file)?
     } else {
@@ -168,6 +167,34 @@ pub fn plan<'p>(
         source_is_role: chain.source_is_role,
         selection,
     })
+}
+
+/// `--web-identity-token-file` (or `CREDWRAP_WEB_IDENTITY_TOKEN_FILE`): the source the user
+/// named wins over environment keys and over a profile the environment selected, whose region
+/// and settings for the SDK still apply. An explicit `--profile` names a source too: two named
+/// sources are a contradiction, not a precedence question.
+fn explicit_web_identity<'p>(
+    cli: &Cli,
+    selection: &Selection<'p>,
+    role_profile: Option<&'p Profile>,
+    file: &std::path::Path,
+) -> Result<Chain<'p>, UsageError> {
+    if selection.explicit {
+        let what = if role_profile.is_some() {
+            "a profile with role_arn"
+        } else {
+            "a profile whose credentials would sign"
+        };
+        return Err(usage(format!(
+            "--web-identity-token-file and {} ({what}) both say where the credentials come \
+             from: give one",
+            selection.named_by
+        )));
+    }
+    let source = Source::WebIdentity {
+        token_file: file.to_path_buf(),
+    };
+    Ok(Chain::to(source, plain(target(cli)?), cli, false))
 }
 
 /// Environment keys win over an implicitly selected profile, as in the AWS CLI.
@@ -203,17 +230,9 @@ fn environment_keys<'p>(
 /// The selected profile's role, with its settings, from its source.
 fn from_role_profile<'p>(
     cli: &Cli,
-    selection: &Selection<'p>,
     p: &'p Profile,
     profiles: &'p Profiles,
 ) -> Result<Chain<'p>, UsageError> {
-    if cli.web_identity_token_file.is_some() {
-        return Err(usage(format!(
-            "--web-identity-token-file and {} (a profile with role_arn) both say where the \
-             credentials come from: give one",
-            selection.named_by
-        )));
-    }
     let (source, source_is_role) = profile_role_source(p, profiles)?;
     let role = Planned {
         arn: profile_role_arn(p)?,

@@ -1,9 +1,18 @@
-//! The AWS config and credentials files, read once, as plain data the settings steps look into.
+//! The AWS config and credentials files, each read once, and the profiles in them as plain data
+//! the settings steps look into.
+//!
+//! Read once because a file may be a pipe (`AWS_CONFIG_FILE=<(sops -d config)`) or a FIFO,
+//! which yields its contents to the first reader only. Everything else derives from the copy
+//! kept here: credwrap's profile lookups, aws-config's loader (which takes profile contents from
+//! memory), and the stand-in config file the child gets.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
-use aws_runtime::env_config::file::EnvConfigFiles;
+use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
 use aws_types::os_shim_internal::{Env, Fs};
+
+use crate::secret::Secret;
 
 /// The keys credwrap reads from a profile. Everything else in the files is the SDKs' business.
 const KEYS: &[&str] = &[
@@ -20,12 +29,85 @@ const KEYS: &[&str] = &[
     "aws_session_token",
     "region",
     "ca_bundle",
+    "ec2_metadata_service_endpoint",
+    "ec2_metadata_service_endpoint_mode",
 ];
+
+/// The contents of the config and credentials files, as read at start.
+#[derive(Clone, Debug, Default)]
+pub struct AwsFiles {
+    /// Secret: a config file may hold keys too.
+    pub config: Secret,
+    pub credentials: Secret,
+}
+
+impl AwsFiles {
+    /// Reads the files the SDKs read (`AWS_CONFIG_FILE`, `AWS_SHARED_CREDENTIALS_FILE`, or their
+    /// defaults under `~/.aws`), once each. A missing or unreadable file counts as empty, as in
+    /// the SDKs and the AWS CLI; a named file that cannot be read is said at `warn`.
+    pub fn read(env: &Env) -> AwsFiles {
+        AwsFiles {
+            config: read_one(env, "AWS_CONFIG_FILE", ".aws/config"),
+            credentials: read_one(env, "AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials"),
+        }
+    }
+
+    /// The same contents for aws-config, which then opens neither file again.
+    pub fn for_sdk(&self) -> EnvConfigFiles {
+        EnvConfigFiles::builder()
+            .with_contents(EnvConfigFileKind::Config, self.config.expose())
+            .with_contents(EnvConfigFileKind::Credentials, self.credentials.expose())
+            .build()
+    }
+}
+
+/// Where the SDKs look for one of the files: the variable (with `~` expanded), else the default
+/// under HOME.
+fn path_of(env: &Env, var: &str, default: &str) -> Option<(PathBuf, bool)> {
+    let home = env.get("HOME").ok().filter(|h| !h.is_empty());
+    match env.get(var).ok().filter(|p| !p.is_empty()) {
+        Some(p) => {
+            let path = match (Path::new(&p).strip_prefix("~"), &home) {
+                (Ok(rest), Some(home)) => Path::new(home).join(rest),
+                _ => PathBuf::from(p),
+            };
+            Some((path, true))
+        }
+        None => home.map(|h| (Path::new(&h).join(default), false)),
+    }
+}
+
+fn read_one(env: &Env, var: &str, default: &str) -> Secret {
+    let Some((path, named)) = path_of(env, var, default) else {
+        return Secret::default();
+    };
+    match std::fs::read(&path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => Secret::new(text),
+            Err(_) => {
+                tracing::warn!(
+                    "{} is not UTF-8 text: read as empty, as the SDKs do",
+                    path.display()
+                );
+                Secret::default()
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !named => Secret::default(),
+        Err(e) => {
+            tracing::warn!(
+                "cannot read {} ({var}): {e}; read as empty, as the SDKs do",
+                path.display()
+            );
+            Secret::default()
+        }
+    }
+}
 
 /// Every profile of the config and credentials files, merged as the SDKs merge them.
 #[derive(Debug, Default, Clone)]
 pub struct Profiles {
     profiles: HashMap<String, Profile>,
+    files: AwsFiles,
 }
 
 /// One profile's settings that matter to credwrap.
@@ -49,13 +131,11 @@ impl Profile {
 }
 
 impl Profiles {
-    /// Reads the files the SDKs read (`AWS_CONFIG_FILE`, `AWS_SHARED_CREDENTIALS_FILE`, or their
-    /// defaults under `~/.aws`). Missing files are no profiles; a malformed one is an error.
-    pub async fn load(env: &Env) -> Result<Profiles, String> {
-        let sections =
-            aws_config::profile::load(&Fs::real(), env, &EnvConfigFiles::default(), None)
-                .await
-                .map_err(|e| format!("could not read the AWS config files: {e}"))?;
+    /// Parses the files as the SDKs do; a malformed one is an error.
+    pub async fn parse(files: AwsFiles, env: &Env) -> Result<Profiles, String> {
+        let sections = aws_config::profile::load(&Fs::real(), env, &files.for_sdk(), None)
+            .await
+            .map_err(|e| format!("could not read the AWS config files: {e}"))?;
         let profiles = sections
             .profiles()
             .filter_map(|name| sections.get_profile(name))
@@ -68,7 +148,7 @@ impl Profiles {
                 (name.clone(), Profile { name, values })
             })
             .collect();
-        Ok(Profiles { profiles })
+        Ok(Profiles { profiles, files })
     }
 
     /// Profiles from `(name, [(key, value)])` pairs, as a test writes them.
@@ -88,10 +168,40 @@ impl Profiles {
                 (name.clone(), Profile { name, values })
             })
             .collect();
-        Profiles { profiles }
+        Profiles {
+            profiles,
+            files: AwsFiles::default(),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&Profile> {
         self.profiles.get(name)
+    }
+
+    /// The files as read, for aws-config and the child's stand-ins.
+    pub fn files(&self) -> &AwsFiles {
+        &self.files
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_the_sdks() {
+        let env = Env::from_slice(&[("HOME", "/h"), ("AWS_CONFIG_FILE", "~/x/config")]);
+        assert_eq!(
+            path_of(&env, "AWS_CONFIG_FILE", ".aws/config"),
+            Some((PathBuf::from("/h/x/config"), true))
+        );
+        assert_eq!(
+            path_of(&env, "AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials"),
+            Some((PathBuf::from("/h/.aws/credentials"), false))
+        );
+        assert_eq!(
+            path_of(&Env::from_slice(&[]), "AWS_CONFIG_FILE", ".aws/config"),
+            None
+        );
     }
 }

@@ -471,16 +471,30 @@ fn source_name(s: &Settings) -> String {
         Source::Profile(p) => format!("profile:{p}"),
         Source::Environment => "env".into(),
         Source::DefaultChain => "chain".into(),
+        Source::WebIdentity { .. } => "web-identity".into(),
         other => format!("{other:?}"),
     }
 }
 
+/// A web identity token file that exists, for the rows that name one.
+fn token_file() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("credwrap-test-token-{}", std::process::id()));
+        std::fs::write(&path, "a.b.c").unwrap();
+        path.to_string_lossy().into_owned()
+    })
+}
+
+/// Every option that names where credentials come from, given by flag or by `CREDWRAP_*`, wins
+/// over environment keys and over a profile the environment selected; implicit ones do not.
 #[test]
-fn explicit_profiles_beat_environment_keys_and_implicit_ones_do_not() {
+fn explicit_sources_beat_environment_keys_and_implicit_ones_do_not() {
     const ENV_KEYS: [(&str, &str); 2] = [
         ("AWS_ACCESS_KEY_ID", "AKIAENV"),
         ("AWS_SECRET_ACCESS_KEY", "s"),
     ];
+    let token = token_file();
     // (words, CREDWRAP_* variables, environment, env keys?) -> (source, target) or an error.
     type Row = (
         Vec<&'static str>,
@@ -553,6 +567,65 @@ fn explicit_profiles_beat_environment_keys_and_implicit_ones_do_not() {
             vec![("AWS_DEFAULT_PROFILE", "job"), ("AWS_PROFILE", "plain")],
             false,
             Ok(("profile:base", ROLE_P)),
+        ),
+        // A web identity token file named by flag or CREDWRAP_*, with environment keys.
+        (
+            vec!["--web-identity-token-file", token, "--role-arn", ROLE_A],
+            vec![],
+            vec![],
+            true,
+            Ok(("web-identity", ROLE_A)),
+        ),
+        (
+            vec!["--role-arn", ROLE_A],
+            vec![("CREDWRAP_WEB_IDENTITY_TOKEN_FILE", token)],
+            vec![],
+            true,
+            Ok(("web-identity", ROLE_A)),
+        ),
+        // ... and over a role profile the environment selected, with or without keys.
+        (
+            vec!["--web-identity-token-file", token, "--role-arn", ROLE_A],
+            vec![],
+            vec![("AWS_PROFILE", "job")],
+            true,
+            Ok(("web-identity", ROLE_A)),
+        ),
+        (
+            vec!["--role-arn", ROLE_A],
+            vec![("CREDWRAP_WEB_IDENTITY_TOKEN_FILE", token)],
+            vec![("AWS_PROFILE", "job")],
+            false,
+            Ok(("web-identity", ROLE_A)),
+        ),
+        // The SDKs' web-identity variables are implicit: environment keys win, as in botocore.
+        (
+            vec!["--role-arn", ROLE_A],
+            vec![],
+            vec![
+                ("AWS_WEB_IDENTITY_TOKEN_FILE", token),
+                ("AWS_ROLE_ARN", ROLE_C),
+            ],
+            true,
+            Ok(("env", ROLE_A)),
+        ),
+        // Two named sources contradict each other.
+        (
+            vec!["--profile", "job", "--web-identity-token-file", token],
+            vec![],
+            vec![],
+            false,
+            Err("both say where the credentials come from"),
+        ),
+        (
+            vec!["--role-arn", ROLE_A],
+            vec![
+                ("CREDWRAP_PROFILE", "plain"),
+                ("CREDWRAP_WEB_IDENTITY_TOKEN_FILE", token),
+            ],
+            vec![],
+            true,
+            Err("both say where the credentials come from"),
         ),
     ];
     for (args, credwrap_env, env, env_keys, want) in rows {

@@ -21,14 +21,11 @@ impl EndpointChild {
                 "-c",
                 "echo \"${AWS_CONTAINER_CREDENTIALS_FULL_URI:-$AWS_EC2_METADATA_SERVICE_ENDPOINT} ${AWS_CONTAINER_AUTHORIZATION_TOKEN:-none}\"; read line; exit 0",
         ]));
-        let line = run.line("the endpoint variables");
-        let (uri, token) = line.split_once(' ').unwrap();
-        let rest = uri.strip_prefix("http://").unwrap();
-        let (addr, path) = rest.split_at(rest.find('/').unwrap());
+        let (addr, path, token) = endpoint_line(&run.line("the endpoint variables"));
         EndpointChild {
-            addr: addr.to_string(),
-            path: path.to_string(),
-            token: token.to_string(),
+            addr,
+            path,
+            token,
             run,
         }
     }
@@ -47,6 +44,16 @@ impl EndpointChild {
     pub fn finish(self) -> Output {
         self.run.finish()
     }
+}
+
+/// `http://ADDR/PATH TOKEN`, as a child prints its endpoint variables: (addr, path, token).
+pub fn endpoint_line(line: &str) -> (String, String, String) {
+    let (uri, token) = line.split_once(' ').unwrap_or_else(|| panic!("{line:?}"));
+    let rest = uri
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("{line:?}"));
+    let (addr, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    (addr.to_string(), path.to_string(), token.to_string())
 }
 
 /// One HTTP/1.1 request on a new connection; returns the status code and body.

@@ -32,6 +32,8 @@ pub struct Call {
     pub action: String,
     pub params: HashMap<String, String>,
     pub access_key_id: Option<String>,
+    /// The region of the signature's credential scope (`KEY/DATE/REGION/sts/aws4_request`).
+    pub region: Option<String>,
 }
 
 /// A fault to answer the next requests with.
@@ -282,13 +284,17 @@ async fn handle(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    let access_key_id = header("authorization").and_then(|a| {
-        let rest = a.strip_prefix("AWS4-HMAC-SHA256 ")?;
-        let cred = rest
-            .split(',')
-            .find_map(|p| p.trim().strip_prefix("Credential="))?;
-        cred.split('/').next().map(str::to_string)
-    });
+    let scope: Vec<String> = header("authorization")
+        .and_then(|a| {
+            let rest = a.strip_prefix("AWS4-HMAC-SHA256 ")?;
+            let cred = rest
+                .split(',')
+                .find_map(|p| p.trim().strip_prefix("Credential="))?;
+            Some(cred.split('/').map(str::to_string).collect())
+        })
+        .unwrap_or_default();
+    let access_key_id = scope.first().cloned();
+    let region = scope.get(2).cloned();
     let action = params.get("Action").cloned().unwrap_or_default();
 
     let fault = {
@@ -297,6 +303,7 @@ async fn handle(
             action: action.clone(),
             params: params.clone(),
             access_key_id: access_key_id.clone(),
+            region,
         });
         st.fault.filter(|_| faultable)
     };

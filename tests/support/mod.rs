@@ -87,11 +87,29 @@ impl Output {
 }
 
 /// A started process (credwrap, usually, with its child) whose output the test reads line by
-/// line as it comes, to synchronise on events, and gets in full at the end.
+/// line as it comes, to synchronise on events, and gets in full at the end. Dropped before it
+/// finished (a failed assertion), it is killed with its process group, so that a failing test
+/// leaves no credwrap behind holding a port.
 pub struct Running {
-    child: Child,
-    stdout: Stream,
-    stderr: Stream,
+    /// None once finished.
+    child: Option<Child>,
+    stdout: Option<Stream>,
+    stderr: Option<Stream>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Ok(None) = child.try_wait() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            // Its own session's group (see `Sandbox::credwrap`), then the process itself.
+            let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = child.wait();
+        }
+    }
 }
 
 /// Starts `cmd` with stdin, stdout and stderr piped.
@@ -113,15 +131,27 @@ fn spawn(cmd: &mut Command) -> Running {
     let stdout = Stream::new(child.stdout.take().unwrap());
     let stderr = Stream::new(child.stderr.take().unwrap());
     Running {
-        child,
-        stdout,
-        stderr,
+        child: Some(child),
+        stdout: Some(stdout),
+        stderr: Some(stderr),
     }
 }
 
 impl Running {
+    fn child(&self) -> &Child {
+        self.child.as_ref().expect("not finished")
+    }
+
+    fn out(&self) -> &Stream {
+        self.stdout.as_ref().expect("not finished")
+    }
+
+    fn err(&self) -> &Stream {
+        self.stderr.as_ref().expect("not finished")
+    }
+
     pub fn pid(&self) -> nix::unistd::Pid {
-        nix::unistd::Pid::from_raw(self.child.id() as i32)
+        nix::unistd::Pid::from_raw(self.child().id() as i32)
     }
 
     /// Sends `sig` to the process itself (credwrap, not its child).
@@ -131,19 +161,19 @@ impl Running {
 
     /// The next line on stdout, or a panic naming what was awaited.
     pub fn line(&self, what: &str) -> String {
-        self.stdout.next(what)
+        self.out().next(what)
     }
 
     /// Skips stdout lines until one satisfies `pred`.
     pub fn line_until(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        self.stdout.until(what, pred)
+        self.out().until(what, pred)
     }
 
     /// The stdout lines before the first one equal to `marker` (which is consumed).
     pub fn lines_before(&self, marker: &str) -> Vec<String> {
         let mut lines = Vec::new();
         loop {
-            let line = self.stdout.next(marker);
+            let line = self.out().next(marker);
             if line == marker {
                 return lines;
             }
@@ -153,37 +183,39 @@ impl Running {
 
     /// Skips stderr lines (credwrap's log) until one satisfies `pred`.
     pub fn log_until(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        self.stderr.until(what, pred)
+        self.err().until(what, pred)
     }
 
     /// The next stdout line, or `None` once stdout is closed.
     pub fn next_line(&self) -> Option<String> {
-        self.stdout.recv()
+        self.out().recv()
     }
 
     pub fn stdin(&mut self) -> &mut std::process::ChildStdin {
         self.child
-            .stdin
             .as_mut()
+            .and_then(|c| c.stdin.as_mut())
             .expect("started with a piped stdin")
     }
 
     /// Closes stdin: a child blocked in `read` goes on.
     pub fn close_stdin(&mut self) {
-        drop(self.child.stdin.take());
+        if let Some(c) = self.child.as_mut() {
+            drop(c.stdin.take());
+        }
     }
 
     /// Waits for the exit status only (output may still be held open by grandchildren).
     pub fn wait(&mut self) -> ExitStatus {
-        self.child.wait().unwrap()
+        self.child.as_mut().expect("not finished").wait().unwrap()
     }
 
     /// Waits for the process (killing it after [`TIMEOUT`]) and returns everything it printed,
     /// including the lines the test already read.
     pub fn finish(mut self) -> Output {
-        drop(self.child.stdin.take());
-        let pid = self.child.id();
-        let mut child = self.child;
+        let mut child = self.child.take().expect("not finished");
+        drop(child.stdin.take());
+        let pid = child.id();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let _ = tx.send(child.wait());
@@ -198,10 +230,11 @@ impl Running {
                 panic!("process {pid} did not finish within {TIMEOUT:?}");
             }
         };
+        let (stdout, stderr) = (self.stdout.take(), self.stderr.take());
         Output {
             status,
-            stdout: self.stdout.all(),
-            stderr: self.stderr.all(),
+            stdout: stdout.map(Stream::all).unwrap_or_default(),
+            stderr: stderr.map(Stream::all).unwrap_or_default(),
         }
     }
 }
@@ -270,6 +303,16 @@ pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
         assert!(start.elapsed() < TIMEOUT, "gave up waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A test that cannot run here: skipped with a message, or, where `scripts/test` asked for
+/// every test to run (CREDWRAP_TESTS_STRICT, set as root and in CI), a failure naming why.
+pub fn skip<T>(why: &str) -> Option<T> {
+    if std::env::var_os("CREDWRAP_TESTS_STRICT").is_some_and(|v| !v.is_empty()) {
+        panic!("this test must run here (CREDWRAP_TESTS_STRICT) but cannot: {why}");
+    }
+    println!("SKIPPED: {why}");
+    None
 }
 
 /// A file `scripts/test` installs (under `.deps/`, or a Debian package's), which must exist.
