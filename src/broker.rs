@@ -219,7 +219,7 @@ impl Broker {
         let stop = Arc::clone(&shutdown);
         tokio::spawn(async move {
             tokio::select! {
-                () = task.run() => {}
+                () = task.refresh_forever() => {}
                 () = stop.notified() => tracing::debug!("credential broker stopped"),
             }
         });
@@ -256,7 +256,7 @@ struct Refresher<R> {
 
 impl<R: Reassume> Refresher<R> {
     /// Refreshes before every expiry until the broker is dropped.
-    async fn run(mut self) {
+    async fn refresh_forever(mut self) {
         loop {
             let schedule = self.tx.borrow().schedule;
             wait_until(&*self.clock, schedule.refresh_at, &self.wake).await;

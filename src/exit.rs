@@ -53,7 +53,7 @@ impl Failure {
     }
 
     /// Prints the failure on stderr (or, for `--help`, stdout) and exits with its code.
-    pub fn exit(self) -> ! {
+    pub fn print_and_exit(self) -> ! {
         let code = self.code();
         match self {
             Failure::Usage(e) => {

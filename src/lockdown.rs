@@ -23,7 +23,7 @@ pub struct ChildLimits {
 /// At most this many open files for credwrap itself: far more than the endpoint uses.
 const OPEN_FILES_WANTED: libc::rlim_t = 65_536;
 
-fn get(resource: libc::__rlimit_resource_t) -> io::Result<libc::rlimit> {
+fn read_limit(resource: libc::__rlimit_resource_t) -> io::Result<libc::rlimit> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -35,7 +35,7 @@ fn get(resource: libc::__rlimit_resource_t) -> io::Result<libc::rlimit> {
     Ok(limit)
 }
 
-fn set(resource: libc::__rlimit_resource_t, limit: &libc::rlimit) -> io::Result<()> {
+fn write_limit(resource: libc::__rlimit_resource_t, limit: &libc::rlimit) -> io::Result<()> {
     // SAFETY: setrlimit with a plain-data struct; async-signal-safe (used before exec).
     if unsafe { libc::setrlimit(resource, limit) } != 0 {
         return Err(io::Error::last_os_error());
@@ -46,9 +46,9 @@ fn set(resource: libc::__rlimit_resource_t, limit: &libc::rlimit) -> io::Result<
 /// Locks credwrap down before it holds any secret and gives it room for connections; returns
 /// the limits to give the command.
 pub fn lock_down() -> io::Result<ChildLimits> {
-    let core = get(libc::RLIMIT_CORE)?;
+    let core = read_limit(libc::RLIMIT_CORE)?;
     // Only the soft limit: the hard one stays, so the command can have its limit back.
-    set(
+    write_limit(
         libc::RLIMIT_CORE,
         &libc::rlimit {
             rlim_cur: 0,
@@ -59,10 +59,10 @@ pub fn lock_down() -> io::Result<ChildLimits> {
     if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    let open_files = get(libc::RLIMIT_NOFILE)?;
+    let open_files = read_limit(libc::RLIMIT_NOFILE)?;
     let wanted = OPEN_FILES_WANTED.min(open_files.rlim_max);
     if wanted > open_files.rlim_cur {
-        if let Err(e) = set(
+        if let Err(e) = write_limit(
             libc::RLIMIT_NOFILE,
             &libc::rlimit {
                 rlim_cur: wanted,
@@ -78,13 +78,13 @@ pub fn lock_down() -> io::Result<ChildLimits> {
 
 /// credwrap's soft open-file limit now, for sizing the endpoint.
 pub fn open_file_limit() -> u64 {
-    get(libc::RLIMIT_NOFILE).map_or(1024, |l| l.rlim_cur)
+    read_limit(libc::RLIMIT_NOFILE).map_or(1024, |l| l.rlim_cur)
 }
 
 impl ChildLimits {
     /// In the forked child, before exec: async-signal-safe.
     pub fn restore(&self) -> io::Result<()> {
-        set(libc::RLIMIT_CORE, &self.core)?;
-        set(libc::RLIMIT_NOFILE, &self.open_files)
+        write_limit(libc::RLIMIT_CORE, &self.core)?;
+        write_limit(libc::RLIMIT_NOFILE, &self.open_files)
     }
 }

@@ -4,34 +4,50 @@
 //! (loopback HTTP); the child module only sees the endpoint's environment variables. This file
 //! is wiring: each step returns a [`Failure`] that `main` prints once, with its exit code.
 
-mod broker;
-mod child;
+// In pipeline order: what the user asked for, then what credwrap does with it.
+// The command line: clap definitions, values checked by `limits`.
 mod cli;
-mod credential;
-mod endpoint;
-mod exit;
+// What STS and IAM accept: role ARNs, names, durations, tags, policies.
 mod limits;
-mod lockdown;
-mod logging;
-mod private_dir;
-mod random;
-mod role;
-mod secret;
+// Command line + environment + AWS files -> one resolved plan; after it, nothing reads `cli`.
 mod settings;
+// credwrap's own process limits (non-dumpable, core 0, open files) and the child's.
+mod lockdown;
+// The 0700 directory for the token file, the env file and the stand-in AWS files.
+mod private_dir;
+// In order: private directory, first AssumeRole, broker, listeners, the command's environment.
 mod startup;
+// Source credentials and the STS calls that turn them into the role's.
+mod role;
+// The role credential as STS issued it, and its time formats.
+mod credential;
+// Holds the current credential and re-assumes the role before it expires.
+mod broker;
+// The listeners the child's SDK (and containers) read the credential from.
+mod endpoint;
+// The command: its environment, exec, signals, exit status.
+mod child;
+// The exit-code contract and the one failure type `main` prints.
+mod exit;
+// Log lines on stderr, text or JSON; never a secret.
+mod logging;
+// Random bytes from getrandom(2), for the endpoint's secrets and retry jitter.
+mod random;
+// A string that never prints: secrets.
+mod secret;
 
 use std::process::ExitStatus;
 
 use clap::Parser;
 
-use crate::child::{env as child_env, Supervisor};
+use crate::child::Supervisor;
 use crate::cli::Cli;
-use crate::endpoint::ContainerHost;
+use crate::endpoint::Gateway;
 use crate::exit::Failure;
 use crate::settings::{AwsFiles, Env, Profiles};
 
 fn main() {
-    let cli = Cli::try_parse().unwrap_or_else(|e| Failure::from(e).exit());
+    let cli = Cli::try_parse().unwrap_or_else(|e| Failure::from(e).print_and_exit());
     match cli.generated_docs() {
         Ok(Some(text)) => return print_or_exit(&text),
         Ok(None) => {}
@@ -39,12 +55,12 @@ fn main() {
             format!("could not render the docs: {e}"),
             "please report it",
         )
-        .exit(),
+        .print_and_exit(),
     }
     logging::init(cli.verbose, cli.quiet, cli.log_format);
     match run(cli) {
         Ok(status) => exit::mirror(status),
-        Err(failure) => failure.exit(),
+        Err(failure) => failure.print_and_exit(),
     }
 }
 
@@ -56,20 +72,22 @@ fn print_or_exit(text: &[u8]) {
     match out.write_all(text).and_then(|()| out.flush()) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
-        Err(e) => Failure::setup(format!("could not write to stdout: {e}"), "check stdout").exit(),
+        Err(e) => Failure::setup(format!("could not write to stdout: {e}"), "check stdout")
+            .print_and_exit(),
     }
 }
 
-/// The whole run, step by step. It stays one function (a little over 60 lines) so that its
-/// order, which signal does what when and what is removed when, reads top to bottom.
+/// The whole run, step by step. It stays one function so that its order, which signal does
+/// what when and what is removed when, reads top to bottom; the command line is consumed by
+/// [`plan`] and read nowhere after.
 fn run(cli: Cli) -> Result<ExitStatus, Failure> {
     let limits = lockdown::lock_down().map_err(|e| {
         Failure::setup(
-            format!("could not make credwrap non-dumpable: {e}"),
-            "this needs Linux's prctl",
+            format!("could not set credwrap's process limits: {e}"),
+            "this needs Linux's prctl and setrlimit",
         )
     })?;
-    child_env::warn_if_nested();
+    child::env::warn_if_nested();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("credwrap-rt")
@@ -82,11 +100,13 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
             )
         })?;
     // No file exists yet: until here a signal's default action leaves nothing behind.
-    let (settings, containers) = resolve(&cli, &runtime)?;
-    child::find(&cli.command)?;
-    let options = child::Options {
-        kill_after: cli.kill_after,
-        subreaper: cli.subreaper,
+    let (plan, gateways) = plan(cli, &runtime)?;
+    if let Some(child) = &plan.child {
+        child::find(&child.command)?;
+    }
+    let supervision = child::Supervision {
+        kill_after: plan.child.as_ref().and_then(|c| c.kill_after),
+        subreaper: plan.child.as_ref().is_some_and(|c| c.subreaper),
         limits,
     };
     let no_signals = |e: std::io::Error| {
@@ -95,7 +115,7 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
             "check ulimit -n",
         )
     };
-    let supervisor = Supervisor::install(options, cli.serve).map_err(no_signals)?;
+    let supervisor = Supervisor::install(supervision, plan.child.is_none()).map_err(no_signals)?;
     let mut stop = runtime
         .block_on(async { supervisor.stop_signals() })
         .map_err(no_signals)?;
@@ -103,13 +123,13 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
     // token file in it go with it.
     let started = runtime.block_on(async {
         tokio::select! {
-            started = startup::start(&cli, settings, containers) => started.map(Ok),
+            started = startup::prepare(plan.assume, plan.endpoint.child, gateways) => started.map(Ok),
             Some(sig) = stop.recv() => Ok(Err(sig)),
         }
-    })?;
+    });
     let mut started = match started {
-        Ok(started) => started,
-        Err(sig) => {
+        Ok(Ok(started)) => started,
+        Ok(Err(sig)) => {
             tracing::info!(
                 signal = sig,
                 "stopped while starting; nothing was left behind"
@@ -118,19 +138,25 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
             runtime.shutdown_background();
             return Ok(std::os::unix::process::ExitStatusExt::from_raw(sig));
         }
+        Err(failure) => {
+            runtime.shutdown_background();
+            return Err(failure);
+        }
     };
-    let outcome = if cli.serve {
-        startup::announce(&started.endpoint);
-        let sig = supervisor.wait_for_stop();
-        tracing::info!(
-            signal = %child::signals::name(sig),
-            "stopping: the credentials served are revoked"
-        );
-        // A service stopped on purpose.
-        Ok(Ok(std::os::unix::process::ExitStatusExt::from_raw(0)))
-    } else {
-        let running = supervisor.spawn(&cli.command, std::mem::take(&mut started.child_env));
-        running.map(|running| running.wait())
+    let outcome = match &plan.child {
+        None => {
+            startup::announce(&started.endpoint);
+            let sig = supervisor.wait_for_stop();
+            tracing::info!(
+                signal = %child::signals::name(sig),
+                "stopping: the credentials served are revoked"
+            );
+            // A service stopped on purpose.
+            Ok(Ok(std::os::unix::process::ExitStatusExt::from_raw(0)))
+        }
+        Some(child) => supervisor
+            .spawn(&child.command, std::mem::take(&mut started.child_env))
+            .map(|running| running.wait()),
     };
     // The credential must not outlive the child: revoke it before anything else.
     started.stop();
@@ -139,11 +165,11 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
 }
 
 /// Everything the command line, the environment and the AWS files say, checked: bad input is
-/// a usage error here, before any network call.
-fn resolve(
-    cli: &Cli,
+/// a usage error here, before any network call. The command line ends here.
+fn plan(
+    cli: Cli,
     runtime: &tokio::runtime::Runtime,
-) -> Result<(settings::Settings, Vec<ContainerHost>), Failure> {
+) -> Result<(settings::Plan, Vec<Gateway>), Failure> {
     let env = Env::real();
     // Each file is read here, once, before any signal handler exists: a FIFO that blocks the
     // read leaves a signal its default action, and nothing has been created yet.
@@ -151,12 +177,13 @@ fn resolve(
     let profiles = runtime
         .block_on(Profiles::parse(files, &env))
         .map_err(|e| cli::usage_error(&e))?;
-    let settings = settings::resolve(cli, &env, &profiles, &mut settings::prompt::terminal)?;
-    let containers = cli
-        .container_hosts
+    let plan = settings::resolve(&cli, &env, &profiles, &mut settings::prompt::terminal)?;
+    let gateways = plan
+        .endpoint
+        .gateways
         .iter()
-        .map(|ip| ContainerHost::check(*ip))
+        .map(|ip| Gateway::validate(*ip))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| cli::usage_error(&e))?;
-    Ok((settings, containers))
+    Ok((plan, gateways))
 }

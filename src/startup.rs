@@ -1,19 +1,20 @@
 //! Everything that happens before the command starts, in order: credwrap's private directory,
 //! the first AssumeRole (so that a refusal is reported before anything runs), the broker, the
-//! endpoints, and the command's environment. Dropping the result undoes it all. With `--serve`
-//! there is no command: [`announce`] says what is served instead.
+//! endpoint's listeners, and the command's environment. Dropping the result undoes it all;
+//! [`Started::stop`] does it in order. With `--serve` there is no command: [`announce`] says on
+//! stdout what is served instead.
 
 use std::ffi::OsString;
+use std::sync::Arc;
 
-use crate::broker::Broker;
-use crate::child::{aws_files, env as child_env};
-use crate::cli::{Cli, EndpointKind};
+use crate::broker::{Broker, WallClock};
+use crate::child::{aws_files, env};
 use crate::credential;
-use crate::endpoint::{self, ContainerHost, Endpoint, Protocol};
+use crate::endpoint::{Endpoint, Gateway, Listeners};
 use crate::exit::Failure;
 use crate::private_dir::PrivateDir;
 use crate::role::Role;
-use crate::settings::Settings;
+use crate::settings::{AssumePlan, ChildProtocol};
 
 /// What the command runs with; dropping it removes the files (the runtime going away ends the
 /// rest), [`Started::stop`] does it all in order.
@@ -21,6 +22,7 @@ pub struct Started {
     pub dir: PrivateDir,
     pub endpoint: Endpoint,
     pub broker: Broker,
+    /// The command's environment; empty with `--serve`.
     pub child_env: Vec<(OsString, OsString)>,
 }
 
@@ -35,19 +37,19 @@ impl Started {
 }
 
 /// Everything before the command: the private directory, the first AssumeRole, the broker,
-/// the endpoint, and the command's environment.
-pub async fn start(
-    cli: &Cli,
-    settings: Settings,
-    containers: Vec<ContainerHost>,
+/// the endpoint, and, for a command (`child` is its protocol), the command's environment.
+pub async fn prepare(
+    assume: AssumePlan,
+    child: Option<ChildProtocol>,
+    gateways: Vec<Gateway>,
 ) -> Result<Started, Failure> {
     let temp_failed =
         |e: anyhow::Error| Failure::setup(format!("{e:#}"), "check that TMPDIR is writable");
     let dir = PrivateDir::create().map_err(temp_failed)?;
-    let role_arn = settings.target.role_arn.to_string();
-    let config = settings.aws_files.config.clone();
-    let (endpoint, broker, region) = serve(cli, settings, containers, &dir).await?;
-    if cli.serve {
+    let role_arn = assume.target.role_arn.to_string();
+    let config = assume.aws_files.config.clone();
+    let (endpoint, broker, region) = assume_and_listen(assume, child, gateways, &dir).await?;
+    if child.is_none() {
         // No command: nothing to give an environment to.
         return Ok(Started {
             dir,
@@ -57,13 +59,13 @@ pub async fn start(
         });
     }
     let files = aws_files::write_stand_ins(&dir, config.expose()).map_err(temp_failed)?;
-    let additions = child_env::Additions {
+    let additions = env::Additions {
         endpoint: &endpoint.child_env(),
         files: &files,
         region: region.as_deref(),
         role_arn: &role_arn,
     };
-    let child_env = child_env::build(std::env::vars_os(), &additions);
+    let child_env = env::build(std::env::vars_os(), &additions);
     Ok(Started {
         dir,
         endpoint,
@@ -73,44 +75,30 @@ pub async fn start(
 }
 
 /// Assumes the role once (so a refusal is reported before anything starts), then starts the
-/// broker and the endpoint the child will read from.
-async fn serve(
-    cli: &Cli,
-    settings: Settings,
-    containers: Vec<ContainerHost>,
+/// broker and the listeners; returns them with the region the command should use.
+async fn assume_and_listen(
+    assume: AssumePlan,
+    child: Option<ChildProtocol>,
+    gateways: Vec<Gateway>,
     dir: &PrivateDir,
 ) -> Result<(Endpoint, Broker, Option<String>), Failure> {
-    let role_arn = settings.target.role_arn.clone();
-    let mut role = Role::connect(settings).await?;
+    let role_arn = assume.target.role_arn.clone();
+    let mut role = Role::connect(assume).await?;
     let first = role.assume().await?;
     tracing::info!(
         role = %first.assumed_role_arn,
         expires = %credential::fmt_time(first.expiration),
         "assumed role"
     );
-    let region = role.region().map(str::to_string);
-    let child = match (cli.serve, cli.endpoint) {
-        (true, _) => None,
-        (false, EndpointKind::Ecs) => Some(Protocol::Container {
-            token_file: cli.token_file,
-        }),
-        (false, EndpointKind::Imds) => Some(Protocol::Imds {
-            role: role_arn,
-            region: region.clone(),
-        }),
-    };
-    let options = endpoint::Options {
+    let region = role.child_region().map(str::to_string);
+    let listeners = Listeners {
         child,
-        containers,
+        gateways,
+        role: role_arn,
         region: region.clone(),
     };
-    let broker = Broker::start(
-        role,
-        first,
-        options.min_remaining(),
-        std::sync::Arc::new(crate::broker::WallClock),
-    );
-    let endpoint = Endpoint::start(broker.reader(), options, dir)
+    let broker = Broker::start(role, first, listeners.min_remaining(), Arc::new(WallClock));
+    let endpoint = Endpoint::start(broker.reader(), listeners, dir)
         .await
         .map_err(|e| Failure::setup(format!("{e:#}"), "credwrap needs a TCP port to listen on"))?;
     Ok((endpoint, broker, region))

@@ -270,7 +270,14 @@ fn every_catchable_signal_is_forwarded_or_kept_on_purpose() {
     for &sig in &forwarded {
         raw_kill(sig);
         let want = format!("got {sig}");
-        assert_eq!(run.line(&want), want);
+        let got = run.next_line();
+        if got.as_deref() != Some(want.as_str()) {
+            let out = run.finish();
+            panic!(
+                "after signal {sig}: {got:?}; credwrap {:?}\nstdout: {}\nstderr: {}",
+                out.status, out.stdout, out.stderr
+            );
+        }
     }
     // The kept ones, then a marker numbered above them all: anything forwarded before the
     // marker would be printed before it, however credwrap and the child order pending signals.

@@ -314,7 +314,8 @@ async fn failures_back_off_exponentially_while_the_held_credential_is_served() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_error_a_retry_will_not_fix_soon_waits_the_largest_pause() {
+async fn an_error_a_retry_will_not_fix_soon_is_logged_at_error_and_waits_the_largest_pause() {
+    let log = Captured::start();
     let denied = Answer::Fail { retryable: false };
     let h = Harness::start(AN_HOUR, &[denied, denied], Duration::ZERO);
     h.generation(1).await;
@@ -323,16 +324,112 @@ async fn an_error_a_retry_will_not_fix_soon_waits_the_largest_pause() {
     for gap in calls.windows(2).map(|w| w[1] - w[0]) {
         assert_eq!(gap, MINUTE);
     }
+    let failures: Vec<String> = log
+        .text()
+        .lines()
+        .filter(|l| l.contains("refreshing role credentials failed"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(failures.len(), 2);
+    assert!(failures.iter().all(|l| l.contains("ERROR")), "{failures:?}");
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_worse_credential_is_refused_and_the_held_one_kept() {
+async fn a_transient_error_is_a_warning_that_says_what_is_still_served() {
+    let log = Captured::start();
+    let h = Harness::start(AN_HOUR, &[Answer::Fail { retryable: true }], Duration::ZERO);
+    h.generation(1).await;
+    let text = log.text();
+    let failure = text
+        .lines()
+        .find(|l| l.contains("refreshing role credentials failed"))
+        .unwrap_or_else(|| panic!("not logged: {text}"));
+    assert!(failure.contains("WARN"), "{failure}");
+    let stale = fmt_time(t0() + AN_HOUR - CONTAINER_MIN);
+    assert!(
+        failure.contains(&format!(
+            "still serving the current credential until {stale}"
+        )),
+        "{failure}"
+    );
+}
+
+/// What the broker logged on the test's thread (a `tokio::test` runtime runs the broker's task
+/// there too). One process-wide subscriber writes each event to the buffer of the thread that
+/// logged it, if that thread is capturing: tracing caches per call site whether anyone listens,
+/// and a per-test subscriber would race with the tests running beside it.
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+thread_local! {
+    static CAPTURE: std::cell::RefCell<Option<Arc<Mutex<Vec<u8>>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+struct ToThisThread;
+
+impl std::io::Write for ToThisThread {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CAPTURE.with(|c| {
+            if let Some(buffer) = c.borrow().as_ref() {
+                buffer.lock().unwrap().extend_from_slice(buf);
+            }
+        });
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn start() -> Captured {
+        static INSTALLED: std::sync::Once = std::sync::Once::new();
+        INSTALLED.call_once(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(|| ToThisThread)
+                .with_ansi(false)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+        });
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        CAPTURE.with(|c| *c.borrow_mut() = Some(Arc::clone(&buffer)));
+        Captured(buffer)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl Drop for Captured {
+    fn drop(&mut self) {
+        CAPTURE.with(|c| *c.borrow_mut() = None);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_worse_credential_is_refused_at_error_and_the_held_one_kept() {
+    let log = Captured::start();
     let h = Harness::start(AN_HOUR, &[Answer::ExpiringIn(5 * MINUTE)], Duration::ZERO);
     let second = h.generation(1).await;
     let calls = h.calls();
     assert_eq!(calls.len(), 2, "refused, then retried");
     assert_eq!(second.credential.expiration, t0() + calls[1] + AN_HOUR);
     assert!(calls[1] - calls[0] <= Duration::from_secs(2));
+    let refused = log
+        .text()
+        .lines()
+        .find(|l| l.contains("sooner than the one held"))
+        .map(str::to_string)
+        .expect("the refusal was logged");
+    assert!(refused.contains("ERROR"), "{refused}");
+    // Both expiry times: the refused one's and the held one's.
+    let offered = fmt_time(t0() + calls[0] + 5 * MINUTE);
+    let held = fmt_time(t0() + AN_HOUR);
+    assert!(
+        refused.contains(&offered) && refused.contains(&held),
+        "{refused}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -71,27 +71,27 @@ pub fn build(
         .into_iter()
         .filter(|(k, _)| !REMOVED.iter().any(|r| OsStr::new(r) == k.as_os_str()))
         .collect();
-    fn set(env: &mut Vec<(OsString, OsString)>, key: &str, value: OsString) {
+    fn put(env: &mut Vec<(OsString, OsString)>, key: &str, value: OsString) {
         env.retain(|(k, _)| k.as_os_str() != OsStr::new(key));
         env.push((key.into(), value));
     }
     for (k, v) in add.endpoint {
-        set(&mut env, k, v.expose().into());
+        put(&mut env, k, v.expose().into());
     }
     for (k, v) in add.files {
-        set(&mut env, k, v.clone());
+        put(&mut env, k, v.clone());
     }
     if let Some(region) = add.region {
         // botocore reads only AWS_DEFAULT_REGION; the other SDKs read AWS_REGION.
-        set(&mut env, "AWS_REGION", region.into());
-        set(&mut env, "AWS_DEFAULT_REGION", region.into());
+        put(&mut env, "AWS_REGION", region.into());
+        put(&mut env, "AWS_DEFAULT_REGION", region.into());
     }
-    set(&mut env, NESTED_MARKER, add.role_arn.into());
+    put(&mut env, NESTED_MARKER, add.role_arn.into());
     let no_proxy = with_loopback(env.iter().find(|(k, _)| k == "NO_PROXY").map(|(_, v)| v));
     let no_proxy_lower = with_loopback(env.iter().find(|(k, _)| k == "no_proxy").map(|(_, v)| v));
     // A CI proxy would otherwise receive (and fail) the request for the credential.
-    set(&mut env, "NO_PROXY", no_proxy);
-    set(&mut env, "no_proxy", no_proxy_lower);
+    put(&mut env, "NO_PROXY", no_proxy);
+    put(&mut env, "no_proxy", no_proxy_lower);
     env
 }
 
@@ -118,7 +118,7 @@ fn with_loopback(current: Option<&OsString>) -> OsString {
 mod tests {
     use super::*;
 
-    fn get<'a>(env: &'a [(OsString, OsString)], k: &str) -> Option<&'a OsString> {
+    fn value_of<'a>(env: &'a [(OsString, OsString)], k: &str) -> Option<&'a OsString> {
         env.iter().find(|(key, _)| key == k).map(|(_, v)| v)
     }
 
@@ -158,20 +158,23 @@ mod tests {
             "AWS_PROFILE",
             "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
         ] {
-            assert!(get(&env, k).is_none(), "{k} leaked");
+            assert!(value_of(&env, k).is_none(), "{k} leaked");
         }
         assert_eq!(
-            get(&env, "AWS_ENDPOINT_URL_STS").unwrap(),
+            value_of(&env, "AWS_ENDPOINT_URL_STS").unwrap(),
             "http://127.0.0.1:1"
         );
         assert_eq!(
-            get(&env, "AWS_CONTAINER_CREDENTIALS_FULL_URI").unwrap(),
+            value_of(&env, "AWS_CONTAINER_CREDENTIALS_FULL_URI").unwrap(),
             "http://127.0.0.1:9/p"
         );
-        assert_eq!(get(&env, "AWS_DEFAULT_REGION").unwrap(), "eu-west-1");
-        assert_eq!(get(&env, "NO_PROXY").unwrap(), "corp.example,127.0.0.1");
-        assert_eq!(get(&env, "no_proxy").unwrap(), "127.0.0.1");
-        assert_eq!(get(&env, "AWS_EC2_METADATA_DISABLED").unwrap(), "true");
+        assert_eq!(value_of(&env, "AWS_DEFAULT_REGION").unwrap(), "eu-west-1");
+        assert_eq!(
+            value_of(&env, "NO_PROXY").unwrap(),
+            "corp.example,127.0.0.1"
+        );
+        assert_eq!(value_of(&env, "no_proxy").unwrap(), "127.0.0.1");
+        assert_eq!(value_of(&env, "AWS_EC2_METADATA_DISABLED").unwrap(), "true");
         assert_eq!(
             env.iter().filter(|(k, _)| k == "AWS_CONFIG_FILE").count(),
             1

@@ -77,7 +77,7 @@ impl Exec {
 
     /// In the forked child: `execve` each candidate as `execvp` does (go on past ENOENT and
     /// EACCES, report EACCES if any was seen), and return the error if none could be run.
-    pub fn exec(&self) -> io::Error {
+    pub fn execve(&self) -> io::Error {
         let mut denied = false;
         for path in &self.candidates {
             // SAFETY: NUL-terminated strings and NULL-terminated pointer arrays we own.
@@ -125,7 +125,7 @@ fn candidates(program: &OsStr, path: Option<&OsStr>) -> Vec<PathBuf> {
 /// Before anything is assumed: a command that is nowhere to be found fails now, with bash's
 /// 127, rather than after an STS call (and an MFA prompt) for nothing. Whether it can really
 /// be executed is only known at `execve`, which reports the rest.
-pub fn find(program: &OsStr, path: Option<&OsStr>) -> Result<(), SpawnError> {
+pub fn find_on(program: &OsStr, path: Option<&OsStr>) -> Result<(), SpawnError> {
     if candidates(program, path).iter().any(|p| p.exists()) {
         return Ok(());
     }

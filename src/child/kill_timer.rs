@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 #[derive(Debug, PartialEq, Eq)]
-enum State {
+enum TimerState {
     Armed,
     /// The child was reaped (or the timer cancelled): never kill.
     Disarmed,
@@ -17,12 +17,12 @@ enum State {
 }
 
 pub struct KillTimer {
-    shared: Arc<(Mutex<State>, Condvar)>,
+    shared: Arc<(Mutex<TimerState>, Condvar)>,
 }
 
 /// Held while reaping: the timer cannot fire meanwhile.
 pub struct Hold<'a> {
-    state: MutexGuard<'a, State>,
+    state: MutexGuard<'a, TimerState>,
     wake: &'a Condvar,
 }
 
@@ -32,7 +32,7 @@ impl KillTimer {
         after: Duration,
         kill: impl FnOnce() + Send + 'static,
     ) -> std::io::Result<KillTimer> {
-        let shared = Arc::new((Mutex::new(State::Armed), Condvar::new()));
+        let shared = Arc::new((Mutex::new(TimerState::Armed), Condvar::new()));
         let theirs = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("credwrap-kill-after".into())
@@ -40,10 +40,10 @@ impl KillTimer {
                 let (lock, wake) = &*theirs;
                 let state = lock.lock().unwrap_or_else(|e| e.into_inner());
                 let (mut state, _) = wake
-                    .wait_timeout_while(state, after, |s| *s == State::Armed)
+                    .wait_timeout_while(state, after, |s| *s == TimerState::Armed)
                     .unwrap_or_else(|e| e.into_inner());
-                if *state == State::Armed {
-                    *state = State::Fired;
+                if *state == TimerState::Armed {
+                    *state = TimerState::Fired;
                     kill();
                 }
             })?;
@@ -63,8 +63,8 @@ impl KillTimer {
 impl Hold<'_> {
     /// The child is gone: the timer must never fire.
     pub fn disarm(mut self) {
-        if *self.state == State::Armed {
-            *self.state = State::Disarmed;
+        if *self.state == TimerState::Armed {
+            *self.state = TimerState::Disarmed;
         }
         self.wake.notify_all();
     }

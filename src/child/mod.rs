@@ -64,7 +64,7 @@ enum Group {
 
 /// How the child is supervised beyond the defaults.
 #[derive(Clone, Copy)]
-pub struct Options {
+pub struct Supervision {
     /// SIGKILL the child this long after the first TERM/INT.
     pub kill_after: Option<std::time::Duration>,
     /// Adopt orphaned descendants and reap them (also done as PID 1).
@@ -79,7 +79,7 @@ pub fn find(command: &[OsString]) -> Result<(), SpawnError> {
         return Ok(());
     };
     let path = std::env::var_os("PATH");
-    exec::find(program, path.as_deref())
+    exec::find_on(program, path.as_deref())
 }
 
 /// Signal handling installed before the child exists, so no signal or exit can slip by.
@@ -90,16 +90,16 @@ pub struct Supervisor {
     /// The process group of whoever started credwrap (an interactive shell, at a terminal).
     parent_group: Option<Pid>,
     group: Group,
-    options: Options,
+    supervision: Supervision,
     reap_orphans: bool,
 }
 
 impl Supervisor {
     /// Installs the handlers for a run with a child, or, with `server` (`--serve`), for one
     /// that serves until stopped.
-    pub fn install(options: Options, server: bool) -> io::Result<Supervisor> {
-        let reap_orphans = options.subreaper || std::process::id() == 1;
-        if options.subreaper {
+    pub fn install(supervision: Supervision, server: bool) -> io::Result<Supervisor> {
+        let reap_orphans = supervision.subreaper || std::process::id() == 1;
+        if supervision.subreaper {
             // SAFETY: plain prctl on our own process.
             if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
                 return Err(io::Error::last_os_error());
@@ -130,7 +130,7 @@ impl Supervisor {
             handled,
             parent_group,
             group,
-            options,
+            supervision,
             reap_orphans,
         })
     }
@@ -180,7 +180,7 @@ impl Supervisor {
             cmd.process_group(0);
         }
         let parent = std::process::id() as libc::pid_t;
-        let limits = self.options.limits;
+        let limits = self.supervision.limits;
         // SAFETY: only async-signal-safe calls (prctl, getppid, raise, execve) between fork and
         // exec; everything exec needs was allocated before the fork.
         unsafe {
@@ -195,7 +195,7 @@ impl Supervisor {
                 limits.restore()?;
                 // Our own execve: std's would be glibc's execvp, which hands a file the kernel
                 // refused (ENOEXEC) to /bin/sh. Returning is failing; std reports the error.
-                Err(exec.exec())
+                Err(exec.execve())
             });
         }
         let child = cmd.spawn().map_err(|e| {
@@ -210,7 +210,7 @@ impl Supervisor {
             signals: self.signals,
             parent_group: self.parent_group,
             group: self.group,
-            options: self.options,
+            supervision: self.supervision,
             reap_orphans: self.reap_orphans,
             kill_timer: None,
             child,
@@ -223,7 +223,7 @@ pub struct Running {
     signals: SignalsInfo<WithOrigin>,
     parent_group: Option<Pid>,
     group: Group,
-    options: Options,
+    supervision: Supervision,
     reap_orphans: bool,
     kill_timer: Option<kill_timer::KillTimer>,
     child: Child,
@@ -293,7 +293,7 @@ impl Running {
     }
 
     fn start_kill_timer(&mut self, pid: Pid) {
-        let Some(after) = self.options.kill_after else {
+        let Some(after) = self.supervision.kill_after else {
             return;
         };
         let group = self.group;

@@ -92,7 +92,7 @@ pub struct Admission {
     next_id: AtomicU64,
     capacity: usize,
     pressure: usize,
-    state: Mutex<State>,
+    state: Mutex<Slots>,
     /// How many are open, readable without the lock on every request.
     open: AtomicUsize,
     /// A slot was freed.
@@ -100,7 +100,7 @@ pub struct Admission {
 }
 
 #[derive(Default)]
-struct State {
+struct Slots {
     /// Sockets open: admitted and not yet dropped by their task (closed ones included until
     /// then). What the descriptor budget counts.
     live: usize,
@@ -129,7 +129,7 @@ impl Admission {
             next_id: AtomicU64::new(1),
             capacity,
             pressure: capacity * 3 / 4,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(Slots::default()),
             open: AtomicUsize::new(0),
             room: Notify::new(),
         }
@@ -140,7 +140,7 @@ impl Admission {
         self.epoch.elapsed().as_millis() as u64 + 1
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+    fn state(&self) -> std::sync::MutexGuard<'_, Slots> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -224,7 +224,7 @@ impl Admission {
 
     /// The connection to close to make room, in the order the module comment gives: the oldest
     /// pending one, else the one whose responses have waited longest, if a second or more.
-    fn victim(&self, state: &State) -> Option<u64> {
+    fn victim(&self, state: &Slots) -> Option<u64> {
         if let Some(oldest) = state.pending.first() {
             return Some(*oldest);
         }

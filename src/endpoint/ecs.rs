@@ -10,7 +10,7 @@ use hyper::header::AUTHORIZATION;
 use hyper::{Method, Request, StatusCode};
 use serde::Serialize;
 
-use super::container::Form;
+use super::gateway::UriForm;
 use super::http::{self, Current, Reply};
 use crate::credential::{fmt_expiration, RoleCredential};
 use crate::private_dir::PrivateDir;
@@ -27,7 +27,7 @@ pub const ENV_TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN";
 pub const ENV_TOKEN_FILE: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE";
 
 /// The secrets of one container endpoint, and where the child finds the token.
-pub struct Container {
+pub struct EcsService {
     /// A random path: what SDKs without token support would otherwise get for free, and the
     /// whole secret where none is sent (a relative URI, as ECS gives it).
     path: String,
@@ -38,17 +38,17 @@ pub struct Container {
     warned_missing_token: AtomicBool,
 }
 
-impl Container {
+impl EcsService {
     /// New random secrets; with `token_file`, the token is written to `dir` (0600) instead of
     /// going into the child's environment, which any process of the same user can read.
-    pub fn new(dir: &PrivateDir, token_file: bool) -> anyhow::Result<Container> {
+    pub fn new(dir: &PrivateDir, token_file: bool) -> anyhow::Result<EcsService> {
         let token = Secret::new(http::random_hex(32)?);
         let token_file = if token_file {
             Some(dir.write_secret("token", &token)?)
         } else {
             None
         };
-        Ok(Container {
+        Ok(EcsService {
             path: format!("/{}", http::random_hex(16)?),
             token: Some(token),
             token_file,
@@ -58,13 +58,13 @@ impl Container {
 
     /// Secrets for containers, their own: a 256-bit path and, for a full URI, a token. A
     /// relative URI gets no token (not every SDK sends one with it): the path is the secret.
-    pub fn for_containers(with_token: bool) -> anyhow::Result<Container> {
+    pub fn for_gateway(with_token: bool) -> anyhow::Result<EcsService> {
         let token = if with_token {
             Some(Secret::new(http::random_hex(32)?))
         } else {
             None
         };
-        Ok(Container {
+        Ok(EcsService {
             path: format!("/{}", http::random_hex(32)?),
             token,
             token_file: None,
@@ -73,11 +73,11 @@ impl Container {
     }
 
     /// The lines of `docker run --env-file` that point a container's SDK here.
-    pub fn container_env(&self, addr: SocketAddr, form: Form) -> Vec<String> {
+    pub fn gateway_env_lines(&self, addr: SocketAddr, form: UriForm) -> Vec<String> {
         let mut lines = match form {
-            Form::Relative => vec![format!("{ENV_RELATIVE_URI}={}", self.path)],
+            UriForm::Relative => vec![format!("{ENV_RELATIVE_URI}={}", self.path)],
             // SocketAddr prints an IPv6 address in brackets, as a URL needs.
-            Form::Full => vec![format!("{ENV_FULL_URI}=http://{addr}{}", self.path)],
+            UriForm::Full => vec![format!("{ENV_FULL_URI}=http://{addr}{}", self.path)],
         };
         if let Some(token) = &self.token {
             lines.push(format!("{ENV_TOKEN}={}", token.expose()));
@@ -103,7 +103,7 @@ impl Container {
     pub fn respond(&self, current: &Current<'_>, req: &Request<Incoming>) -> Reply {
         // In constant time: for a relative URI the path is the whole secret.
         if !http::bytes_eq(req.uri().path().as_bytes(), self.path.as_bytes()) {
-            return http::error(StatusCode::NOT_FOUND, "NotFound", "no such resource");
+            return http::error_reply(StatusCode::NOT_FOUND, "NotFound", "no such resource");
         }
         if req.method() != Method::GET {
             return http::method_not_allowed("GET");
@@ -114,14 +114,14 @@ impl Container {
                 if auth.is_none() {
                     self.warn_missing_token();
                 }
-                return http::error(
+                return http::error_reply(
                     StatusCode::UNAUTHORIZED,
                     "Unauthorized",
                     self.unauthorized(),
                 );
             }
         }
-        current.serve(body)
+        current.credential_reply(document)
     }
 
     fn unauthorized(&self) -> &'static str {
@@ -157,7 +157,7 @@ impl Container {
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct Body<'a> {
+struct Document<'a> {
     code: &'static str,
     #[serde(rename = "Type")]
     kind: &'static str,
@@ -168,8 +168,8 @@ struct Body<'a> {
     account_id: &'a str,
 }
 
-fn body(c: &RoleCredential) -> Vec<u8> {
-    let body = Body {
+fn document(c: &RoleCredential) -> Vec<u8> {
+    let document = Document {
         code: "Success",
         kind: "AWS-HMAC",
         access_key_id: &c.access_key_id,
@@ -181,7 +181,7 @@ fn body(c: &RoleCredential) -> Vec<u8> {
     // Sized up front so that no reallocation leaves a copy of the keys in freed memory.
     let mut out = Vec::with_capacity(4096);
     // Serialising plain strings into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut out, &body);
+    let _ = serde_json::to_writer(&mut out, &document);
     out
 }
 
@@ -201,7 +201,7 @@ mod tests {
             account_id: "123456789012".into(),
             assumed_role_arn: String::new(),
         };
-        let v: serde_json::Value = serde_json::from_slice(&body(&c)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&document(&c)).unwrap();
         assert_eq!(v["Expiration"], "2027-01-15T08:00:00Z");
         assert_eq!(v["AccessKeyId"], "ASIAEXAMPLE");
         assert_eq!(v["SecretAccessKey"], "s");

@@ -32,17 +32,17 @@ impl Current<'_> {
 
     /// The current credential, rendered by `render` once per credential for this listener, or
     /// 503 when there is none fit to hand out. Never waits on STS.
-    pub fn serve(&self, render: impl FnOnce(&RoleCredential) -> Vec<u8>) -> Reply {
+    pub fn credential_reply(&self, render: impl FnOnce(&RoleCredential) -> Vec<u8>) -> Reply {
         if self.revoked {
-            return error(
+            return error_reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ShuttingDown",
                 "credwrap is exiting; its credentials are no longer served",
             );
         }
         match self.reader.current(self.min_remaining) {
-            Some(lease) => json(StatusCode::OK, self.rendered.body(&lease, render)),
-            None => error(
+            Some(lease) => json(StatusCode::OK, self.rendered.get_or_render(&lease, render)),
+            None => error_reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "CredentialsUnavailable",
                 "credwrap could not refresh the role's credentials from STS and is retrying; see its log",
@@ -60,7 +60,11 @@ pub struct RenderCache {
 }
 
 impl RenderCache {
-    fn body(&self, lease: &Lease, render: impl FnOnce(&RoleCredential) -> Vec<u8>) -> Bytes {
+    fn get_or_render(
+        &self,
+        lease: &Lease,
+        render: impl FnOnce(&RoleCredential) -> Vec<u8>,
+    ) -> Bytes {
         let cached = self.body.read().unwrap_or_else(|e| e.into_inner());
         if let Some((generation, body)) = cached.as_ref() {
             if *generation == lease.generation {
@@ -85,13 +89,13 @@ pub fn bytes_eq(got: &[u8], expected: &[u8]) -> bool {
     bool::from(got.ct_eq(expected))
 }
 
-pub fn error(status: StatusCode, code: &str, message: &str) -> Reply {
+pub fn error_reply(status: StatusCode, code: &str, message: &str) -> Reply {
     let body = serde_json::json!({ "code": code, "message": message }).to_string();
     json(status, Bytes::from(body))
 }
 
 pub fn method_not_allowed(allow: &'static str) -> Reply {
-    let mut resp = error(
+    let mut resp = error_reply(
         StatusCode::METHOD_NOT_ALLOWED,
         "MethodNotAllowed",
         "method not allowed here",

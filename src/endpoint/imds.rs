@@ -42,15 +42,15 @@ const MAX_TTL_SECS: u64 = 21_600;
 const MAX_SESSIONS: usize = 4096;
 
 /// The state of one IMDS endpoint: the role it lists, its region, the sessions it handed out.
-pub struct Imds {
+pub struct ImdsService {
     role: RoleArn,
     region: Option<String>,
     sessions: Sessions,
 }
 
-impl Imds {
-    pub fn new(role: RoleArn, region: Option<String>) -> Imds {
-        Imds {
+impl ImdsService {
+    pub fn new(role: RoleArn, region: Option<String>) -> ImdsService {
+        ImdsService {
             role,
             region,
             sessions: Sessions::default(),
@@ -114,7 +114,7 @@ impl Imds {
         if name != self.role.name() {
             return text(StatusCode::NOT_FOUND, "Not Found");
         }
-        current.serve(body)
+        current.credential_reply(document)
     }
 
     /// What an instance says of its profile; credwrap's is named after the role.
@@ -217,7 +217,7 @@ impl Sessions {
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct Body<'a> {
+struct Document<'a> {
     code: &'static str,
     last_updated: String,
     #[serde(rename = "Type")]
@@ -228,8 +228,8 @@ struct Body<'a> {
     expiration: String,
 }
 
-fn body(c: &RoleCredential) -> Vec<u8> {
-    let body = Body {
+fn document(c: &RoleCredential) -> Vec<u8> {
+    let document = Document {
         code: "Success",
         last_updated: fmt_expiration(c.received),
         kind: "AWS-HMAC",
@@ -241,6 +241,6 @@ fn body(c: &RoleCredential) -> Vec<u8> {
     // Sized up front so that no reallocation leaves a copy of the keys in freed memory.
     let mut out = Vec::with_capacity(4096);
     // Serialising plain strings into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut out, &body);
+    let _ = serde_json::to_writer(&mut out, &document);
     out
 }

@@ -4,14 +4,16 @@
 //! The child's listens on 127.0.0.1 only, on an ephemeral port, and speaks one of two protocols:
 //! the container-credentials one ([`ecs`], a random path and a random token) or an
 //! IMDSv2-compatible one ([`imds`], session tokens from `PUT /latest/api/token`). Containers get
-//! the container protocol on an address of a Docker network ([`container`]), with secrets of
-//! their own. Every listener only reads the broker's current credential and never waits on STS,
-//! so a request is answered from memory. This module owns what is common: the listeners, the
-//! connection limits, the `Host` check and revocation.
+//! the container-credentials protocol on a gateway address of a Docker network ([`gateway`]),
+//! with secrets of their own. Every listener only reads the broker's current credential and never
+//! waits on STS, so a request is answered from memory; each renders (and caches) its own
+//! protocol's document and serves only credentials with its protocol's minimum remaining
+//! lifetime left. This module owns what is common: the listeners, who gets a connection slot
+//! ([`admission`]), the `Host` check and revocation.
 
 mod admission;
-pub mod container;
 mod ecs;
+pub mod gateway;
 mod http;
 mod imds;
 
@@ -36,7 +38,8 @@ use crate::broker::CredentialReader;
 use crate::limits::RoleArn;
 use crate::private_dir::PrivateDir;
 use crate::secret::Secret;
-pub use container::ContainerHost;
+use crate::settings::{ChildProtocol, TokenDelivery};
+pub use gateway::Gateway;
 use http::{Current, Reply};
 
 /// Smallest buffer hyper accepts; SDK requests are a few hundred bytes.
@@ -44,47 +47,30 @@ const MAX_HEADER_BYTES: usize = 8192;
 /// The variable that tells the command where the containers' env file is.
 pub const ENV_CONTAINER_ENV_FILE: &str = "CREDWRAP_CONTAINER_ENV_FILE";
 
-/// Which protocol the child's endpoint speaks, as the command line chose it.
-pub enum Protocol {
-    /// Container credentials (`AWS_CONTAINER_CREDENTIALS_FULL_URI`); with `token_file`, the
-    /// token reaches the child as a file instead of a variable.
-    Container { token_file: bool },
-    /// IMDSv2, listing this role under `security-credentials/`, in this region.
-    Imds {
-        role: RoleArn,
-        region: Option<String>,
-    },
-}
-
-impl Protocol {
-    /// How much life a credential must have left to be served: what this protocol's clients
-    /// need (IMDS clients stretch an expiring credential, so they need more).
-    pub fn min_remaining(&self) -> Duration {
-        match self {
-            Protocol::Container { .. } => ecs::MIN_REMAINING,
-            Protocol::Imds { .. } => imds::MIN_REMAINING,
-        }
-    }
-}
-
-/// What to serve: the child's endpoint (none when there is no command) and containers'.
-pub struct Options {
-    pub child: Option<Protocol>,
-    pub containers: Vec<ContainerHost>,
-    /// For the containers' env file.
+/// The listeners to start.
+pub struct Listeners {
+    /// The command's endpoint; none when there is no command.
+    pub child: Option<ChildProtocol>,
+    /// Gateway addresses containers reach, checked.
+    pub gateways: Vec<Gateway>,
+    /// The role IMDS lists under `security-credentials/`.
+    pub role: RoleArn,
+    /// For IMDS's placement and the containers' env file.
     pub region: Option<String>,
 }
 
-impl Options {
+impl Listeners {
     /// The longest remaining lifetime any listener's clients need: what the broker must
     /// refresh in time for.
     pub fn min_remaining(&self) -> Duration {
-        let containers = (!self.containers.is_empty()).then_some(ecs::MIN_REMAINING);
+        let gateways = (!self.gateways.is_empty()).then_some(ecs::MIN_REMAINING);
         self.child
-            .as_ref()
-            .map(Protocol::min_remaining)
+            .map(|c| match c {
+                ChildProtocol::Ecs(_) => ecs::MIN_REMAINING,
+                ChildProtocol::Imds => imds::MIN_REMAINING,
+            })
             .into_iter()
-            .chain(containers)
+            .chain(gateways)
             .max()
             .unwrap_or(ecs::MIN_REMAINING)
     }
@@ -92,14 +78,14 @@ impl Options {
 
 /// A listener's protocol state.
 enum Service {
-    Container(ecs::Container),
-    Imds(imds::Imds),
+    Ecs(ecs::EcsService),
+    Imds(imds::ImdsService),
 }
 
 impl Service {
     fn min_remaining(&self) -> Duration {
         match self {
-            Service::Container(_) => ecs::MIN_REMAINING,
+            Service::Ecs(_) => ecs::MIN_REMAINING,
             Service::Imds(_) => imds::MIN_REMAINING,
         }
     }
@@ -112,8 +98,8 @@ struct Shared {
     /// The names a request's Host may give, with our port or none.
     names: Vec<String>,
     port: u16,
-    /// For a container listener: where requests may come from.
-    peers: Option<ContainerHost>,
+    /// For a gateway listener: where requests may come from.
+    peers: Option<Gateway>,
     revoked: Arc<AtomicBool>,
     /// This listener's rendering of the current credential: its protocol's own document.
     rendered: http::RenderCache,
@@ -136,27 +122,43 @@ impl Endpoint {
     /// file, the containers' env file) go into `dir`.
     pub async fn start(
         reader: CredentialReader,
-        options: Options,
+        listeners: Listeners,
         dir: &PrivateDir,
     ) -> anyhow::Result<Endpoint> {
-        let listeners = usize::from(options.child.is_some()) + options.containers.len();
+        let count = usize::from(listeners.child.is_some()) + listeners.gateways.len();
         let mut endpoint = Endpoint {
-            capacity: admission::capacity(crate::lockdown::open_file_limit(), listeners),
+            capacity: admission::capacity(crate::lockdown::open_file_limit(), count),
             child_env: Vec::new(),
             container_env_file: None,
             revoked: Arc::new(AtomicBool::new(false)),
             accept_loops: Vec::new(),
         };
-        if let Some(protocol) = options.child {
-            endpoint.child_env = endpoint.start_child(&reader, protocol, dir).await?;
+        if let Some(protocol) = listeners.child {
+            let service = match protocol {
+                ChildProtocol::Ecs(delivery) => {
+                    Service::Ecs(ecs::EcsService::new(dir, delivery == TokenDelivery::File)?)
+                }
+                ChildProtocol::Imds => {
+                    tracing::warn!(
+                        "IMDS mode: any local process that can reach 127.0.0.1 can read the \
+                         role's credentials from the endpoint; the default container mode \
+                         requires a token"
+                    );
+                    Service::Imds(imds::ImdsService::new(
+                        listeners.role.clone(),
+                        listeners.region.clone(),
+                    ))
+                }
+            };
+            endpoint.child_env = endpoint.start_child(&reader, service).await?;
         }
         let mut env_file = None;
-        for host in &options.containers {
-            let lines = endpoint.start_container(&reader, host).await?;
+        for gateway in &listeners.gateways {
+            let lines = endpoint.start_gateway(&reader, gateway).await?;
             env_file.get_or_insert(lines);
         }
         if let Some(mut lines) = env_file {
-            if let Some(region) = &options.region {
+            if let Some(region) = &listeners.region {
                 lines.push(format!("AWS_REGION={region}"));
                 lines.push(format!("AWS_DEFAULT_REGION={region}"));
             }
@@ -173,71 +175,59 @@ impl Endpoint {
         Ok(endpoint)
     }
 
+    /// The command's listener on 127.0.0.1; returns the variables that point its SDK there.
     async fn start_child(
         &mut self,
         reader: &CredentialReader,
-        protocol: Protocol,
-        dir: &PrivateDir,
+        service: Service,
     ) -> anyhow::Result<Vec<(&'static str, Secret)>> {
-        let service = match protocol {
-            Protocol::Container { token_file } => {
-                Service::Container(ecs::Container::new(dir, token_file)?)
-            }
-            Protocol::Imds { role, region } => {
-                tracing::warn!(
-                    "IMDS mode: any local process that can reach 127.0.0.1 can read the role's \
-                     credentials from the endpoint; the default container mode requires a token"
-                );
-                Service::Imds(imds::Imds::new(role, region))
-            }
-        };
         let listener = admission::listen((Ipv4Addr::LOCALHOST, 0).into())
             .context("could not listen on 127.0.0.1")?;
         let addr = listener.local_addr().context("no local address")?;
         // URIs use the literal 127.0.0.1, the one host every SDK version accepts over plain
         // HTTP (`localhost` may resolve to ::1).
         let env = match &service {
-            Service::Container(c) => c.child_env(addr),
+            Service::Ecs(c) => c.child_env(addr),
             Service::Imds(i) => i.child_env(addr),
         };
         let names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
-        self.serve(listener, reader, service, names, None);
+        self.spawn_listener(listener, reader, service, names, None);
         tracing::debug!(%addr, "credential endpoint listening");
         Ok(env)
     }
 
-    /// A listener for containers on `host`; returns its lines of the env file.
-    async fn start_container(
+    /// A listener for containers on `gateway`; returns its lines of the env file.
+    async fn start_gateway(
         &mut self,
         reader: &CredentialReader,
-        host: &ContainerHost,
+        gateway: &Gateway,
     ) -> anyhow::Result<Vec<String>> {
-        let (listener, form) = host.bind().await?;
+        let (listener, form) = gateway.bind().await?;
         let addr = listener.local_addr().context("no local address")?;
-        let service = ecs::Container::for_containers(form == container::Form::Full)?;
-        let lines = service.container_env(addr, form);
-        let name = match host.ip {
+        let service = ecs::EcsService::for_gateway(form == gateway::UriForm::Full)?;
+        let lines = service.gateway_env_lines(addr, form);
+        let name = match gateway.ip {
             IpAddr::V6(ip) => format!("[{ip}]"),
             IpAddr::V4(ip) => ip.to_string(),
         };
-        self.serve(
+        self.spawn_listener(
             listener,
             reader,
-            Service::Container(service),
+            Service::Ecs(service),
             vec![name],
-            Some(host.clone()),
+            Some(gateway.clone()),
         );
-        tracing::info!(%addr, interface = %host.interface, "serving containers");
+        tracing::info!(%addr, interface = %gateway.interface, "serving containers");
         Ok(lines)
     }
 
-    fn serve(
+    fn spawn_listener(
         &mut self,
         listener: TcpListener,
         reader: &CredentialReader,
         service: Service,
         names: Vec<String>,
-        peers: Option<ContainerHost>,
+        peers: Option<Gateway>,
     ) {
         let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
         let shared = Arc::new(Shared {
@@ -284,7 +274,7 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 if let Some(host) = &shared.peers {
-                    if !host.serves(peer.ip()) {
+                    if !host.admits(peer.ip()) {
                         // Routed to the address through this host from another network.
                         tracing::debug!(%peer, "refused a connection from outside the container network");
                         continue;
@@ -319,7 +309,7 @@ async fn serve_connection(
     let io = TokioIo::new(admission.track(stream, &conn));
     let (counted, counter) = (Arc::clone(&conn), Arc::clone(&admission));
     let service = service_fn(move |req| {
-        let mut resp = respond(&shared, &req);
+        let mut resp = answer(&shared, &req);
         let refused = resp.status().is_client_error() || resp.status().is_server_error();
         if !counter.request(&counted, refused) {
             // This client has had its share of one connection: it may open another.
@@ -342,9 +332,9 @@ async fn serve_connection(
     admission.leave(&conn);
 }
 
-fn respond(shared: &Shared, req: &Request<Incoming>) -> Reply {
+fn answer(shared: &Shared, req: &Request<Incoming>) -> Reply {
     if let Some(why) = malformed(shared, req) {
-        return http::error(StatusCode::BAD_REQUEST, "BadRequest", why);
+        return http::error_reply(StatusCode::BAD_REQUEST, "BadRequest", why);
     }
     let host_ok = req
         .headers()
@@ -354,7 +344,7 @@ fn respond(shared: &Shared, req: &Request<Incoming>) -> Reply {
     if !host_ok {
         // DNS rebinding: a web page the user opened may resolve its own name to 127.0.0.1, but
         // the browser still sends that name as Host.
-        return http::error(
+        return http::error_reply(
             StatusCode::FORBIDDEN,
             "Forbidden",
             "the Host header must name this endpoint (127.0.0.1 or localhost)",
@@ -367,7 +357,7 @@ fn respond(shared: &Shared, req: &Request<Incoming>) -> Reply {
         rendered: &shared.rendered,
     };
     let resp = match &shared.service {
-        Service::Container(c) => c.respond(&current, req),
+        Service::Ecs(c) => c.respond(&current, req),
         Service::Imds(i) => i.respond(&current, req),
     };
     tracing::trace!(method = %req.method(), status = resp.status().as_u16(), "endpoint request");
@@ -421,7 +411,7 @@ mod tests {
         }
     }
 
-    fn credential() -> RoleCredential {
+    fn hour_long_credential() -> RoleCredential {
         let now = SystemTime::now();
         RoleCredential {
             access_key_id: "ASIAREVOKED".into(),
@@ -435,7 +425,7 @@ mod tests {
     }
 
     /// One keep-alive GET on `stream`; the response's head and body as text.
-    async fn get(stream: &mut TcpStream, addr: &str, path: &str, token: &str) -> String {
+    async fn keep_alive_get(stream: &mut TcpStream, addr: &str, path: &str, token: &str) -> String {
         let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {token}\r\n\r\n");
         stream.write_all(req.as_bytes()).await.unwrap();
         let mut buf = vec![0u8; 8192];
@@ -450,16 +440,17 @@ mod tests {
         let dir = PrivateDir::create().unwrap();
         let broker = Broker::start(
             NeverAsked,
-            credential(),
+            hour_long_credential(),
             ecs::MIN_REMAINING,
             Arc::new(WallClock),
         );
-        let options = Options {
-            child: Some(Protocol::Container { token_file: false }),
-            containers: Vec::new(),
+        let listeners = Listeners {
+            child: Some(ChildProtocol::Ecs(TokenDelivery::Variable)),
+            gateways: Vec::new(),
+            role: "arn:aws:iam::123456789012:role/r".parse().unwrap(),
             region: None,
         };
-        let endpoint = Endpoint::start(broker.reader(), options, &dir)
+        let endpoint = Endpoint::start(broker.reader(), listeners, &dir)
             .await
             .unwrap();
         let env = endpoint.child_env();
@@ -477,13 +468,13 @@ mod tests {
         let (addr, path) = rest.split_at(rest.find('/').unwrap());
 
         let mut open = TcpStream::connect(addr).await.unwrap();
-        let before = get(&mut open, addr, path, &token).await;
+        let before = keep_alive_get(&mut open, addr, path, &token).await;
         assert!(
             before.starts_with("HTTP/1.1 200") && before.contains("ASIAREVOKED"),
             "{before}"
         );
         endpoint.close();
-        let after = get(&mut open, addr, path, &token).await;
+        let after = keep_alive_get(&mut open, addr, path, &token).await;
         assert!(
             !after.contains("ASIAREVOKED"),
             "served after close: {after}"

@@ -15,7 +15,7 @@ use aws_sdk_sts::types::Credentials as StsCredentials;
 use crate::credential::{fmt_time, RoleCredential};
 use crate::limits::RoleArn;
 use crate::secret::Secret;
-use crate::settings::{Hop, Settings, Source};
+use crate::settings::{AssumePlan, Hop, Source};
 
 /// The MFA session from GetSessionToken, reused for every refresh.
 struct MfaSession {
@@ -30,7 +30,7 @@ pub struct Role {
     /// Without them: the broker's backoff alone paces refreshes, so each attempt is one call,
     /// logged once, and timing stays predictable.
     refresh_conf: aws_sdk_sts::Config,
-    settings: Settings,
+    settings: AssumePlan,
     child_region: Option<String>,
     mfa_session: Option<MfaSession>,
     warned_mfa_end: bool,
@@ -38,8 +38,8 @@ pub struct Role {
 
 impl Role {
     /// Finds the source credentials and prepares the STS clients; no STS call yet.
-    pub async fn connect(settings: Settings) -> Result<Role, SetupError> {
-        let connection = source::connect(&settings).await?;
+    pub async fn connect(settings: AssumePlan) -> Result<Role, SetupError> {
+        let connection = source::configure(&settings).await?;
         let refresh_conf = connection
             .sts
             .to_builder()
@@ -56,7 +56,7 @@ impl Role {
     }
 
     /// The region the child should use: the one credwrap found, if any.
-    pub fn region(&self) -> Option<&str> {
+    pub fn child_region(&self) -> Option<&str> {
         self.child_region.as_deref()
     }
 
@@ -331,4 +331,48 @@ fn credential_from(
         account_id,
         assumed_role_arn,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn credential(received: SystemTime, expiration: SystemTime) -> RoleCredential {
+        RoleCredential {
+            access_key_id: "ASIA".into(),
+            secret_access_key: Secret::new("s"),
+            session_token: Secret::new("t"),
+            received,
+            expiration,
+            account_id: "123456789012".into(),
+            assumed_role_arn: String::new(),
+        }
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn a_credential_expired_on_arrival_is_refused_and_retried_with_both_times() {
+        let asked = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let received = asked + Duration::from_secs(1);
+        let expired = asked - Duration::from_secs(60);
+        let e = checked_expiry(credential(received, expired), asked, HOUR).unwrap_err();
+        assert!(e.retryable && e.is_serious(), "{e:?}");
+        assert!(e.to_string().contains("had already expired"), "{e}");
+        assert!(e.to_string().contains(&fmt_time(expired)), "{e}");
+        assert!(e.to_string().contains(&fmt_time(received)), "{e}");
+    }
+
+    #[test]
+    fn an_expiration_far_past_what_was_asked_is_planned_from_when_it_was_asked() {
+        let asked = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let received = asked + Duration::from_secs(2);
+        let year_2999 = SystemTime::UNIX_EPOCH + Duration::from_secs(32_503_680_000);
+        let c = checked_expiry(credential(received, year_2999), asked, HOUR).unwrap();
+        assert_eq!(c.expiration, asked + HOUR);
+        // What STS rounds to the second is left alone.
+        let honest = asked + HOUR + Duration::from_secs(30);
+        let c = checked_expiry(credential(received, honest), asked, HOUR).unwrap();
+        assert_eq!(c.expiration, honest);
+    }
 }

@@ -18,13 +18,13 @@ use aws_types::region::Region;
 use aws_types::SdkConfig;
 
 use super::error::{error_chain, SetupError};
-use crate::settings::{Settings, Source};
+use crate::settings::{AssumePlan, Source};
 
 /// STS is global; when nothing names a region, the SDKs and the AWS CLI fall back to us-east-1 too.
 const FALLBACK_REGION: &str = "us-east-1";
 
 /// The STS client configuration, signed by the source credentials.
-pub struct Connection {
+pub struct StsSetup {
     pub sts: aws_sdk_sts::Config,
     /// The region credwrap found for the child, if any (STS itself may use the fallback).
     pub region: Option<String>,
@@ -32,11 +32,11 @@ pub struct Connection {
 
 /// Loads the SDK configuration the way every AWS tool does and checks that it yields source
 /// credentials, so that a missing login is reported as such rather than as an STS failure.
-pub async fn connect(settings: &Settings) -> Result<Connection, SetupError> {
+pub async fn configure(settings: &AssumePlan) -> Result<StsSetup, SetupError> {
     let base = load_config(settings).await?;
     let provider = source_provider(settings, &base).await;
     if let Some(provider) = &provider {
-        check(&settings.source, provider).await?;
+        require_credentials(&settings.source, provider).await?;
     }
     let region = base.region().map(|r| r.to_string());
     let mut sts = aws_sdk_sts::config::Builder::from(&base);
@@ -45,7 +45,7 @@ pub async fn connect(settings: &Settings) -> Result<Connection, SetupError> {
         tracing::debug!("no region configured; using {FALLBACK_REGION} for STS");
         sts = sts.region(Region::from_static(FALLBACK_REGION));
     }
-    Ok(Connection {
+    Ok(StsSetup {
         sts: sts.build(),
         region,
     })
@@ -54,7 +54,7 @@ pub async fn connect(settings: &Settings) -> Result<Connection, SetupError> {
 /// Region, timeouts and the HTTP client, from the environment and the profile files as read at
 /// start (aws-config opens neither file again). Credentials only for the default chain, which
 /// aws-config builds itself; every other source is built by [`source_provider`].
-async fn load_config(settings: &Settings) -> Result<SdkConfig, SetupError> {
+async fn load_config(settings: &AssumePlan) -> Result<SdkConfig, SetupError> {
     let http_client = http_client(settings)?;
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(3))
@@ -79,7 +79,7 @@ async fn load_config(settings: &Settings) -> Result<SdkConfig, SetupError> {
 
 /// rustls on ring, through `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` as the AWS CLI goes, trusting
 /// the CA bundle instead of the system's roots when one is configured (as botocore does).
-fn http_client(settings: &Settings) -> Result<SharedHttpClient, SetupError> {
+fn http_client(settings: &AssumePlan) -> Result<SharedHttpClient, SetupError> {
     let mut trust = tls::TrustStore::default();
     if let Some(bundle) = &settings.ca_bundle {
         trust = tls::TrustStore::empty().with_pem_certificate(bundle.pem.clone());
@@ -105,11 +105,11 @@ fn http_client(settings: &Settings) -> Result<SharedHttpClient, SetupError> {
 /// The provider of credwrap's own credentials; none for web identity, whose call is unsigned
 /// (the token is the credential).
 async fn source_provider(
-    settings: &Settings,
+    settings: &AssumePlan,
     base: &SdkConfig,
 ) -> Option<SharedCredentialsProvider> {
     let config = provider_config(base);
-    let imds = || imds(&config, &settings.imds_endpoint);
+    let imds = || instance_provider(&config, &settings.imds_endpoint);
     let provider = match &settings.source {
         Source::WebIdentity { .. } => return None,
         // aws-config built it with the profile files as read: the loader's own chain.
@@ -124,7 +124,7 @@ async fn source_provider(
                     .profile_name(name)
                     .build(),
             )
-            .or_else("EcsContainer", ecs(&config))
+            .or_else("EcsContainer", container_provider(&config))
             .or_else("Ec2InstanceMetadata", imds()),
         ),
         Source::ProfileKeys(keys) => SharedCredentialsProvider::new(SdkCredentials::new(
@@ -135,7 +135,7 @@ async fn source_provider(
             "credwrap-profile",
         )),
         Source::Ec2InstanceMetadata => SharedCredentialsProvider::new(imds()),
-        Source::EcsContainer => SharedCredentialsProvider::new(ecs(&config)),
+        Source::EcsContainer => SharedCredentialsProvider::new(container_provider(&config)),
         Source::Environment => SharedCredentialsProvider::new(
             aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
         ),
@@ -144,7 +144,10 @@ async fn source_provider(
 }
 
 /// Resolves the source credentials once, so that "no credentials" is reported as such.
-async fn check(source: &Source, provider: &SharedCredentialsProvider) -> Result<(), SetupError> {
+async fn require_credentials(
+    source: &Source,
+    provider: &SharedCredentialsProvider,
+) -> Result<(), SetupError> {
     let Err(e) = provider.provide_credentials().await else {
         return Ok(());
     };
@@ -176,7 +179,7 @@ fn provider_config(base: &SdkConfig) -> ProviderConfig {
     config
 }
 
-fn ecs(config: &ProviderConfig) -> aws_config::ecs::EcsCredentialsProvider {
+fn container_provider(config: &ProviderConfig) -> aws_config::ecs::EcsCredentialsProvider {
     aws_config::ecs::EcsCredentialsProvider::builder()
         .configure(config)
         .build()
@@ -184,7 +187,7 @@ fn ecs(config: &ProviderConfig) -> aws_config::ecs::EcsCredentialsProvider {
 
 /// An instance-role provider whose endpoint is given, so that its client never reads the
 /// profile files itself.
-fn imds(
+fn instance_provider(
     config: &ProviderConfig,
     endpoint: &str,
 ) -> aws_config::imds::credentials::ImdsCredentialsProvider {

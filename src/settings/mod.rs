@@ -6,7 +6,7 @@
 //! the network: a bad value, a missing profile or a missing MFA code is a usage error (exit 2).
 //! Every rule that involves more than one option lives here, once.
 
-mod plan;
+mod precedence;
 mod profiles;
 pub mod prompt;
 
@@ -19,7 +19,7 @@ pub use profiles::{AwsFiles, Profile, Profiles};
 use crate::cli::{usage_error, Cli, EndpointKind};
 use crate::limits::{self, RoleArn, Tag};
 use crate::secret::Secret;
-use plan::{Plan, Planned};
+use precedence::{Choice, RoleToAssume};
 
 /// Where credwrap's own source credentials come from.
 #[derive(Debug, Clone)]
@@ -100,9 +100,58 @@ impl std::fmt::Debug for Mfa {
     }
 }
 
+/// The run, resolved: what [`resolve`] returns, after which nothing reads the command line.
+#[derive(Debug)]
+pub struct Plan {
+    /// What to assume, from what.
+    pub assume: AssumePlan,
+    /// What to serve, and to whom.
+    pub endpoint: EndpointPlan,
+    /// The command and how it is supervised; `None` with `--serve`, which runs none.
+    pub child: Option<ChildPlan>,
+}
+
+/// What the endpoint serves.
+#[derive(Debug, Clone)]
+pub struct EndpointPlan {
+    /// The protocol of the command's endpoint; `None` with `--serve`, where there is no command.
+    pub child: Option<ChildProtocol>,
+    /// `--container-host` addresses, for containers the command starts (checked against this
+    /// host's interfaces before anything is assumed).
+    pub gateways: Vec<std::net::IpAddr>,
+}
+
+/// How the command's SDK gets its credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildProtocol {
+    /// The container-credentials endpoint, with the token delivered so.
+    Ecs(TokenDelivery),
+    /// An IMDSv2-compatible endpoint.
+    Imds,
+}
+
+/// How the command gets the container endpoint's token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenDelivery {
+    /// `AWS_CONTAINER_AUTHORIZATION_TOKEN`.
+    Variable,
+    /// `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`, a 0600 file in the private directory.
+    File,
+}
+
+/// The command and its supervision.
+#[derive(Debug, Clone)]
+pub struct ChildPlan {
+    pub command: Vec<std::ffi::OsString>,
+    /// SIGKILL the command this long after the first TERM/INT.
+    pub kill_after: Option<Duration>,
+    /// Adopt orphaned descendants and reap them (also done as PID 1).
+    pub subreaper: bool,
+}
+
 /// Everything the role module needs, validated.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct AssumePlan {
     pub source: Source,
     pub mfa: Option<Mfa>,
     /// Roles assumed in turn before the target: a profile's role, then `--via`.
@@ -151,12 +200,31 @@ pub fn resolve(
     env: &Env,
     profiles: &Profiles,
     ask_code: AskCode<'_>,
-) -> Result<Settings, UsageError> {
-    check_endpoint_options(cli)?;
-    let selection = plan::select_profile(cli, env, profiles)?;
-    let plan = plan::plan(cli, env, profiles, selection)?;
+) -> Result<Plan, UsageError> {
+    let endpoint = endpoint_plan(cli)?;
+    let child = (!cli.serve).then(|| ChildPlan {
+        command: cli.command.clone(),
+        kill_after: cli.kill_after,
+        subreaper: cli.subreaper,
+    });
+    Ok(Plan {
+        assume: assume_plan(cli, env, profiles, ask_code)?,
+        endpoint,
+        child,
+    })
+}
+
+/// What to assume and from what: the AWS CLI's precedence, then every session setting.
+fn assume_plan(
+    cli: &Cli,
+    env: &Env,
+    profiles: &Profiles,
+    ask_code: AskCode<'_>,
+) -> Result<AssumePlan, UsageError> {
+    let selection = precedence::select_profile(cli, env, profiles)?;
+    let plan = precedence::choose(cli, env, profiles, selection)?;
     let chained = plan.leading.is_some() || !cli.via.is_empty() || plan.source_is_role;
-    let target_name = session_name(cli.role_session_name.clone(), &plan.target, env)?;
+    let target_name = choose_session_name(cli.role_session_name.clone(), &plan.target, env)?;
     let target = Hop {
         duration: duration(cli, &plan.target, chained)?,
         options: session_options(cli, &plan.target)?,
@@ -183,7 +251,7 @@ pub fn resolve(
     }
     let mfa = mfa(cli, &plan, ask_code)?;
     let ca_bundle = ca_bundle(env, plan.selection.profile)?;
-    Ok(Settings {
+    Ok(AssumePlan {
         source: plan.source,
         mfa,
         hops,
@@ -243,8 +311,8 @@ fn var(env: &Env, key: &str) -> Option<String> {
     env.get(key).ok().filter(|v| !v.is_empty())
 }
 
-/// Options that only make sense for one kind of endpoint.
-fn check_endpoint_options(cli: &Cli) -> Result<(), UsageError> {
+/// What to serve, with the options that only make sense for one kind of endpoint checked.
+fn endpoint_plan(cli: &Cli) -> Result<EndpointPlan, UsageError> {
     if cli.endpoint == EndpointKind::Imds && cli.token_file {
         return Err(usage(
             "--token-file is for the container endpoint; --endpoint imds has no token to put \
@@ -262,11 +330,24 @@ fn check_endpoint_options(cli: &Cli) -> Result<(), UsageError> {
             "--endpoint imds is for the command's endpoint, and --serve runs no command",
         ));
     }
-    Ok(())
+    let child = match (cli.serve, cli.endpoint, cli.token_file) {
+        (true, _, _) => None,
+        (false, EndpointKind::Imds, _) => Some(ChildProtocol::Imds),
+        (false, EndpointKind::Ecs, false) => Some(ChildProtocol::Ecs(TokenDelivery::Variable)),
+        (false, EndpointKind::Ecs, true) => Some(ChildProtocol::Ecs(TokenDelivery::File)),
+    };
+    Ok(EndpointPlan {
+        child,
+        gateways: cli.container_hosts.clone(),
+    })
 }
 
 /// A flag, then `AWS_ROLE_SESSION_NAME` (web identity), then the role profile's, then ours.
-fn session_name(flag: Option<String>, role: &Planned<'_>, env: &Env) -> Result<String, UsageError> {
+fn choose_session_name(
+    flag: Option<String>,
+    role: &RoleToAssume<'_>,
+    env: &Env,
+) -> Result<String, UsageError> {
     let from_profile = role
         .profile
         .and_then(|p| p.get("role_session_name"))
@@ -285,7 +366,7 @@ fn session_name(flag: Option<String>, role: &Planned<'_>, env: &Env) -> Result<S
 
 /// The target's session length: the flag, else its profile's, else an hour; capped at an hour
 /// when chained, at least an hour for IMDS.
-fn duration(cli: &Cli, target: &Planned<'_>, chained: bool) -> Result<Duration, UsageError> {
+fn duration(cli: &Cli, target: &RoleToAssume<'_>, chained: bool) -> Result<Duration, UsageError> {
     let from_profile = target.profile.and_then(|p| p.get("duration_seconds"));
     let mut duration = match (cli.duration, from_profile) {
         (Some(d), _) => d,
@@ -312,7 +393,7 @@ fn duration(cli: &Cli, target: &Planned<'_>, chained: bool) -> Result<Duration, 
 
 /// A role assumed before `--via` and the target: a profile's role with the profile's settings,
 /// or the role of the SDKs' web-identity variables.
-fn leading_hop(role: &Planned<'_>, from_role: bool, env: &Env) -> Result<Hop, UsageError> {
+fn leading_hop(role: &RoleToAssume<'_>, from_role: bool, env: &Env) -> Result<Hop, UsageError> {
     let profile = role.profile;
     let mut duration = match profile.and_then(|p| p.get("duration_seconds")) {
         Some(secs) => limits::sts_duration(secs)
@@ -328,7 +409,7 @@ fn leading_hop(role: &Planned<'_>, from_role: bool, env: &Env) -> Result<Hop, Us
     }
     Ok(Hop {
         role_arn: role.arn.clone(),
-        session_name: session_name(None, role, env)?,
+        session_name: choose_session_name(None, role, env)?,
         duration,
         options: SessionOptions {
             external_id: external_id.map(str::to_string),
@@ -337,7 +418,7 @@ fn leading_hop(role: &Planned<'_>, from_role: bool, env: &Env) -> Result<Hop, Us
     })
 }
 
-fn session_options(cli: &Cli, target: &Planned<'_>) -> Result<SessionOptions, UsageError> {
+fn session_options(cli: &Cli, target: &RoleToAssume<'_>) -> Result<SessionOptions, UsageError> {
     let options = SessionOptions {
         external_id: cli.external_id.clone().or_else(|| {
             target
@@ -407,7 +488,7 @@ fn check_session_option_limits(o: &SessionOptions) -> Result<(), UsageError> {
 }
 
 /// `--mfa-serial`, else the `mfa_serial` of the role profile assumed first.
-fn mfa(cli: &Cli, plan: &Plan<'_>, ask_code: AskCode<'_>) -> Result<Option<Mfa>, UsageError> {
+fn mfa(cli: &Cli, plan: &Choice<'_>, ask_code: AskCode<'_>) -> Result<Option<Mfa>, UsageError> {
     let first_role = plan.leading.as_ref().unwrap_or(&plan.target);
     let serial = cli.mfa_serial.clone().or_else(|| {
         first_role

@@ -26,7 +26,7 @@ struct Case<'a> {
 }
 
 impl Case<'_> {
-    fn resolve(&self) -> Result<Settings, String> {
+    fn resolve(&self) -> Result<AssumePlan, String> {
         let _turn = PROCESS_ENV.lock().unwrap_or_else(|e| e.into_inner());
         for (k, v) in &self.credwrap_env {
             std::env::set_var(k, v);
@@ -47,7 +47,9 @@ impl Case<'_> {
             .collect();
         let profiles = Profiles::from_pairs(&pairs);
         let mut ask = |_: &str| Ok("123456".to_string());
-        resolve(&cli, &env, &profiles, &mut ask).map_err(|e| e.to_string())
+        resolve(&cli, &env, &profiles, &mut ask)
+            .map(|plan| plan.assume)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -83,7 +85,7 @@ struct Setting {
     order: [Layer; 4],
     /// What applies when no layer gives it; `None`: nothing, a usage error.
     default: Option<&'static str>,
-    read: fn(&Settings) -> String,
+    read: fn(&AssumePlan) -> String,
 }
 
 /// Every subset of layers: the strongest one present must win.
@@ -420,7 +422,7 @@ fn the_mfa_prompt_is_asked_once_and_its_answer_checked() {
     };
     let s = resolve(&cli, &env, &profiles, &mut ask).unwrap();
     assert_eq!(asked, ["arn:aws:iam::111111111111:mfa/me"]);
-    assert_eq!(s.mfa.unwrap().code.expose(), "246810");
+    assert_eq!(s.assume.mfa.unwrap().code.expose(), "246810");
     let mut bad = |_: &str| Ok("12345".to_string());
     let err = resolve(&cli, &env, &profiles, &mut bad)
         .unwrap_err()
@@ -466,7 +468,7 @@ fn cli_profiles() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
 }
 
 /// The source as a short word, for tables.
-fn source_name(s: &Settings) -> String {
+fn source_name(s: &AssumePlan) -> String {
     match &s.source {
         Source::Profile(p) => format!("profile:{p}"),
         Source::Environment => "env".into(),

@@ -5,6 +5,7 @@ arrives; exits 0 when stdin says `report`, after printing `report N,N,...` (ever
 A signal it did not expect therefore shows up in the report instead of ending the process, so no
 forwarded signal can hide behind another.
 """
+import os
 import signal
 import sys
 
@@ -13,7 +14,8 @@ seen = []
 
 def record(signum, frame):
     seen.append(signum)
-    print(f"got {signum}", flush=True)
+    # os.write, not print: a handler may run in the middle of another print.
+    os.write(1, f"got {signum}\n".encode())
 
 
 for signum in range(1, signal.SIGRTMAX + 1):
@@ -24,8 +26,8 @@ for signum in range(1, signal.SIGRTMAX + 1):
     except (OSError, ValueError):  # the C library's own (32, 33)
         pass
 
-print("ready", flush=True)
+os.write(1, b"ready\n")
 for line in sys.stdin:
     if line.strip() == "report":
-        print("report " + ",".join(str(s) for s in seen), flush=True)
+        os.write(1, ("report " + ",".join(str(s) for s in seen) + "\n").encode())
         sys.exit(0)

@@ -60,7 +60,7 @@ pub fn select_profile<'p>(
 }
 
 /// A role to assume, and whose settings go with it.
-pub struct Planned<'p> {
+pub struct RoleToAssume<'p> {
     pub arn: RoleArn,
     /// The role profile this role comes from: its external_id, duration_seconds and
     /// role_session_name apply.
@@ -71,11 +71,11 @@ pub struct Planned<'p> {
 
 /// What signs the first call, the roles before `--via` (a profile's role, the web-identity
 /// role), and the target.
-pub struct Plan<'p> {
+pub struct Choice<'p> {
     pub source: Source,
     /// Assumed first, before the `--via` hops.
-    pub leading: Option<Planned<'p>>,
-    pub target: Planned<'p>,
+    pub leading: Option<RoleToAssume<'p>>,
+    pub target: RoleToAssume<'p>,
     /// The source itself is a role session (a `source_profile` that assumes a role).
     pub source_is_role: bool,
     /// The selected profile, whether or not its settings apply (its region still does).
@@ -86,15 +86,15 @@ pub struct Plan<'p> {
 /// and whether the source is itself a role session.
 struct Chain<'p> {
     source: Source,
-    leading: Option<Planned<'p>>,
-    target: Planned<'p>,
+    leading: Option<RoleToAssume<'p>>,
+    target: RoleToAssume<'p>,
     source_is_role: bool,
 }
 
 impl<'p> Chain<'p> {
     /// `role` comes from `source`; with `--role-arn` naming another role, it is assumed first
     /// and the other one from it.
-    fn to(source: Source, role: Planned<'p>, cli: &Cli, source_is_role: bool) -> Chain<'p> {
+    fn to(source: Source, role: RoleToAssume<'p>, cli: &Cli, source_is_role: bool) -> Chain<'p> {
         match &cli.role_arn {
             Some(target) if *target != role.arn => Chain {
                 source,
@@ -112,8 +112,8 @@ impl<'p> Chain<'p> {
     }
 }
 
-fn plain<'p>(arn: RoleArn) -> Planned<'p> {
-    Planned {
+fn plain<'p>(arn: RoleArn) -> RoleToAssume<'p> {
+    RoleToAssume {
         arn,
         profile: None,
         env_session_name: None,
@@ -133,12 +133,12 @@ fn target(cli: &Cli) -> Result<RoleArn, UsageError> {
 /// (`--profile`, `--web-identity-token-file`) beats everything the environment happens to
 /// hold; then environment keys, the selected profile's role, the SDKs' web-identity
 /// variables, and the profile's own credentials or the default chain.
-pub fn plan<'p>(
+pub fn choose<'p>(
     cli: &Cli,
     env: &Env,
     profiles: &'p Profiles,
     selection: Selection<'p>,
-) -> Result<Plan<'p>, UsageError> {
+) -> Result<Choice<'p>, UsageError> {
     let role_profile = selection.profile.filter(|p| p.get("role_arn").is_some());
     let web_identity_env = var(env, "AWS_WEB_IDENTITY_TOKEN_FILE").filter(|_| !selection.explicit);
     let chain = if let Some(file) = &cli.web_identity_token_file {
@@ -160,7 +160,7 @@ pub fn plan<'p>(
             )));
         }
     }
-    Ok(Plan {
+    Ok(Choice {
         source: chain.source,
         leading: chain.leading,
         target: chain.target,
@@ -234,7 +234,7 @@ fn from_role_profile<'p>(
     profiles: &'p Profiles,
 ) -> Result<Chain<'p>, UsageError> {
     let (source, source_is_role) = profile_role_source(p, profiles)?;
-    let role = Planned {
+    let role = RoleToAssume {
         arn: profile_role_arn(p)?,
         profile: Some(p),
         env_session_name: None,
@@ -253,7 +253,7 @@ fn from_web_identity_env<'p>(
         .ok_or_else(|| usage("AWS_WEB_IDENTITY_TOKEN_FILE is set without AWS_ROLE_ARN"))?
         .parse()
         .map_err(|e| usage(format!("AWS_ROLE_ARN: {e}")))?;
-    let role = Planned {
+    let role = RoleToAssume {
         arn,
         profile: None,
         env_session_name: var(env, "AWS_ROLE_SESSION_NAME")

@@ -25,7 +25,7 @@ const EKS_HOST_V6: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 
 
 /// How containers are told where the endpoint is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Form {
+pub enum UriForm {
     /// `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`: 169.254.170.2, port 80, the path is the secret.
     Relative,
     /// `AWS_CONTAINER_CREDENTIALS_FULL_URI` with a port and `AWS_CONTAINER_AUTHORIZATION_TOKEN`.
@@ -34,16 +34,16 @@ pub enum Form {
 
 /// A `--container-host` address checked against this host's interfaces.
 #[derive(Debug, Clone)]
-pub struct ContainerHost {
+pub struct Gateway {
     pub ip: IpAddr,
     pub interface: String,
     /// The networks of that interface: where containers' requests may come from.
     networks: Networks,
 }
 
-impl ContainerHost {
+impl Gateway {
     /// Checks that `ip` is an address the SDKs accept and this host has, never a wildcard.
-    pub fn check(ip: IpAddr) -> Result<ContainerHost, String> {
+    pub fn validate(ip: IpAddr) -> Result<Gateway, String> {
         const CREATE: &str = "create the Docker network once: docker network create --subnet \
                               169.254.170.0/24 --gateway 169.254.170.2 credwrap";
         if ip.is_unspecified() {
@@ -71,7 +71,7 @@ impl ContainerHost {
                     "--container-host {ip}: no interface of this host has that address; {CREATE}"
                 )
             })?;
-        Ok(ContainerHost {
+        Ok(Gateway {
             ip,
             interface,
             networks,
@@ -79,7 +79,7 @@ impl ContainerHost {
     }
 
     /// Whether a connection from `peer` came from one of the interface's networks.
-    pub fn serves(&self, peer: IpAddr) -> bool {
+    pub fn admits(&self, peer: IpAddr) -> bool {
         self.networks
             .iter()
             .any(|(net, mask)| same_network(*net, *mask, peer))
@@ -87,10 +87,10 @@ impl ContainerHost {
 
     /// Binds the listener: port 80 on 169.254.170.2 for the relative form when possible,
     /// else an ephemeral port and the full form.
-    pub async fn bind(&self) -> anyhow::Result<(TcpListener, Form)> {
+    pub async fn bind(&self) -> anyhow::Result<(TcpListener, UriForm)> {
         if self.ip == ECS_HOST {
             match super::admission::listen((self.ip, 80).into()) {
-                Ok(listener) => return Ok((listener, Form::Relative)),
+                Ok(listener) => return Ok((listener, UriForm::Relative)),
                 Err(e) => tracing::warn!(
                     "cannot listen on {}:80 ({e}; it needs root, CAP_NET_BIND_SERVICE or \
                      net.ipv4.ip_unprivileged_port_start=80, and no other credwrap there): \
@@ -102,7 +102,7 @@ impl ContainerHost {
         }
         let listener = super::admission::listen((self.ip, 0).into())
             .with_context(|| format!("could not listen on {}", self.ip))?;
-        Ok((listener, Form::Full))
+        Ok((listener, UriForm::Full))
     }
 }
 
@@ -163,13 +163,13 @@ mod tests {
             "169.254.169.254",
         ] {
             let ip: IpAddr = bad.parse().unwrap();
-            assert!(ContainerHost::check(ip).is_err(), "{bad}");
+            assert!(Gateway::validate(ip).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn peers_are_matched_against_the_interfaces_networks() {
-        let host = ContainerHost {
+        let host = Gateway {
             ip: ECS_HOST,
             interface: "br".into(),
             networks: vec![
@@ -180,10 +180,10 @@ mod tests {
                 ),
             ],
         };
-        assert!(host.serves("169.254.170.10".parse().unwrap()));
-        assert!(host.serves("172.17.3.4".parse().unwrap()));
-        assert!(!host.serves("10.1.1.1".parse().unwrap()));
-        assert!(!host.serves("169.254.171.1".parse().unwrap()));
-        assert!(!host.serves("fd00::1".parse().unwrap()));
+        assert!(host.admits("169.254.170.10".parse().unwrap()));
+        assert!(host.admits("172.17.3.4".parse().unwrap()));
+        assert!(!host.admits("10.1.1.1".parse().unwrap()));
+        assert!(!host.admits("169.254.171.1".parse().unwrap()));
+        assert!(!host.admits("fd00::1".parse().unwrap()));
     }
 }
