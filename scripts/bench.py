@@ -146,6 +146,15 @@ def main():
             f"{theirs * 1e3:.0f} ms (aws sts assume-role + exports)", f"{ratio:.1f}x faster",
             ">= 10x faster", ratio >= 10)
 
+        # 1b. The static release binary against the dynamic build: no slower to start.
+        static = os.environ.get("BENCH_STATIC")
+        if static:
+            st, dyn = hyperfine([f"{static} --role-arn {ROLE} -- true",
+                                 f"{CREDWRAP} --role-arn {ROLE} -- true"], env)
+            row("start-up, static release binary", f"{st * 1e3:.1f} ms",
+                f"{dyn * 1e3:.1f} ms (dynamic build)", f"{dyn / st:.2f}x", "not slower",
+                st <= dyn * 1.1)
+
         # 2. Endpoint throughput and latency: credwrap, aws-export-credentials, bare hyper.
         cw, url, token = credwrap_endpoint(env, home)
         procs.append(cw)

@@ -110,8 +110,91 @@ start_moto() {
     fi
 }
 
+# The flags of a release build of the checkout at SRC: static (glibc linked in), and no path of
+# this machine's in the binary (the checkout and cargo's home are renamed in the debug strings
+# that survive stripping), so that the same commit gives the same bytes anywhere.
+release_rustflags() {
+    local src="$1" cargo_home="${CARGO_HOME:-$HOME/.cargo}"
+    echo "-C target-feature=+crt-static --remap-path-prefix=$src=/credwrap --remap-path-prefix=$cargo_home=/cargo"
+}
+
+host_target() {
+    rustc -vV | sed -n 's/^host: //p'
+}
+
+# Builds examples/NAME as scripts/release built credwrap (from its copy of the sources, with the
+# same flags, target directory and commit, so what it compiled is reused); prints its path.
+static_example() {
+    local target src=/tmp/credwrap-release/src
+    target="$(host_target)"
+    (cd "$src" && CARGO_TARGET_DIR="$ROOT/target/release-static" RUSTFLAGS="$(release_rustflags "$src")" \
+        CREDWRAP_COMMIT="$(git -C "$ROOT" rev-parse --short=12 HEAD)" \
+        cargo build --locked --quiet --release --target "$target" --example "$1")
+    echo "$ROOT/target/release-static/$target/release/examples/$1"
+}
+
 # Where cargo puts build output: target/, or CARGO_TARGET_DIR, or build.target-dir.
 target_dir() {
     cargo metadata --no-deps --format-version 1 \
         | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
+}
+
+# Starts a Docker daemon of the tests' own (Debian's docker.io; there is no systemd), with its
+# state under .deps/docker and every address it makes off the private ranges, and with no
+# iptables rules at all: containers reach the host's addresses over their bridge, nothing
+# beyond the machine. Exports DOCKER_HOST; stop_dockerd undoes it.
+start_dockerd() {
+    apt_install docker.io docker-compose
+    # runc refuses a root file system reached through a symlink: the real path.
+    local dir
+    mkdir -p "$DEPS/docker"
+    dir="$(cd "$DEPS/docker" && pwd -P)"
+    DOCKERD_SOCK="$dir/docker.sock"
+    cat > "$dir/daemon.json" <<JSON
+{
+  "hosts": ["unix://$DOCKERD_SOCK"],
+  "data-root": "$dir/data",
+  "exec-root": "$dir/exec",
+  "pidfile": "$dir/docker.pid",
+  "bip": "198.19.0.1/24",
+  "default-address-pools": [{"base": "198.18.0.0/16", "size": 24}],
+  "dns": ["127.0.0.1"],
+  "iptables": false,
+  "ip-forward": false,
+  "ip-masq": false
+}
+JSON
+    export DOCKER_HOST="unix://$DOCKERD_SOCK"
+    if docker info >/dev/null 2>&1; then
+        return 0
+    fi
+    log "starting dockerd (state in .deps/docker)"
+    dockerd --config-file "$dir/daemon.json" >"$dir/dockerd.log" 2>&1 &
+    DOCKERD_PID=$!
+    local i
+    for i in $(seq 1 300); do
+        if docker info >/dev/null 2>&1; then
+            return 0
+        fi
+        if ! kill -0 "$DOCKERD_PID" 2>/dev/null; then
+            break
+        fi
+        sleep 0.2
+    done
+    tail -n 30 "$dir/dockerd.log" >&2
+    echo "dockerd did not start: the Docker tests need it (see .deps/docker/dockerd.log)" >&2
+    return 1
+}
+
+stop_dockerd() {
+    [ -n "${DOCKERD_PID:-}" ] || return 0
+    kill "$DOCKERD_PID" 2>/dev/null || true
+    wait "$DOCKERD_PID" 2>/dev/null || true
+    # What a daemon that did not finish its shutdown leaves mounted, and its bridge.
+    local dir
+    dir="$(cd "$DEPS/docker" && pwd -P)"
+    umount "$dir/exec/netns/default" 2>/dev/null || true
+    umount "$dir/data" 2>/dev/null || true
+    ip link del docker0 2>/dev/null || true
+    DOCKERD_PID=""
 }

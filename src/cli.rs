@@ -10,10 +10,13 @@ use clap::{ArgAction, Parser};
 
 use crate::limits::{self, RoleArn, Tag};
 
+/// `credwrap --version`: the version, the commit, the target and the linkage (from build.rs).
+const VERSION_LINE: &str = env!("CREDWRAP_VERSION_LINE");
+
 #[derive(Debug, Parser)]
 #[command(
     name = "credwrap",
-    version,
+    version = VERSION_LINE,
     about = "Run a command as an AWS role whose credentials never expire under it",
     long_about = "Assumes an IAM role, then runs COMMAND with the role's credentials served on a \
                   loopback endpoint that every AWS SDK reads by itself. The credentials are \
@@ -116,8 +119,10 @@ pub struct Cli {
     pub token_file: bool,
 
     /// Also serve the role to Docker containers on IP, the gateway of a Docker network they are
-    /// on (repeatable): 169.254.170.2 (or 169.254.170.23, fd00:ec2::23), the addresses SDKs
-    /// accept. The command gets CREDWRAP_CONTAINER_ENV_FILE, for `docker run --env-file`
+    /// on (repeatable): 169.254.170.2, which every SDK accepts (on port 80, which needs root or
+    /// CAP_NET_BIND_SERVICE). 169.254.170.23 and fd00:ec2::23 work only with newer SDKs: boto3
+    /// up to 1.28, JS v3 3.188 and the Go SDKs refuse them. The command gets
+    /// CREDWRAP_CONTAINER_ENV_FILE, for `docker run --env-file`
     #[arg(
         long = "container-host",
         env = "CREDWRAP_CONTAINER_HOST",

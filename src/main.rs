@@ -108,6 +108,7 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
         kill_after: plan.child.as_ref().and_then(|c| c.kill_after),
         subreaper: plan.child.as_ref().is_some_and(|c| c.subreaper),
         limits,
+        drop_bind_capability: !gateways.is_empty(),
     };
     let no_signals = |e: std::io::Error| {
         Failure::setup(

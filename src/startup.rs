@@ -98,9 +98,7 @@ async fn assume_and_listen(
         region: region.clone(),
     };
     let broker = Broker::start(role, first, listeners.min_remaining(), Arc::new(WallClock));
-    let endpoint = Endpoint::start(broker.reader(), listeners, dir)
-        .await
-        .map_err(|e| Failure::setup(format!("{e:#}"), "credwrap needs a TCP port to listen on"))?;
+    let endpoint = Endpoint::start(broker.reader(), listeners, dir).await?;
     Ok((endpoint, broker, region))
 }
 

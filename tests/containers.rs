@@ -674,3 +674,159 @@ fn wildcard_listeners(pid: i32) -> Vec<String> {
     }
     found
 }
+
+/// A second network with the README's default-bridge recipe (its own subnet, 169.254.170.2/32
+/// added to its bridge, a container routed through it), beside the credwrap network: 169.254.170.2
+/// is on both bridges, and containers on both must be served.
+struct SecondBridge {
+    suffix: String,
+}
+
+impl SecondBridge {
+    fn create(net: &Network) -> SecondBridge {
+        let b = SecondBridge {
+            suffix: net.suffix.clone(),
+        };
+        let (br, ns, va, vb) = (
+            format!("cwbq{}", b.suffix),
+            format!("cwin2{}", b.suffix),
+            format!("cwq{}", b.suffix),
+            format!("cwr{}", b.suffix),
+        );
+        for step in [
+            vec!["link", "add", &br, "type", "bridge"],
+            vec!["addr", "add", "172.31.78.1/24", "dev", &br],
+            vec!["addr", "add", "169.254.170.2/32", "dev", &br],
+            vec!["link", "set", &br, "up"],
+            vec!["netns", "add", &ns],
+            vec!["link", "add", &va, "type", "veth", "peer", "name", &vb],
+            vec!["link", "set", &vb, "netns", &ns],
+            vec!["link", "set", &va, "master", &br, "up"],
+            vec!["-n", &ns, "addr", "add", "172.31.78.10/24", "dev", &vb],
+            vec!["-n", &ns, "link", "set", &vb, "up"],
+            vec!["-n", &ns, "link", "set", "lo", "up"],
+            vec!["-n", &ns, "route", "add", "default", "via", "172.31.78.1"],
+        ] {
+            assert!(ip(&step), "ip {}", step.join(" "));
+        }
+        b
+    }
+
+    fn curl(&self, url: &str) -> String {
+        let out = run(Command::new("ip")
+            .args(["netns", "exec", &format!("cwin2{}", self.suffix)])
+            .args(["curl", "-s", "-m", "5", "-w", "\n%{http_code}", url]));
+        out.stdout
+    }
+}
+
+impl Drop for SecondBridge {
+    fn drop(&mut self) {
+        ip(&["netns", "del", &format!("cwin2{}", self.suffix)]);
+        ip(&["link", "del", &format!("cwbq{}", self.suffix)]);
+    }
+}
+
+#[test]
+fn containers_on_every_network_that_holds_the_address_are_served() {
+    let _one = NETWORK.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(net) = Network::create() else { return };
+    let second = SecondBridge::create(&net);
+    let sb = Sandbox::new();
+    let (child, command_env) = start(&sb, &[]);
+    let container_env = read_env_file(&command_env["CREDWRAP_CONTAINER_ENV_FILE"]);
+    let url = format!(
+        "http://{GATEWAY}{}",
+        container_env["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"]
+    );
+    let path_env = HashMap::from([("PATH".to_string(), std::env::var("PATH").unwrap())]);
+    let first = net.exec(
+        "in",
+        &path_env,
+        "curl",
+        &["-s", "-m", "5", "-w", "\n%{http_code}", &url],
+    );
+    assert!(first.stdout.trim_end().ends_with("200"), "{}", first.stdout);
+    let other = second.curl(&url);
+    assert!(
+        other.trim_end().ends_with("200") && other.contains("AccessKeyId"),
+        "the second network's container was not served: {other}"
+    );
+    let out = child.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+}
+
+/// Raises CAP_NET_BIND_SERVICE into the calling process's ambient set (root has it permitted),
+/// as `capsh --addamb` or a systemd unit's AmbientCapabilities would give it to credwrap.
+fn raise_ambient_bind_capability() -> std::io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    const CAP_NET_BIND_SERVICE: u32 = 10;
+    let header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget/capset with the kernel's own structures; prctl with integers.
+    unsafe {
+        if libc::syscall(libc::SYS_capget, &header, data.as_mut_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        data[0].inheritable |= 1 << CAP_NET_BIND_SERVICE;
+        if libc::syscall(libc::SYS_capset, &header, data.as_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::prctl(47, 2, CAP_NET_BIND_SERVICE as libc::c_ulong, 0, 0) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// An ambient CAP_NET_BIND_SERVICE given to credwrap (to bind 169.254.170.2:80) is credwrap's:
+/// the command does not inherit it. Without --container-host credwrap binds nothing privileged
+/// and the command keeps what it was given.
+#[test]
+fn an_ambient_bind_capability_is_not_passed_to_the_command() {
+    let _one = NETWORK.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_net) = Network::create() else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let ambient_of_child = |args: &[&str]| -> String {
+        let mut cmd = sb.credwrap();
+        // SAFETY: raising a capability between fork and exec: syscalls only.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, raise_ambient_bind_capability);
+        }
+        let out = run(cmd
+            .args(args)
+            .args(["--", "grep", "CapAmb", "/proc/self/status"]));
+        assert_eq!(out.code(), Some(0), "{}", out.stderr);
+        out.stdout
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(
+        ambient_of_child(&["--container-host", GATEWAY]),
+        "0000000000000000"
+    );
+    assert_eq!(
+        ambient_of_child(&[]),
+        "0000000000000400",
+        "the control lost its capability"
+    );
+}

@@ -5,46 +5,10 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Command;
 
-use support::{python, run, script, Output, Running, Sandbox};
-
-struct CorpNet {
-    net: Running,
-    proxy: String,
-    ca: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl CorpNet {
-    fn start(sb: &Sandbox) -> CorpNet {
-        let dir = tempfile::tempdir().unwrap();
-        let sts_port = sb.sts.url().rsplit(':').next().unwrap().to_string();
-        let net = support::start(
-            Command::new(python())
-                .arg(script("corp_net.py"))
-                .arg(dir.path())
-                .arg(sts_port),
-        );
-        let ready = net.line("the proxy's address");
-        let (proxy, ca) = ready
-            .strip_prefix("proxy=")
-            .and_then(|r| r.split_once(" ca="))
-            .unwrap_or_else(|| panic!("corp_net said {ready:?}"));
-        CorpNet {
-            proxy: format!("http://127.0.0.1:{proxy}"),
-            ca: PathBuf::from(ca),
-            net,
-            _dir: dir,
-        }
-    }
-
-    /// Everything the proxy logged, once the network is torn down.
-    fn requests(self) -> String {
-        self.net.finish().stdout
-    }
-}
+use support::corp_net::CorpNet;
+use support::{python, run, script, Output, Sandbox};
 
 /// credwrap (or the AWS CLI) with the sandbox's keys, pointed at `sts_url`.
 fn in_network(sb: &Sandbox, mut cmd: Command, sts_url: &str) -> Command {

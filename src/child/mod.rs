@@ -71,7 +71,15 @@ pub struct Supervision {
     pub subreaper: bool,
     /// The process limits credwrap was started with (its own differ), for the child.
     pub limits: crate::lockdown::ChildLimits,
+    /// credwrap may have been given `CAP_NET_BIND_SERVICE` as an ambient capability to bind
+    /// port 80 for containers (`--container-host`): it was for credwrap, not the command.
+    pub drop_bind_capability: bool,
 }
+
+/// From `<linux/prctl.h>` and `<linux/capability.h>` (the libc crate names them for Fuchsia only).
+const PR_CAP_AMBIENT: libc::c_int = 47;
+const PR_CAP_AMBIENT_LOWER: libc::c_ulong = 3;
+const CAP_NET_BIND_SERVICE: libc::c_ulong = 10;
 
 /// Fails, as bash would, when `command` is not to be found on the `PATH` it will run with.
 pub fn find(command: &[OsString]) -> Result<(), SpawnError> {
@@ -160,6 +168,21 @@ impl Supervisor {
 
     /// `--serve`: blocks until a signal that stops a server arrives, and returns it.
     pub fn wait_for_stop(mut self) -> i32 {
+        if !self.handled.contains(&SIGINT) {
+            // A non-interactive shell starts `credwrap --serve &` with SIGINT ignored.
+            tracing::info!(
+                "SIGINT was ignored when credwrap started (a shell's `&` does that): stop it \
+                 with SIGTERM"
+            );
+        }
+        tracing::info!(
+            "serving until a signal stops it: {}",
+            self.handled
+                .iter()
+                .map(|s| signals::name(*s))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
         loop {
             if let Some(info) = self.signals.wait().find(|i| i.signal != SIGCHLD) {
                 return info.signal;
@@ -181,6 +204,7 @@ impl Supervisor {
         }
         let parent = std::process::id() as libc::pid_t;
         let limits = self.supervision.limits;
+        let drop_bind_capability = self.supervision.drop_bind_capability;
         // SAFETY: only async-signal-safe calls (prctl, getppid, raise, execve) between fork and
         // exec; everything exec needs was allocated before the fork.
         unsafe {
@@ -193,6 +217,17 @@ impl Supervisor {
                     libc::raise(libc::SIGKILL);
                 }
                 limits.restore()?;
+                if drop_bind_capability {
+                    // Fails (EINVAL) only on kernels without ambient capabilities (before 4.3),
+                    // where there is none to drop.
+                    libc::prctl(
+                        PR_CAP_AMBIENT,
+                        PR_CAP_AMBIENT_LOWER,
+                        CAP_NET_BIND_SERVICE,
+                        0,
+                        0,
+                    );
+                }
                 // Our own execve: std's would be glibc's execvp, which hands a file the kernel
                 // refused (ENOEXEC) to /bin/sh. Returning is failing; std reports the error.
                 Err(exec.execve())

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::gateway::UriForm;
 use super::http::{self, Current, Reply};
+use super::StartError;
 use crate::credential::{fmt_expiration, RoleCredential};
 use crate::private_dir::PrivateDir;
 use crate::secret::Secret;
@@ -41,15 +42,18 @@ pub struct EcsService {
 impl EcsService {
     /// New random secrets; with `token_file`, the token is written to `dir` (0600) instead of
     /// going into the child's environment, which any process of the same user can read.
-    pub fn new(dir: &PrivateDir, token_file: bool) -> anyhow::Result<EcsService> {
-        let token = Secret::new(http::random_hex(32)?);
+    pub fn new(dir: &PrivateDir, token_file: bool) -> Result<EcsService, StartError> {
+        let token = Secret::new(http::random_hex(32).map_err(StartError::random)?);
         let token_file = if token_file {
-            Some(dir.write_secret("token", &token)?)
+            Some(
+                dir.write_secret("token", &token)
+                    .map_err(|e| StartError::files(&e))?,
+            )
         } else {
             None
         };
         Ok(EcsService {
-            path: format!("/{}", http::random_hex(16)?),
+            path: format!("/{}", http::random_hex(16).map_err(StartError::random)?),
             token: Some(token),
             token_file,
             warned_missing_token: AtomicBool::new(false),
@@ -58,14 +62,16 @@ impl EcsService {
 
     /// Secrets for containers, their own: a 256-bit path and, for a full URI, a token. A
     /// relative URI gets no token (not every SDK sends one with it): the path is the secret.
-    pub fn for_gateway(with_token: bool) -> anyhow::Result<EcsService> {
+    pub fn for_gateway(with_token: bool) -> Result<EcsService, StartError> {
         let token = if with_token {
-            Some(Secret::new(http::random_hex(32)?))
+            Some(Secret::new(
+                http::random_hex(32).map_err(StartError::random)?,
+            ))
         } else {
             None
         };
         Ok(EcsService {
-            path: format!("/{}", http::random_hex(32)?),
+            path: format!("/{}", http::random_hex(32).map_err(StartError::random)?),
             token,
             token_file: None,
             warned_missing_token: AtomicBool::new(false),

@@ -10,12 +10,13 @@
 //! other addresses, it hands out `AWS_CONTAINER_CREDENTIALS_FULL_URI` and a token, which only
 //! newer SDKs accept on such a host (the README has the matrix).
 //!
-//! Only peers on the networks of the interface that holds the address are served: a container on
-//! another Docker network that routes to the address through the host is turned away.
+//! Only peers on the networks of the interfaces that hold the address are served: a container on
+//! another Docker network that routes to the address through the host is turned away. Every
+//! interface that holds the address counts (169.254.170.2 on a user network and, by the
+//! README's recipe, on docker0 too): its containers reach the one listener through it.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use anyhow::Context;
 use tokio::net::TcpListener;
 
 /// The link-local addresses SDKs accept for a plain-HTTP container endpoint, besides loopback.
@@ -36,8 +37,9 @@ pub enum UriForm {
 #[derive(Debug, Clone)]
 pub struct Gateway {
     pub ip: IpAddr,
-    pub interface: String,
-    /// The networks of that interface: where containers' requests may come from.
+    /// The interfaces that hold the address.
+    pub interfaces: Vec<String>,
+    /// Their networks: where containers' requests may come from.
     networks: Networks,
 }
 
@@ -64,7 +66,7 @@ impl Gateway {
                  (only loopback, 169.254.170.2, 169.254.170.23 or fd00:ec2::23); {CREATE}"
             ));
         }
-        let (interface, networks) = interface_of(ip)
+        let (interfaces, networks) = interfaces_of(ip)
             .map_err(|e| format!("--container-host {ip}: cannot list this host's addresses: {e}"))?
             .ok_or_else(|| {
                 format!(
@@ -73,7 +75,7 @@ impl Gateway {
             })?;
         Ok(Gateway {
             ip,
-            interface,
+            interfaces,
             networks,
         })
     }
@@ -87,7 +89,7 @@ impl Gateway {
 
     /// Binds the listener: port 80 on 169.254.170.2 for the relative form when possible,
     /// else an ephemeral port and the full form.
-    pub async fn bind(&self) -> anyhow::Result<(TcpListener, UriForm)> {
+    pub async fn bind(&self) -> Result<(TcpListener, UriForm), String> {
         if self.ip == ECS_HOST {
             match super::admission::listen((self.ip, 80).into()) {
                 Ok(listener) => return Ok((listener, UriForm::Relative)),
@@ -101,7 +103,7 @@ impl Gateway {
             }
         }
         let listener = super::admission::listen((self.ip, 0).into())
-            .with_context(|| format!("could not listen on {}", self.ip))?;
+            .map_err(|e| format!("could not listen on {}: {e}", self.ip))?;
         Ok((listener, UriForm::Full))
     }
 }
@@ -109,8 +111,9 @@ impl Gateway {
 /// (address, netmask) pairs: where an interface's peers may be.
 type Networks = Vec<(IpAddr, IpAddr)>;
 
-/// The interface that has `ip`, and every (address, netmask) of that interface.
-fn interface_of(ip: IpAddr) -> nix::Result<Option<(String, Networks)>> {
+/// The interfaces that have `ip`, and every (address, netmask) of those interfaces; `None` when
+/// no interface has it.
+fn interfaces_of(ip: IpAddr) -> nix::Result<Option<(Vec<String>, Networks)>> {
     let addrs: Vec<_> = nix::ifaddrs::getifaddrs()?.collect();
     let as_ip = |a: Option<&nix::sys::socket::SockaddrStorage>| {
         let a = a?;
@@ -118,19 +121,22 @@ fn interface_of(ip: IpAddr) -> nix::Result<Option<(String, Networks)>> {
             .map(|s| IpAddr::V4(s.ip()))
             .or_else(|| a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
     };
-    let Some(interface) = addrs
+    let mut interfaces: Vec<String> = addrs
         .iter()
-        .find(|a| as_ip(a.address.as_ref()) == Some(ip))
+        .filter(|a| as_ip(a.address.as_ref()) == Some(ip))
         .map(|a| a.interface_name.clone())
-    else {
+        .collect();
+    interfaces.sort();
+    interfaces.dedup();
+    if interfaces.is_empty() {
         return Ok(None);
-    };
+    }
     let networks = addrs
         .iter()
-        .filter(|a| a.interface_name == interface)
+        .filter(|a| interfaces.contains(&a.interface_name))
         .filter_map(|a| Some((as_ip(a.address.as_ref())?, as_ip(a.netmask.as_ref())?)))
         .collect();
-    Ok(Some((interface, networks)))
+    Ok(Some((interfaces, networks)))
 }
 
 fn same_network(net: IpAddr, mask: IpAddr, peer: IpAddr) -> bool {
@@ -171,7 +177,7 @@ mod tests {
     fn peers_are_matched_against_the_interfaces_networks() {
         let host = Gateway {
             ip: ECS_HOST,
-            interface: "br".into(),
+            interfaces: vec!["br".into()],
             networks: vec![
                 (ECS_HOST, "255.255.255.0".parse().unwrap()),
                 (

@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONNECTION};
 use hyper::server::conn::http1;
@@ -46,6 +45,43 @@ use http::{Current, Reply};
 const MAX_HEADER_BYTES: usize = 8192;
 /// The variable that tells the command where the containers' env file is.
 pub const ENV_CONTAINER_ENV_FILE: &str = "CREDWRAP_CONTAINER_ENV_FILE";
+
+/// Why the endpoint could not start, and what to do about it: each cause has its own hint.
+#[derive(Debug)]
+pub struct StartError {
+    pub message: String,
+    pub hint: &'static str,
+}
+
+impl StartError {
+    fn listen(e: impl std::fmt::Display) -> StartError {
+        StartError {
+            message: e.to_string(),
+            hint: "credwrap needs a TCP port on 127.0.0.1 (and on each --container-host address)",
+        }
+    }
+
+    fn random(e: impl std::fmt::Display) -> StartError {
+        StartError {
+            message: e.to_string(),
+            hint: "credwrap's secrets come from the kernel's getrandom(2): a seccomp profile or a \
+                   kernel older than 3.17 may refuse it",
+        }
+    }
+
+    fn files(e: &anyhow::Error) -> StartError {
+        StartError {
+            message: format!("{e:#}"),
+            hint: "check that TMPDIR is writable",
+        }
+    }
+}
+
+impl From<StartError> for crate::exit::Failure {
+    fn from(e: StartError) -> crate::exit::Failure {
+        crate::exit::Failure::setup(e.message, e.hint)
+    }
+}
 
 /// The listeners to start.
 pub struct Listeners {
@@ -124,7 +160,7 @@ impl Endpoint {
         reader: CredentialReader,
         listeners: Listeners,
         dir: &PrivateDir,
-    ) -> anyhow::Result<Endpoint> {
+    ) -> Result<Endpoint, StartError> {
         let count = usize::from(listeners.child.is_some()) + listeners.gateways.len();
         let mut endpoint = Endpoint {
             capacity: admission::capacity(crate::lockdown::open_file_limit(), count),
@@ -166,7 +202,9 @@ impl Endpoint {
             lines.push("AWS_EC2_METADATA_DISABLED=true".into());
             let mut text = lines.join("\n");
             text.push('\n');
-            let path = dir.write("container.env", &text)?;
+            let path = dir
+                .write("container.env", &text)
+                .map_err(|e| StartError::files(&e))?;
             endpoint
                 .child_env
                 .push((ENV_CONTAINER_ENV_FILE, Secret::new(path.to_string_lossy())));
@@ -180,10 +218,10 @@ impl Endpoint {
         &mut self,
         reader: &CredentialReader,
         service: Service,
-    ) -> anyhow::Result<Vec<(&'static str, Secret)>> {
+    ) -> Result<Vec<(&'static str, Secret)>, StartError> {
         let listener = admission::listen((Ipv4Addr::LOCALHOST, 0).into())
-            .context("could not listen on 127.0.0.1")?;
-        let addr = listener.local_addr().context("no local address")?;
+            .map_err(|e| StartError::listen(format!("could not listen on 127.0.0.1: {e}")))?;
+        let addr = listener.local_addr().map_err(StartError::listen)?;
         // URIs use the literal 127.0.0.1, the one host every SDK version accepts over plain
         // HTTP (`localhost` may resolve to ::1).
         let env = match &service {
@@ -201,9 +239,9 @@ impl Endpoint {
         &mut self,
         reader: &CredentialReader,
         gateway: &Gateway,
-    ) -> anyhow::Result<Vec<String>> {
-        let (listener, form) = gateway.bind().await?;
-        let addr = listener.local_addr().context("no local address")?;
+    ) -> Result<Vec<String>, StartError> {
+        let (listener, form) = gateway.bind().await.map_err(StartError::listen)?;
+        let addr = listener.local_addr().map_err(StartError::listen)?;
         let service = ecs::EcsService::for_gateway(form == gateway::UriForm::Full)?;
         let lines = service.gateway_env_lines(addr, form);
         let name = match gateway.ip {
@@ -217,7 +255,7 @@ impl Endpoint {
             vec![name],
             Some(gateway.clone()),
         );
-        tracing::info!(%addr, interface = %gateway.interface, "serving containers");
+        tracing::info!(%addr, interfaces = %gateway.interfaces.join(","), "serving containers");
         Ok(lines)
     }
 

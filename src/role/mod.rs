@@ -4,6 +4,7 @@
 
 mod error;
 mod source;
+mod trust;
 
 pub use error::{AssumeError, SetupError};
 

@@ -78,12 +78,9 @@ async fn load_config(settings: &AssumePlan) -> Result<SdkConfig, SetupError> {
 }
 
 /// rustls on ring, through `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` as the AWS CLI goes, trusting
-/// the CA bundle instead of the system's roots when one is configured (as botocore does).
+/// what [`super::trust`] chooses.
 fn http_client(settings: &AssumePlan) -> Result<SharedHttpClient, SetupError> {
-    let mut trust = tls::TrustStore::default();
-    if let Some(bundle) = &settings.ca_bundle {
-        trust = tls::TrustStore::empty().with_pem_certificate(bundle.pem.clone());
-    }
+    let trust = super::trust::trust_store(settings.ca_bundle.as_ref());
     let failed = |what: String| SetupError {
         message: format!("could not set up the HTTP client for STS: {what}"),
         hint: "check HTTPS_PROXY/HTTP_PROXY and AWS_CA_BUNDLE",

@@ -6,7 +6,8 @@ the `corp.test` zone: whatever such name a request carries, it goes to the STS (
 TLS front, plain HTTP to the STS itself). Any other name gets 403: nothing leaves 127.0.0.1.
 
 Usage: corp_net.py DIR STS_PORT
-Prints `proxy=PORT ca=DIR/ca.pem` once it listens, then `proxied <method> <target>` for every
+Prints `proxy=PORT ca=DIR/ca.pem tls=PORT` once it listens (the TLS front can also be reached
+directly, for `sts.corp.test` pointed at 127.0.0.1 in a hosts file), then `proxied <method> <target>` for every
 request the proxy takes. Runs until its stdin closes.
 """
 import datetime
@@ -155,7 +156,7 @@ def main():
         pipe(conn, upstream)
 
     serve(proxy, forward)
-    say(f"proxy={proxy.getsockname()[1]} ca={paths['ca.pem']}")
+    say(f"proxy={proxy.getsockname()[1]} ca={paths['ca.pem']} tls={front.getsockname()[1]}")
     sys.stdin.read()
 
 

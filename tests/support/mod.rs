@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unused_imports)]
 
+pub mod corp_net;
 pub mod endpoint;
 pub mod fake_sts;
 pub mod moto;
