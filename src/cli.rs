@@ -22,6 +22,7 @@ const VERSION_LINE: &str = env!("CREDWRAP_VERSION_LINE");
                   loopback endpoint that every AWS SDK reads by itself. The credentials are \
                   re-assumed before they expire, signals are forwarded, and credwrap exits with \
                   COMMAND's status.",
+    group(clap::ArgGroup::new("web_identity").multiple(false)),
     after_help = "Exit status: COMMAND's own; 128+N if it was killed by signal N; 2 for a usage \
                   error; 125 if credwrap failed before COMMAND ran; 126 if COMMAND is not \
                   executable; 127 if it was not found; 124 if COMMAND's status was lost."
@@ -68,9 +69,56 @@ pub struct Cli {
     pub mfa_duration: Duration,
 
     /// Assume the role with AssumeRoleWithWebIdentity and the OIDC token in this file, re-read at
-    /// every refresh (GitHub Actions, GitLab CI, Kubernetes)
-    #[arg(long, env = "CREDWRAP_WEB_IDENTITY_TOKEN_FILE", value_name = "PATH")]
+    /// every refresh (Kubernetes, a CI that rewrites it)
+    #[arg(
+        long,
+        env = "CREDWRAP_WEB_IDENTITY_TOKEN_FILE",
+        value_name = "PATH",
+        group = "web_identity"
+    )]
     pub web_identity_token_file: Option<std::path::PathBuf>,
+
+    /// The OIDC token is in this variable (GitLab `id_tokens:`, Bitbucket, CircleCI's
+    /// CIRCLE_OIDC_TOKEN_V2): read once, it cannot renew, so the job must fit its lifetime
+    /// (credwrap says when it expires)
+    #[arg(
+        long,
+        env = "CREDWRAP_WEB_IDENTITY_TOKEN_ENV",
+        value_name = "NAME",
+        group = "web_identity"
+    )]
+    pub web_identity_token_env: Option<String>,
+
+    /// Run this command for a fresh OIDC token before every AssumeRoleWithWebIdentity; its
+    /// stdout is the token (`buildkite-agent oidc request-token --audience sts.amazonaws.com`,
+    /// `circleci run oidc get --claims '{"aud":"sts.amazonaws.com"}'`, vault). Split into words
+    /// as a shell would, run without one
+    #[arg(
+        long,
+        env = "CREDWRAP_WEB_IDENTITY_TOKEN_COMMAND",
+        value_name = "COMMAND",
+        group = "web_identity"
+    )]
+    pub web_identity_token_command: Option<String>,
+
+    /// How long the token command (or GitHub's token service) may take
+    #[arg(long, env = "CREDWRAP_WEB_IDENTITY_TOKEN_TIMEOUT", value_name = "DURATION", default_value = "15s", value_parser = limits::token_timeout)]
+    pub web_identity_token_timeout: Duration,
+
+    /// GitHub Actions (and Forgejo/Gitea Actions): ask the job's OIDC token service for a fresh
+    /// token before every AssumeRoleWithWebIdentity; needs `permissions: id-token: write`.
+    /// Used by itself when the job has that and nothing else says where credentials come from
+    #[arg(long, env = "CREDWRAP_WEB_IDENTITY_GITHUB", group = "web_identity")]
+    pub web_identity_github: bool,
+
+    /// The audience of GitHub's OIDC tokens (the role's trust policy checks it)
+    #[arg(
+        long,
+        env = "CREDWRAP_WEB_IDENTITY_AUDIENCE",
+        value_name = "AUDIENCE",
+        default_value = "sts.amazonaws.com"
+    )]
+    pub web_identity_audience: String,
 
     /// Assume this role first and the next from it (repeatable, in order) before --role-arn;
     /// chained sessions last at most 1h
@@ -131,10 +179,46 @@ pub struct Cli {
     )]
     pub container_hosts: Vec<std::net::IpAddr>,
 
-    /// Run no command: serve containers (--container-host) until SIGTERM or SIGINT, for
-    /// `docker compose up -d` and long-lived services; prints CREDWRAP_CONTAINER_ENV_FILE=PATH
-    #[arg(long, env = "CREDWRAP_SERVE", conflicts_with_all = ["token_file", "kill_after", "subreaper"])]
+    /// Run no command: serve the role to processes started later (the steps of a CI job, a
+    /// terminal) and to containers (--container-host), until a signal, --watch or
+    /// --max-lifetime stops it; prints what those processes need (see --export)
+    #[arg(long, env = "CREDWRAP_SERVE", conflicts_with_all = ["kill_after", "subreaper"])]
     pub serve: bool,
+
+    /// With --serve, how to hand out the variables: `shell` (export and unset lines on stdout,
+    /// for `eval`) or `github` (appended to $GITHUB_ENV for the job's later steps)
+    #[arg(
+        long,
+        env = "CREDWRAP_EXPORT",
+        value_name = "FORMAT",
+        default_value = "shell",
+        value_enum,
+        requires = "serve"
+    )]
+    pub export: ExportFormat,
+
+    /// With --serve, return as soon as it serves and keep serving in the background (stdout
+    /// and stderr are let go, so a CI step or `eval "$(...)"` does not wait)
+    #[arg(long, env = "CREDWRAP_DETACH", requires = "serve")]
+    pub detach: bool,
+
+    /// With --serve, stop when the process PID exits (the job's shell: `--watch $$`)
+    #[arg(long, env = "CREDWRAP_WATCH", value_name = "PID", requires = "serve", value_parser = clap::value_parser!(i32).range(1..))]
+    pub watch: Option<i32>,
+
+    /// With --serve, stop after this long at the latest (1m to 30d, e.g. 6h)
+    #[arg(long, env = "CREDWRAP_MAX_LIFETIME", value_name = "DURATION", requires = "serve", value_parser = limits::max_lifetime)]
+    pub max_lifetime: Option<Duration>,
+
+    /// With --detach, where the log goes once detached [default: credwrap.log in the private
+    /// directory, exported as CREDWRAP_LOG_FILE, removed at stop]
+    #[arg(
+        long,
+        env = "CREDWRAP_LOG_FILE",
+        value_name = "PATH",
+        requires = "detach"
+    )]
+    pub log_file: Option<std::path::PathBuf>,
 
     /// Send SIGKILL to the command this long after the first SIGTERM/SIGINT, if it is still running
     #[arg(long, env = "CREDWRAP_KILL_AFTER", value_name = "DURATION", value_parser = limits::kill_after)]
@@ -178,6 +262,12 @@ pub struct Cli {
         value_name = "COMMAND"
     )]
     pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Shell,
+    Github,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -231,6 +231,23 @@ pub fn kill_after(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// How long a token command or token service may take: 1s to 10m.
+pub fn token_timeout(s: &str) -> Result<Duration, String> {
+    match duration_secs(s) {
+        Some(secs) if (1..=600).contains(&secs) => Ok(Duration::from_secs(secs)),
+        _ => Err("expected a duration from 1s to 10m, e.g. 15s".into()),
+    }
+}
+
+/// How long whole-job mode (`--serve`) may serve: 1m to 30 days (self-hosted runners keep jobs
+/// for days).
+pub fn max_lifetime(s: &str) -> Result<Duration, String> {
+    match duration_secs(s) {
+        Some(secs) if (60..=30 * 86_400).contains(&secs) => Ok(Duration::from_secs(secs)),
+        _ => Err("expected a duration from 1m to 30 days, e.g. 6h or 3d".into()),
+    }
+}
+
 /// A session tag, validated against STS's limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tag {
@@ -338,6 +355,7 @@ fn duration_secs(s: &str) -> Option<u64> {
             continue;
         }
         let unit = match c {
+            'd' => 86_400,
             'h' => 3600,
             'm' => 60,
             's' => 1,

@@ -15,6 +15,8 @@ mod settings;
 mod lockdown;
 // The 0700 directory for the token file, the env file and the stand-in AWS files.
 mod private_dir;
+// `--serve --detach`: the fork that returns to the caller once serving.
+mod detach;
 // In order: private directory, first AssumeRole, broker, listeners, the command's environment.
 mod startup;
 // Source credentials and the STS calls that turn them into the role's.
@@ -27,12 +29,18 @@ mod broker;
 mod endpoint;
 // The command: its environment, exec, signals, exit status.
 mod child;
+// Whole-job mode: what later processes need, written out (shell, $GITHUB_ENV).
+mod handoff;
+// Whole-job mode, serving: the hand-off, then --watch and --max-lifetime.
+mod serve;
 // The exit-code contract and the one failure type `main` prints.
 mod exit;
 // Log lines on stderr, text or JSON; never a secret.
 mod logging;
 // Random bytes from getrandom(2), for the endpoint's secrets and retry jitter.
 mod random;
+// Own children (the token command) whose status a subreaper's reaping hands over.
+mod reaping;
 // A string that never prints: secrets.
 mod secret;
 
@@ -88,6 +96,16 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
         )
     })?;
     child::env::warn_if_nested();
+    // No file exists yet: until here a signal's default action leaves nothing behind.
+    let (plan, gateways) = plan(cli)?;
+    if let Some(child) = &plan.child {
+        child::find(&child.command)?;
+    }
+    // Before any thread exists: the fork of --detach is safe only then.
+    let readiness = match &plan.serve {
+        Some(serve) if serve.detach => Some(detach::detach()?),
+        _ => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("credwrap-rt")
@@ -99,11 +117,6 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
                 "check ulimit -u",
             )
         })?;
-    // No file exists yet: until here a signal's default action leaves nothing behind.
-    let (plan, gateways) = plan(cli, &runtime)?;
-    if let Some(child) = &plan.child {
-        child::find(&child.command)?;
-    }
     let supervision = child::Supervision {
         kill_after: plan.child.as_ref().and_then(|c| c.kill_after),
         subreaper: plan.child.as_ref().is_some_and(|c| c.subreaper),
@@ -120,11 +133,12 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
     let mut stop = runtime
         .block_on(async { supervisor.stop_signals() })
         .map_err(no_signals)?;
+    let private_parent = plan.serve.as_ref().and_then(|s| s.private_parent.clone());
     // A stop signal while starting drops whatever was started: the private directory and the
     // token file in it go with it.
     let started = runtime.block_on(async {
         tokio::select! {
-            started = startup::prepare(plan.assume, plan.endpoint.child, gateways) => started.map(Ok),
+            started = startup::prepare(plan.assume, plan.endpoint.child, gateways, private_parent) => started.map(Ok),
             Some(sig) = stop.recv() => Ok(Err(sig)),
         }
     });
@@ -144,18 +158,17 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
             return Err(failure);
         }
     };
-    let outcome = match &plan.child {
-        None => {
-            startup::announce(&started.endpoint);
-            let sig = supervisor.wait_for_stop();
-            tracing::info!(
-                signal = %child::signals::name(sig),
-                "stopping: the credentials served are revoked"
-            );
-            // A service stopped on purpose.
-            Ok(Ok(std::os::unix::process::ExitStatusExt::from_raw(0)))
-        }
-        Some(child) => supervisor
+    let outcome = match (&plan.child, &plan.serve) {
+        (None, Some(serve)) => match serve::run(serve, &started, readiness, &runtime, supervisor) {
+            Ok(status) => Ok(Ok(status)),
+            Err(failure) => {
+                started.stop();
+                runtime.shutdown_background();
+                return Err(failure);
+            }
+        },
+        (None, None) => unreachable_plan(),
+        (Some(child), _) => supervisor
             .spawn(&child.command, std::mem::take(&mut started.child_env))
             .map(|running| running.wait()),
     };
@@ -165,19 +178,32 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
     Ok(outcome??)
 }
 
+/// The plan always has a command or a serve plan: settings makes one or the other.
+fn unreachable_plan() -> Result<Result<ExitStatus, child::LostChild>, child::SpawnError> {
+    Err(child::SpawnError {
+        code: exit::USAGE,
+        message: "no command to run and --serve not given".into(),
+    })
+}
+
 /// Everything the command line, the environment and the AWS files say, checked: bad input is
 /// a usage error here, before any network call. The command line ends here.
-fn plan(
-    cli: Cli,
-    runtime: &tokio::runtime::Runtime,
-) -> Result<(settings::Plan, Vec<Gateway>), Failure> {
+fn plan(cli: Cli) -> Result<(settings::Plan, Vec<Gateway>), Failure> {
     let env = Env::real();
     // Each file is read here, once, before any signal handler exists: a FIFO that blocks the
     // read leaves a signal its default action, and nothing has been created yet.
     let files = AwsFiles::read(&env);
+    // A runtime of the calling thread alone, gone when the plan is made: no thread is left for
+    // the fork of --detach.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| {
+            Failure::setup(format!("could not start a runtime: {e}"), "check ulimit -u")
+        })?;
     let profiles = runtime
         .block_on(Profiles::parse(files, &env))
         .map_err(|e| cli::usage_error(&e))?;
+    drop(runtime);
     let plan = settings::resolve(&cli, &env, &profiles, &mut settings::prompt::terminal)?;
     let gateways = plan
         .endpoint

@@ -16,13 +16,22 @@ pub struct PrivateDir {
 }
 
 impl PrivateDir {
-    pub fn create() -> anyhow::Result<PrivateDir> {
-        let dir = tempfile::Builder::new()
+    /// In `parent`, or in TMPDIR.
+    pub fn create(parent: Option<&std::path::Path>) -> anyhow::Result<PrivateDir> {
+        let mut builder = tempfile::Builder::new();
+        builder
             .prefix("credwrap-")
-            .permissions(fs::Permissions::from_mode(0o700))
-            .tempdir()
-            .context("could not create a private temporary directory")?;
+            .permissions(fs::Permissions::from_mode(0o700));
+        let dir = match parent {
+            Some(p) => builder.tempdir_in(p),
+            None => builder.tempdir(),
+        }
+        .context("could not create a private temporary directory")?;
         Ok(PrivateDir { dir })
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// Writes `text` as a new 0600 file in the directory, exactly as given (no newline added:

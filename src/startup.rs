@@ -1,8 +1,8 @@
 //! Everything that happens before the command starts, in order: credwrap's private directory,
 //! the first AssumeRole (so that a refusal is reported before anything runs), the broker, the
 //! endpoint's listeners, and the command's environment. Dropping the result undoes it all;
-//! [`Started::stop`] does it in order. With `--serve` there is no command: [`announce`] says on
-//! stdout what is served instead.
+//! [`Started::stop`] does it in order. With `--serve` there is no command: the environment made
+//! for one is what `serve::hand_off` hands out to the processes started later.
 
 use std::ffi::OsString;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ pub struct Started {
     pub dir: PrivateDir,
     pub endpoint: Endpoint,
     pub broker: Broker,
-    /// The command's environment; empty with `--serve`.
+    /// The command's environment (with `--serve`, what the later processes are handed).
     pub child_env: Vec<(OsString, OsString)>,
 }
 
@@ -37,27 +37,20 @@ impl Started {
 }
 
 /// Everything before the command: the private directory, the first AssumeRole, the broker,
-/// the endpoint, and, for a command (`child` is its protocol), the command's environment.
+/// the endpoint (`child` is the protocol of its loopback listener), and the command's
+/// environment.
 pub async fn prepare(
     assume: AssumePlan,
-    child: Option<ChildProtocol>,
+    child: ChildProtocol,
     gateways: Vec<Gateway>,
+    private_parent: Option<std::path::PathBuf>,
 ) -> Result<Started, Failure> {
     let temp_failed =
         |e: anyhow::Error| Failure::setup(format!("{e:#}"), "check that TMPDIR is writable");
-    let dir = PrivateDir::create().map_err(temp_failed)?;
+    let dir = PrivateDir::create(private_parent.as_deref()).map_err(temp_failed)?;
     let role_arn = assume.target.role_arn.to_string();
     let config = assume.aws_files.config.clone();
     let (endpoint, broker, region) = assume_and_listen(assume, child, gateways, &dir).await?;
-    if child.is_none() {
-        // No command: nothing to give an environment to.
-        return Ok(Started {
-            dir,
-            endpoint,
-            broker,
-            child_env: Vec::new(),
-        });
-    }
     let files = aws_files::write_stand_ins(&dir, config.expose()).map_err(temp_failed)?;
     let additions = env::Additions {
         endpoint: &endpoint.child_env(),
@@ -78,7 +71,7 @@ pub async fn prepare(
 /// broker and the listeners; returns them with the region the command should use.
 async fn assume_and_listen(
     assume: AssumePlan,
-    child: Option<ChildProtocol>,
+    child: ChildProtocol,
     gateways: Vec<Gateway>,
     dir: &PrivateDir,
 ) -> Result<(Endpoint, Broker, Option<String>), Failure> {
@@ -92,7 +85,7 @@ async fn assume_and_listen(
     );
     let region = role.child_region().map(str::to_string);
     let listeners = Listeners {
-        child,
+        child: Some(child),
         gateways,
         role: role_arn,
         region: region.clone(),
@@ -100,19 +93,4 @@ async fn assume_and_listen(
     let broker = Broker::start(role, first, listeners.min_remaining(), Arc::new(WallClock));
     let endpoint = Endpoint::start(broker.reader(), listeners, dir).await?;
     Ok((endpoint, broker, region))
-}
-
-/// `--serve`: says on stdout where the containers' env file is.
-pub fn announce(endpoint: &Endpoint) {
-    use std::io::Write;
-    if let Some(path) = endpoint.container_env_file() {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(
-            out,
-            "{}={}",
-            crate::endpoint::ENV_CONTAINER_ENV_FILE,
-            path.display()
-        );
-        let _ = out.flush();
-    }
 }

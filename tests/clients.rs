@@ -14,16 +14,7 @@ use support::moto::Moto;
 use support::{python, run, rust_child, Output, Sandbox};
 
 const ASSUMED: &str = "arn:aws:sts::123456789012:assumed-role/deploy/matrix";
-const SDKS: [&str; 8] = [
-    "boto3",
-    "awscli",
-    "js",
-    "rust",
-    "go",
-    "boto3-1.17",
-    "awscli-1.19",
-    "awscli-v2-debian",
-];
+use support::MATRIX as SDKS;
 
 fn node_modules() -> std::path::PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(".deps/js/node_modules");

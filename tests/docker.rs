@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
+use support::fake_sts::ROLE_ARN;
 use support::{run, Output, Sandbox};
 
 const GATEWAY: &str = "169.254.170.2";
@@ -219,7 +220,7 @@ fn copied_into_another_image_credwrap_runs_the_demo() {
         images.app,
         "-v",
         "--role-arn",
-        support::fake_sts::ROLE_ARN,
+        ROLE_ARN,
         "--",
         "/sdk_child",
     ]);
@@ -366,8 +367,9 @@ fn the_compose_recipe_gives_the_service_the_role_and_keeps_compose_usable_outsid
     }
 }
 
-/// `--serve` for `docker-compose up -d`: the path credwrap prints goes into compose's
-/// environment, the detached service gets the role, and SIGTERM stops credwrap cleanly.
+/// The README's `--serve` recipe for `docker-compose up -d`, run by a shell as written:
+/// `eval "$(credwrap ... --serve --detach)"`, compose up, and later `kill "$CREDWRAP_PID"`. The
+/// detached service gets the role; credwrap stops cleanly and leaves no env file.
 #[test]
 fn serve_mode_serves_a_detached_compose_service() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -376,16 +378,59 @@ fn serve_mode_serves_a_detached_compose_service() {
     let project = compose_project(images.child);
     let sb = Sandbox::new();
     let sts = sb.sts.serve_on(GATEWAY.parse().unwrap());
-    let server = support::start(sb.credwrap().args(["--serve", "--container-host", GATEWAY]));
-    let line = server.line("the env file's path");
-    let (name, path) = line.split_once('=').unwrap();
-    assert_eq!(name, "CREDWRAP_CONTAINER_ENV_FILE");
-    ok(
-        &run(compose(project.path(), true, &["up", "-d"])
-            .env(name, path)
-            .env("AWS_ENDPOINT_URL_STS", &sts)),
-        "docker-compose up -d",
+    let mut shell = Command::new("bash");
+    shell.env_clear();
+    for (k, v) in sb.credwrap().get_envs() {
+        if let Some(v) = v {
+            shell.env(k, v);
+        }
+    }
+    // The README's recipe, with compose v1's spelling and the project name, and, for the
+    // container only, the STS it can reach; it ends with `kill`, which the test does later.
+    let recipe = support::readme_recipe("compose-serve");
+    let (serve, compose_up) = {
+        let mut lines = recipe
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty());
+        (
+            lines.next().unwrap().to_string(),
+            lines.next().unwrap().to_string(),
+        )
+    };
+    assert_eq!(
+        recipe.lines().last(),
+        Some("kill \"$CREDWRAP_PID\""),
+        "{recipe}"
     );
+    let compose_up = compose_up.replace(
+        "docker compose ",
+        "AWS_ENDPOINT_URL_STS=\"$CONTAINER_STS\" docker-compose -p credwraptest ",
+    );
+    let recipe = format!(
+        "set -e\n{serve}\n{compose_up}\n\
+         echo \"pid=$CREDWRAP_PID\"\n\
+         echo \"env_file=$CREDWRAP_CONTAINER_ENV_FILE\"\n"
+    );
+    let out = run(shell
+        .current_dir(project.path())
+        .env("DOCKER_HOST", std::env::var_os("DOCKER_HOST").unwrap())
+        .env("PATH", support::path_with_credwrap())
+        .env("CONTAINER_STS", &sts)
+        .arg("-c")
+        .arg(recipe));
+    let field = |name: &str| {
+        out.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .map(str::to_string)
+    };
+    // Stopped however the test ends.
+    let server = Stop(field("pid").and_then(|p| p.parse().ok()));
+    ok(
+        &out,
+        "eval \"$(credwrap --serve --detach)\"; docker-compose up -d",
+    );
+    let path = field("env_file").expect("CREDWRAP_CONTAINER_ENV_FILE");
     let id = run(&mut compose(
         project.path(),
         false,
@@ -408,8 +453,23 @@ fn serve_mode_serves_a_detached_compose_service() {
         &run(&mut compose(project.path(), false, &["down"])),
         "docker-compose down, outside credwrap",
     );
-    server.signal(nix::sys::signal::Signal::SIGTERM);
-    let out = server.finish();
-    assert_eq!(out.code(), Some(0), "{}", out.stderr);
-    assert!(!Path::new(path).exists(), "the env file outlived credwrap");
+    let pid = server.0.expect("CREDWRAP_PID");
+    ok(
+        &run(Command::new("kill").arg(pid.to_string())),
+        "kill \"$CREDWRAP_PID\"",
+    );
+    support::eventually("credwrap to stop", || support::gone(pid).then_some(()));
+    assert!(!Path::new(&path).exists(), "the env file outlived credwrap");
+}
+
+/// Kills a detached credwrap that a failed test would leave behind.
+struct Stop(Option<i32>);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            // SAFETY: kill(2); the pid is the detached credwrap's, gone or not.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+    }
 }

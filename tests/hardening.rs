@@ -576,7 +576,9 @@ fn credwrap_is_non_dumpable_and_the_child_keeps_its_core_limit() {
     // As an unprivileged user when the tests run as root: /proc shows the difference then.
     let as_nobody = unsafe { libc::geteuid() } == 0;
     if as_nobody {
+        // The sandbox's directories are root's own (0700): nobody gets /tmp.
         cmd.env("HOME", "/tmp")
+            .env("TMPDIR", "/tmp")
             .env("AWS_CONFIG_FILE", "/dev/null")
             .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
     } else {

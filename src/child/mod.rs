@@ -166,8 +166,15 @@ impl Supervisor {
         Ok(rx)
     }
 
-    /// `--serve`: blocks until a signal that stops a server arrives, and returns it.
-    pub fn wait_for_stop(mut self) -> i32 {
+    /// What can end [`Supervisor::wait_for_stop`] early from another thread (`--watch`,
+    /// `--max-lifetime`).
+    pub fn stopper(&self) -> signal_hook::iterator::Handle {
+        self.signals.handle()
+    }
+
+    /// `--serve`: blocks until a signal that stops a server arrives and returns it, or until
+    /// [`Supervisor::stopper`] is closed (`None`).
+    pub fn wait_for_stop(mut self) -> Option<i32> {
         if !self.handled.contains(&SIGINT) {
             // A non-interactive shell starts `credwrap --serve &` with SIGINT ignored.
             tracing::info!(
@@ -185,7 +192,10 @@ impl Supervisor {
         );
         loop {
             if let Some(info) = self.signals.wait().find(|i| i.signal != SIGCHLD) {
-                return info.signal;
+                return Some(info.signal);
+            }
+            if self.signals.is_closed() {
+                return None;
             }
         }
     }
@@ -358,28 +368,36 @@ fn send(group: Group, child: Pid, sig: libc::c_int) -> nix::Result<()> {
 }
 
 /// As a subreaper or PID 1, orphaned descendants become our children: reap every one that has
-/// exited, and return the command's own status when it is among them.
+/// exited, and return the command's own status when it is among them. credwrap's own children
+/// (the token command) get theirs handed over ([`crate::reaping`]).
 fn reap_all(child: Pid) -> Result<Option<ExitStatus>, LostChild> {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     use std::os::unix::process::ExitStatusExt;
     loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(p, code)) if p == child => {
-                return Ok(Some(ExitStatus::from_raw((code & 0xff) << 8)))
-            }
-            Ok(WaitStatus::Signaled(p, sig, core)) if p == child => {
-                return Ok(Some(ExitStatus::from_raw(
-                    sig as i32 | if core { 0x80 } else { 0 },
-                )))
-            }
+        let mut reaper = crate::reaping::reaper();
+        let (pid, status) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(p, code)) => (p, ExitStatus::from_raw((code & 0xff) << 8)),
+            Ok(WaitStatus::Signaled(p, sig, core)) => (
+                p,
+                ExitStatus::from_raw(sig as i32 | if core { 0x80 } else { 0 }),
+            ),
             Ok(WaitStatus::StillAlive) => return Ok(None),
-            Ok(other) => tracing::debug!("reaped an orphan: {other:?}"),
+            Ok(other) => {
+                tracing::debug!("waitpid: {other:?}");
+                continue;
+            }
             // No child at all, not even the command: someone else reaped it.
             Err(nix::errno::Errno::ECHILD) => {
                 return Err(LostChild("no child left to wait for".into()))
             }
-            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(LostChild(format!("waitpid: {e}"))),
+        };
+        if pid == child {
+            return Ok(Some(status));
+        }
+        if !reaper.reaped(pid.as_raw(), status) {
+            tracing::debug!("reaped an orphan: {pid} {status}");
         }
     }
 }

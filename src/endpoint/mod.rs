@@ -19,7 +19,6 @@ mod imds;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -148,7 +147,6 @@ pub struct Endpoint {
     /// Connections per listener, from the open-file limit shared by all the listeners.
     capacity: usize,
     child_env: Vec<(&'static str, Secret)>,
-    container_env_file: Option<PathBuf>,
     revoked: Arc<AtomicBool>,
     accept_loops: Vec<JoinHandle<()>>,
 }
@@ -165,7 +163,6 @@ impl Endpoint {
         let mut endpoint = Endpoint {
             capacity: admission::capacity(crate::lockdown::open_file_limit(), count),
             child_env: Vec::new(),
-            container_env_file: None,
             revoked: Arc::new(AtomicBool::new(false)),
             accept_loops: Vec::new(),
         };
@@ -208,7 +205,6 @@ impl Endpoint {
             endpoint
                 .child_env
                 .push((ENV_CONTAINER_ENV_FILE, Secret::new(path.to_string_lossy())));
-            endpoint.container_env_file = Some(path);
         }
         Ok(endpoint)
     }
@@ -286,11 +282,6 @@ impl Endpoint {
     /// containers' env file.
     pub fn child_env(&self) -> Vec<(&'static str, Secret)> {
         self.child_env.clone()
-    }
-
-    /// Where the containers' env file is, with `--container-host`.
-    pub fn container_env_file(&self) -> Option<&std::path::Path> {
-        self.container_env_file.as_deref()
     }
 
     /// Revokes the secrets for requests still in flight on open connections, and stops
@@ -475,7 +466,7 @@ mod tests {
     /// open gets no credential, and nothing new is accepted.
     #[tokio::test]
     async fn closing_revokes_open_connections_and_stops_listening() {
-        let dir = PrivateDir::create().unwrap();
+        let dir = PrivateDir::create(None).unwrap();
         let broker = Broker::start(
             NeverAsked,
             hour_long_credential(),

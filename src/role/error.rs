@@ -30,6 +30,8 @@ pub struct AssumeError {
     /// Worth an `error` in the log even though it is retried: STS answered, but with something
     /// no working STS sends (an expired credential, garbage).
     pub suspicious: bool,
+    /// What to do, when it is not about STS (the OIDC token could not be had).
+    pub hint: Option<&'static str>,
 }
 
 impl From<AssumeError> for Failure {
@@ -47,6 +49,15 @@ impl AssumeError {
             retryable,
             doing: String::new(),
             suspicious: false,
+            hint: None,
+        }
+    }
+
+    /// The OIDC token could not be had from its source; `hint` says what to check.
+    pub fn token(message: impl Into<String>, retryable: bool, hint: &'static str) -> AssumeError {
+        AssumeError {
+            hint: Some(hint),
+            ..AssumeError::local(message, retryable)
         }
     }
 
@@ -71,6 +82,9 @@ impl AssumeError {
 
     /// One line telling the user what to do about this error.
     pub fn hint(&self) -> &'static str {
+        if let Some(hint) = self.hint {
+            return hint;
+        }
         match self.code.as_deref() {
             Some("AccessDenied") => {
                 "check that the role's trust policy allows the source identity \
@@ -147,6 +161,7 @@ impl AssumeError {
             retryable,
             doing: String::new(),
             suspicious,
+            hint: None,
         }
     }
 }

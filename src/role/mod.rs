@@ -4,6 +4,7 @@
 
 mod error;
 mod source;
+mod token;
 mod trust;
 
 pub use error::{AssumeError, SetupError};
@@ -35,12 +36,22 @@ pub struct Role {
     child_region: Option<String>,
     mfa_session: Option<MfaSession>,
     warned_mfa_end: bool,
+    /// Where AssumeRoleWithWebIdentity's token comes from, when that is the source.
+    tokens: Option<token::Tokens>,
 }
 
 impl Role {
     /// Finds the source credentials and prepares the STS clients; no STS call yet.
     pub async fn connect(settings: AssumePlan) -> Result<Role, SetupError> {
-        let connection = source::configure(&settings).await?;
+        let roots = trust::Roots::load(settings.ca_bundle.as_ref());
+        let connection = source::configure(&settings, &roots).await?;
+        let tokens = match &settings.source {
+            Source::WebIdentity { token } => {
+                token::warn_if_it_expires(token, settings.target.duration, settings.max_lifetime);
+                Some(token::Tokens::new(token.clone(), &roots))
+            }
+            _ => None,
+        };
         let refresh_conf = connection
             .sts
             .to_builder()
@@ -53,6 +64,7 @@ impl Role {
             child_region: connection.region,
             mfa_session: None,
             warned_mfa_end: false,
+            tokens,
         })
     }
 
@@ -95,8 +107,8 @@ impl Role {
         let s = &self.settings;
         let hops: Vec<&Hop> = s.hops.iter().chain(std::iter::once(&s.target)).collect();
         let mut rest = &hops[..];
-        if let Source::WebIdentity { token_file } = &s.source {
-            let c = web_identity(conf, token_file, hops[0]).await?;
+        if let Some(tokens) = &self.tokens {
+            let c = web_identity(conf, tokens, hops[0]).await?;
             signer = Some(c.to_sdk("credwrap-chain"));
             rest = &hops[1..];
             if rest.is_empty() {
@@ -232,31 +244,21 @@ async fn assume_role(
     issued(out.credentials(), out.assumed_role_user(), role, doing)
 }
 
-/// AssumeRoleWithWebIdentity for the first hop; its policies are the only options it takes.
+/// AssumeRoleWithWebIdentity for the first hop, with a fresh token; its policies are the only
+/// options it takes.
 async fn web_identity(
     conf: &aws_sdk_sts::Config,
-    token_file: &std::path::Path,
+    tokens: &token::Tokens,
     hop: &Hop,
 ) -> Result<RoleCredential, AssumeError> {
     let role = &hop.role_arn;
     let doing = || format!("assume {role} with web identity");
-    // CI systems and Kubernetes rotate the token: read it fresh every time. Off the runtime's
-    // threads: a FIFO with no writer would block the read, and start-up must still stop.
-    let token = tokio::fs::read_to_string(token_file).await.map_err(|e| {
-        AssumeError::local(
-            format!(
-                "cannot read the web identity token {}: {e}",
-                token_file.display()
-            ),
-            true,
-        )
-        .doing(doing())
-    })?;
+    let token = tokens.fetch().await.map_err(|e| e.doing(doing()))?;
     let out = aws_sdk_sts::Client::from_conf(conf.clone())
         .assume_role_with_web_identity()
         .role_arn(role.as_str())
         .role_session_name(&hop.session_name)
-        .web_identity_token(token.trim())
+        .web_identity_token(token.expose())
         .duration_seconds(secs_i32(hop.duration))
         .set_policy(hop.options.policy.clone())
         .set_policy_arns(policy_descriptors(&hop.options.policy_arns))

@@ -32,8 +32,11 @@ pub struct StsSetup {
 
 /// Loads the SDK configuration the way every AWS tool does and checks that it yields source
 /// credentials, so that a missing login is reported as such rather than as an STS failure.
-pub async fn configure(settings: &AssumePlan) -> Result<StsSetup, SetupError> {
-    let base = load_config(settings).await?;
+pub async fn configure(
+    settings: &AssumePlan,
+    roots: &super::trust::Roots,
+) -> Result<StsSetup, SetupError> {
+    let base = load_config(settings, roots).await?;
     let provider = source_provider(settings, &base).await;
     if let Some(provider) = &provider {
         require_credentials(&settings.source, provider).await?;
@@ -54,8 +57,11 @@ pub async fn configure(settings: &AssumePlan) -> Result<StsSetup, SetupError> {
 /// Region, timeouts and the HTTP client, from the environment and the profile files as read at
 /// start (aws-config opens neither file again). Credentials only for the default chain, which
 /// aws-config builds itself; every other source is built by [`source_provider`].
-async fn load_config(settings: &AssumePlan) -> Result<SdkConfig, SetupError> {
-    let http_client = http_client(settings)?;
+async fn load_config(
+    settings: &AssumePlan,
+    roots: &super::trust::Roots,
+) -> Result<SdkConfig, SetupError> {
+    let http_client = http_client(roots)?;
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(3))
         .operation_attempt_timeout(Duration::from_secs(20))
@@ -79,8 +85,8 @@ async fn load_config(settings: &AssumePlan) -> Result<SdkConfig, SetupError> {
 
 /// rustls on ring, through `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` as the AWS CLI goes, trusting
 /// what [`super::trust`] chooses.
-fn http_client(settings: &AssumePlan) -> Result<SharedHttpClient, SetupError> {
-    let trust = super::trust::trust_store(settings.ca_bundle.as_ref());
+fn http_client(roots: &super::trust::Roots) -> Result<SharedHttpClient, SetupError> {
+    let trust = roots.trust_store();
     let failed = |what: String| SetupError {
         message: format!("could not set up the HTTP client for STS: {what}"),
         hint: "check HTTPS_PROXY/HTTP_PROXY and AWS_CA_BUNDLE",

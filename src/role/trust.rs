@@ -4,40 +4,73 @@
 //! `settings`); else the system's store, read once here (`SSL_CERT_FILE` and `SSL_CERT_DIR`
 //! are honoured). Where the system has none (a scratch or distroless image, an empty chroot),
 //! the Mozilla roots compiled into credwrap (`webpki-root-certs`), said at debug level: STS's
-//! certificates chain to those, so credwrap works there with nothing else installed.
+//! certificates chain to those, so credwrap works there with nothing else installed. GitHub's
+//! OIDC token service is trusted the same way.
 
 use aws_smithy_http_client::tls::TrustStore;
 use base64::Engine;
 
 use crate::settings::CaBundle;
 
-/// The trust store for STS, and what it came from (for the log).
-pub fn trust_store(bundle: Option<&CaBundle>) -> TrustStore {
-    if let Some(bundle) = bundle {
-        tracing::debug!(bundle = %bundle.path.display(), "trusting the configured CA bundle for STS");
-        return TrustStore::empty().with_pem_certificate(bundle.pem.clone());
+/// The certificate authorities chosen, as DER, read once: for STS's HTTP client and for the OIDC
+/// token service's.
+pub struct Roots {
+    certs: Vec<Vec<u8>>,
+}
+
+impl Roots {
+    pub fn load(bundle: Option<&CaBundle>) -> Roots {
+        if let Some(bundle) = bundle {
+            use rustls_pki_types::pem::PemObject;
+            let certs: Vec<Vec<u8>> = rustls_pki_types::CertificateDer::pem_slice_iter(&bundle.pem)
+                .filter_map(Result::ok)
+                .map(|c| c.as_ref().to_vec())
+                .collect();
+            tracing::debug!(
+                bundle = %bundle.path.display(),
+                count = certs.len(),
+                "trusting the configured CA bundle"
+            );
+            return Roots { certs };
+        }
+        let system = rustls_native_certs::load_native_certs();
+        for e in &system.errors {
+            tracing::debug!("reading the system's CA certificates: {e}");
+        }
+        let (certs, from): (Vec<Vec<u8>>, &str) = if system.certs.is_empty() {
+            let bundled = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+                .iter()
+                .map(|c| c.as_ref().to_vec())
+                .collect();
+            (
+                bundled,
+                "the Mozilla roots bundled with credwrap (no system CA certificates found)",
+            )
+        } else {
+            let system = system.certs.iter().map(|c| c.as_ref().to_vec()).collect();
+            (system, "the system's CA certificates")
+        };
+        tracing::debug!(count = certs.len(), "trusting {from}");
+        Roots { certs }
     }
-    let system = rustls_native_certs::load_native_certs();
-    for e in &system.errors {
-        tracing::debug!("reading the system's CA certificates: {e}");
+
+    /// For STS's client (aws-smithy-http-client takes PEM).
+    pub fn trust_store(&self) -> TrustStore {
+        let ders: Vec<&[u8]> = self.certs.iter().map(Vec::as_slice).collect();
+        TrustStore::empty().with_pem_certificate(pem(&ders))
     }
-    let (certs, from): (Vec<&[u8]>, &str) = if system.certs.is_empty() {
-        let bundled = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+
+    /// For rustls directly (the token service's client); unparsable certificates are skipped,
+    /// as rustls-native-certs' own users do.
+    pub fn root_store(&self) -> rustls::RootCertStore {
+        let mut store = rustls::RootCertStore::empty();
+        let ders = self
+            .certs
             .iter()
-            .map(|c| c.as_ref())
-            .collect();
-        (
-            bundled,
-            "the Mozilla roots bundled with credwrap (no system CA certificates found)",
-        )
-    } else {
-        (
-            system.certs.iter().map(|c| c.as_ref()).collect(),
-            "the system's CA certificates",
-        )
-    };
-    tracing::debug!(count = certs.len(), "trusting {from} for STS");
-    TrustStore::empty().with_pem_certificate(pem(&certs))
+            .map(|c| rustls_pki_types::CertificateDer::from(c.as_slice()));
+        store.add_parsable_certificates(ders);
+        store
+    }
 }
 
 /// DER certificates as one PEM document, which is what the HTTP client takes.

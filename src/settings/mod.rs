@@ -35,9 +35,31 @@ pub enum Source {
     Environment,
     Ec2InstanceMetadata,
     EcsContainer,
-    /// AssumeRoleWithWebIdentity with the token in this file, re-read at every refresh.
+    /// AssumeRoleWithWebIdentity with a token from `token`, fetched again at every refresh.
     WebIdentity {
-        token_file: PathBuf,
+        token: TokenSource,
+    },
+}
+
+/// Where an OIDC token comes from; fetched again before every AssumeRoleWithWebIdentity.
+#[derive(Debug, Clone)]
+pub enum TokenSource {
+    /// A file Kubernetes or the CI rewrites.
+    File(PathBuf),
+    /// A variable, read at start (GitLab `id_tokens:`): it cannot renew.
+    Variable { name: String, token: Secret },
+    /// A command that prints a token, its words split as a shell would.
+    Command {
+        line: String,
+        argv: Vec<String>,
+        timeout: Duration,
+    },
+    /// GitHub's (or Forgejo's, Gitea's) Actions token service: `ACTIONS_ID_TOKEN_REQUEST_URL`
+    /// with `ACTIONS_ID_TOKEN_REQUEST_TOKEN` as the bearer.
+    GitHub {
+        url: String,
+        bearer: Secret,
+        audience: String,
     },
 }
 
@@ -109,13 +131,32 @@ pub struct Plan {
     pub endpoint: EndpointPlan,
     /// The command and how it is supervised; `None` with `--serve`, which runs none.
     pub child: Option<ChildPlan>,
+    /// With `--serve`: how later processes get what they need, and what stops credwrap.
+    pub serve: Option<ServePlan>,
+}
+
+/// Whole-job mode: no command; the endpoint serves processes started later.
+#[derive(Debug, Clone)]
+pub struct ServePlan {
+    pub export: crate::cli::ExportFormat,
+    /// Where `--export github` appends (`$GITHUB_ENV`).
+    pub github_env: Option<PathBuf>,
+    /// Where the private directory goes (`$RUNNER_TEMP` under GitHub, which wipes it).
+    pub private_parent: Option<PathBuf>,
+    /// Return once serving, and go on in the background.
+    pub detach: bool,
+    pub log_file: Option<PathBuf>,
+    /// Stop when this process exits.
+    pub watch: Option<i32>,
+    pub max_lifetime: Option<Duration>,
 }
 
 /// What the endpoint serves.
 #[derive(Debug, Clone)]
 pub struct EndpointPlan {
-    /// The protocol of the command's endpoint; `None` with `--serve`, where there is no command.
-    pub child: Option<ChildProtocol>,
+    /// The protocol of the loopback endpoint: the command's, or with `--serve` the later
+    /// processes'.
+    pub child: ChildProtocol,
     /// `--container-host` addresses, for containers the command starts (checked against this
     /// host's interfaces before anything is assumed).
     pub gateways: Vec<std::net::IpAddr>,
@@ -169,6 +210,9 @@ pub struct AssumePlan {
     /// Where an instance role would be fetched from (a profile's `credential_source`, the
     /// fallback after a profile's own credentials).
     pub imds_endpoint: String,
+    /// How long the run may last at most, when said (`--max-lifetime`): to warn when a token
+    /// that cannot renew ends first.
+    pub max_lifetime: Option<Duration>,
 }
 
 /// A CA bundle file and its contents, read once while resolving.
@@ -207,10 +251,16 @@ pub fn resolve(
         kill_after: cli.kill_after,
         subreaper: cli.subreaper,
     });
+    let serve = if cli.serve {
+        Some(serve_plan(cli, env)?)
+    } else {
+        None
+    };
     Ok(Plan {
         assume: assume_plan(cli, env, profiles, ask_code)?,
         endpoint,
         child,
+        serve,
     })
 }
 
@@ -261,6 +311,7 @@ fn assume_plan(
         ca_bundle,
         aws_files: profiles.files().clone(),
         imds_endpoint: imds_endpoint(env, plan.selection.profile),
+        max_lifetime: cli.max_lifetime,
     })
 }
 
@@ -319,26 +370,45 @@ fn endpoint_plan(cli: &Cli) -> Result<EndpointPlan, UsageError> {
              in a file (IMDS session tokens come from PUT /latest/api/token)",
         ));
     }
-    if cli.serve && cli.container_hosts.is_empty() {
-        return Err(usage(
-            "--serve runs no command, so it serves containers only: give --container-host \
-             (e.g. 169.254.170.2, the gateway of a Docker network)",
-        ));
-    }
-    if cli.serve && cli.endpoint == EndpointKind::Imds {
-        return Err(usage(
-            "--endpoint imds is for the command's endpoint, and --serve runs no command",
-        ));
-    }
-    let child = match (cli.serve, cli.endpoint, cli.token_file) {
-        (true, _, _) => None,
-        (false, EndpointKind::Imds, _) => Some(ChildProtocol::Imds),
-        (false, EndpointKind::Ecs, false) => Some(ChildProtocol::Ecs(TokenDelivery::Variable)),
-        (false, EndpointKind::Ecs, true) => Some(ChildProtocol::Ecs(TokenDelivery::File)),
+    let child = match (cli.endpoint, cli.token_file) {
+        (EndpointKind::Imds, _) => ChildProtocol::Imds,
+        (EndpointKind::Ecs, false) => ChildProtocol::Ecs(TokenDelivery::Variable),
+        (EndpointKind::Ecs, true) => ChildProtocol::Ecs(TokenDelivery::File),
     };
     Ok(EndpointPlan {
         child,
         gateways: cli.container_hosts.clone(),
+    })
+}
+
+/// `--serve`: where the exports go and what stops it, checked now.
+fn serve_plan(cli: &Cli, env: &Env) -> Result<ServePlan, UsageError> {
+    let github_env = match cli.export {
+        crate::cli::ExportFormat::Github => {
+            Some(PathBuf::from(var(env, "GITHUB_ENV").ok_or_else(|| {
+                usage("--export github: GITHUB_ENV is not set: this is for a GitHub Actions step")
+            })?))
+        }
+        crate::cli::ExportFormat::Shell => None,
+    };
+    if let Some(pid) = cli.watch {
+        // SAFETY: kill with signal 0 only asks whether the process exists.
+        let exists = unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        if !exists {
+            return Err(usage(format!("--watch {pid}: there is no such process")));
+        }
+    }
+    Ok(ServePlan {
+        export: cli.export,
+        github_env,
+        private_parent: var(env, "RUNNER_TEMP")
+            .filter(|_| cli.export == crate::cli::ExportFormat::Github)
+            .map(PathBuf::from),
+        detach: cli.detach,
+        log_file: cli.log_file.clone(),
+        watch: cli.watch,
+        max_lifetime: cli.max_lifetime,
     })
 }
 

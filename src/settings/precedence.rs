@@ -13,7 +13,7 @@
 
 use std::path::PathBuf;
 
-use super::{usage, var, Env, Profile, Profiles, Source, StaticKeys, UsageError};
+use super::{usage, var, Env, Profile, Profiles, Source, StaticKeys, TokenSource, UsageError};
 use crate::cli::Cli;
 use crate::limits::RoleArn;
 use crate::secret::Secret;
@@ -130,9 +130,10 @@ fn target(cli: &Cli) -> Result<RoleArn, UsageError> {
 }
 
 /// The AWS CLI's order, after what the user named: a source named by a flag or `CREDWRAP_*`
-/// (`--profile`, `--web-identity-token-file`) beats everything the environment happens to
+/// (`--profile`, a web identity token source) beats everything the environment happens to
 /// hold; then environment keys, the selected profile's role, the SDKs' web-identity
-/// variables, and the profile's own credentials or the default chain.
+/// variables, the profile's own credentials, and, with nothing else at all, GitHub Actions'
+/// token service or the default chain.
 pub fn choose<'p>(
     cli: &Cli,
     env: &Env,
@@ -141,18 +142,33 @@ pub fn choose<'p>(
 ) -> Result<Choice<'p>, UsageError> {
     let role_profile = selection.profile.filter(|p| p.get("role_arn").is_some());
     let web_identity_env = var(env, "AWS_WEB_IDENTITY_TOKEN_FILE").filter(|_| !selection.explicit);
-    let chain = if let Some(file) = &cli.web_identity_token_file {
-        explicit_web_identity(cli, &selection, role_profile, file)?
+    let chain = if let Some(token) = named_token_source(cli, env)? {
+        explicit_web_identity(cli, &selection, role_profile, token)?
     } else if var(env, "AWS_ACCESS_KEY_ID").is_some() && !selection.explicit {
         environment_keys(cli, &selection, role_profile)?
     } else if let Some(p) = role_profile {
         from_role_profile(cli, p, profiles)?
     } else if let Some(file) = web_identity_env {
         from_web_identity_env(cli, env, file)?
+    } else if let (None, Some(github)) = (selection.profile, github_actions(cli, env)) {
+        tracing::info!(
+            "GitHub Actions' OIDC token service is there (the job has `permissions: id-token: \
+             write`) and nothing else says where credentials come from: assuming the role with \
+             AssumeRoleWithWebIdentity and a fresh token at every refresh"
+        );
+        Chain::to(
+            Source::WebIdentity { token: github },
+            plain(target(cli)?),
+            cli,
+            false,
+        )
     } else {
         from_profile_or_default_chain(cli, &selection)?
     };
-    if let Source::WebIdentity { token_file } = &chain.source {
+    if let Source::WebIdentity {
+        token: TokenSource::File(token_file),
+    } = &chain.source
+    {
         if let Err(e) = std::fs::metadata(token_file) {
             return Err(usage(format!(
                 "the web identity token file {} cannot be read: {e}",
@@ -169,15 +185,69 @@ pub fn choose<'p>(
     })
 }
 
-/// `--web-identity-token-file` (or `CREDWRAP_WEB_IDENTITY_TOKEN_FILE`): the source the user
-/// named wins over environment keys and over a profile the environment selected, whose region
-/// and settings for the SDK still apply. An explicit `--profile` names a source too: two named
-/// sources are a contradiction, not a precedence question.
+/// The token source a flag or `CREDWRAP_*` named, if any (clap allows one at most).
+fn named_token_source(cli: &Cli, env: &Env) -> Result<Option<TokenSource>, UsageError> {
+    if let Some(file) = &cli.web_identity_token_file {
+        return Ok(Some(TokenSource::File(file.clone())));
+    }
+    if let Some(name) = &cli.web_identity_token_env {
+        let token = var(env, name).ok_or_else(|| {
+            usage(format!(
+                "--web-identity-token-env {name}: the variable is not set (GitLab sets it from \
+                 the job's `id_tokens:` entry of that name)"
+            ))
+        })?;
+        return Ok(Some(TokenSource::Variable {
+            name: name.clone(),
+            token: Secret::new(token),
+        }));
+    }
+    if let Some(line) = &cli.web_identity_token_command {
+        let argv = shlex::split(line)
+            .filter(|w| !w.is_empty())
+            .ok_or_else(|| {
+                usage(format!(
+                    "--web-identity-token-command: `{line}` is empty or its quotes do not match"
+                ))
+            })?;
+        return Ok(Some(TokenSource::Command {
+            line: line.clone(),
+            argv,
+            timeout: cli.web_identity_token_timeout,
+        }));
+    }
+    if cli.web_identity_github {
+        return github_actions(cli, env).map(Some).ok_or_else(|| {
+            usage(
+                "--web-identity-github: ACTIONS_ID_TOKEN_REQUEST_URL and \
+                 ACTIONS_ID_TOKEN_REQUEST_TOKEN are not both set: give the job \
+                 `permissions: id-token: write` (and `contents: read`)",
+            )
+        });
+    }
+    Ok(None)
+}
+
+/// GitHub Actions' token service, when the job may use it.
+fn github_actions(cli: &Cli, env: &Env) -> Option<TokenSource> {
+    let url = var(env, "ACTIONS_ID_TOKEN_REQUEST_URL")?;
+    let bearer = var(env, "ACTIONS_ID_TOKEN_REQUEST_TOKEN")?;
+    Some(TokenSource::GitHub {
+        url,
+        bearer: Secret::new(bearer),
+        audience: cli.web_identity_audience.clone(),
+    })
+}
+
+/// A web identity token source the user named (flag or `CREDWRAP_*`) wins over environment keys
+/// and over a profile the environment selected, whose region and settings for the SDK still
+/// apply. An explicit `--profile` names a source too: two named sources are a contradiction,
+/// not a precedence question.
 fn explicit_web_identity<'p>(
     cli: &Cli,
     selection: &Selection<'p>,
     role_profile: Option<&'p Profile>,
-    file: &std::path::Path,
+    token: TokenSource,
 ) -> Result<Chain<'p>, UsageError> {
     if selection.explicit {
         let what = if role_profile.is_some() {
@@ -186,15 +256,28 @@ fn explicit_web_identity<'p>(
             "a profile whose credentials would sign"
         };
         return Err(usage(format!(
-            "--web-identity-token-file and {} ({what}) both say where the credentials come \
+            "a web identity token ({}) and {} ({what}) both say where the credentials come \
              from: give one",
+            token_flag(&token),
             selection.named_by
         )));
     }
-    let source = Source::WebIdentity {
-        token_file: file.to_path_buf(),
-    };
-    Ok(Chain::to(source, plain(target(cli)?), cli, false))
+    Ok(Chain::to(
+        Source::WebIdentity { token },
+        plain(target(cli)?),
+        cli,
+        false,
+    ))
+}
+
+/// The flag that names a token source, for messages.
+fn token_flag(token: &TokenSource) -> &'static str {
+    match token {
+        TokenSource::File(_) => "--web-identity-token-file",
+        TokenSource::Variable { .. } => "--web-identity-token-env",
+        TokenSource::Command { .. } => "--web-identity-token-command",
+        TokenSource::GitHub { .. } => "--web-identity-github",
+    }
 }
 
 /// Environment keys win over an implicitly selected profile, as in the AWS CLI.
@@ -260,7 +343,7 @@ fn from_web_identity_env<'p>(
             .filter(|n| crate::limits::is_valid_session_name(n)),
     };
     let source = Source::WebIdentity {
-        token_file: PathBuf::from(token_file),
+        token: TokenSource::File(PathBuf::from(token_file)),
     };
     Ok(Chain::to(source, role, cli, false))
 }
@@ -295,8 +378,8 @@ fn profile_role_arn(p: &Profile) -> Result<RoleArn, UsageError> {
 /// and whether that is itself a role session.
 fn profile_role_source(p: &Profile, profiles: &Profiles) -> Result<(Source, bool), UsageError> {
     if let Some(file) = p.get("web_identity_token_file") {
-        let token_file = PathBuf::from(file);
-        return Ok((Source::WebIdentity { token_file }, false));
+        let token = TokenSource::File(PathBuf::from(file));
+        return Ok((Source::WebIdentity { token }, false));
     }
     if let Some(src) = p.get("source_profile") {
         if src == p.name() {

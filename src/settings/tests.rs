@@ -473,7 +473,12 @@ fn source_name(s: &AssumePlan) -> String {
         Source::Profile(p) => format!("profile:{p}"),
         Source::Environment => "env".into(),
         Source::DefaultChain => "chain".into(),
-        Source::WebIdentity { .. } => "web-identity".into(),
+        Source::WebIdentity { token } => match token {
+            TokenSource::File(_) => "web-identity".into(),
+            TokenSource::Variable { .. } => "token-env".into(),
+            TokenSource::Command { .. } => "token-command".into(),
+            TokenSource::GitHub { .. } => "github".into(),
+        },
         other => format!("{other:?}"),
     }
 }
@@ -497,6 +502,13 @@ fn explicit_sources_beat_environment_keys_and_implicit_ones_do_not() {
         ("AWS_SECRET_ACCESS_KEY", "s"),
     ];
     let token = token_file();
+    const GITHUB: [(&str, &str); 2] = [
+        (
+            "ACTIONS_ID_TOKEN_REQUEST_URL",
+            "https://pipelines.actions.githubusercontent.com/x/idtoken?api-version=2.0",
+        ),
+        ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "runtime-bearer"),
+    ];
     // (words, CREDWRAP_* variables, environment, env keys?) -> (source, target) or an error.
     type Row = (
         Vec<&'static str>,
@@ -610,6 +622,191 @@ fn explicit_sources_beat_environment_keys_and_implicit_ones_do_not() {
             ],
             true,
             Ok(("env", ROLE_A)),
+        ),
+        // The other token sources, by flag and by CREDWRAP_*, with environment keys.
+        (
+            vec![
+                "--web-identity-token-env",
+                "GITLAB_OIDC_TOKEN",
+                "--role-arn",
+                ROLE_A,
+            ],
+            vec![],
+            vec![("GITLAB_OIDC_TOKEN", "a.b.c")],
+            true,
+            Ok(("token-env", ROLE_A)),
+        ),
+        (
+            vec!["--role-arn", ROLE_A],
+            vec![("CREDWRAP_WEB_IDENTITY_TOKEN_ENV", "GITLAB_OIDC_TOKEN")],
+            vec![("GITLAB_OIDC_TOKEN", "a.b.c")],
+            true,
+            Ok(("token-env", ROLE_A)),
+        ),
+        (
+            vec![
+                "--web-identity-token-command",
+                "buildkite-agent oidc request-token --audience sts.amazonaws.com",
+                "--role-arn",
+                ROLE_A,
+            ],
+            vec![],
+            vec![],
+            true,
+            Ok(("token-command", ROLE_A)),
+        ),
+        (
+            vec!["--role-arn", ROLE_A],
+            vec![(
+                "CREDWRAP_WEB_IDENTITY_TOKEN_COMMAND",
+                "circleci run oidc get",
+            )],
+            vec![],
+            true,
+            Ok(("token-command", ROLE_A)),
+        ),
+        (
+            vec!["--web-identity-github", "--role-arn", ROLE_A],
+            vec![],
+            GITHUB.to_vec(),
+            true,
+            Ok(("github", ROLE_A)),
+        ),
+        (
+            vec!["--role-arn", ROLE_A],
+            vec![("CREDWRAP_WEB_IDENTITY_GITHUB", "true")],
+            GITHUB.to_vec(),
+            true,
+            Ok(("github", ROLE_A)),
+        ),
+        // ... and over a profile the environment selected and the SDKs' variables.
+        (
+            vec![
+                "--web-identity-token-command",
+                "buildkite-agent oidc request-token",
+                "--role-arn",
+                ROLE_A,
+            ],
+            vec![],
+            vec![("AWS_PROFILE", "job")],
+            true,
+            Ok(("token-command", ROLE_A)),
+        ),
+        (
+            vec![
+                "--web-identity-token-env",
+                "CIRCLE_OIDC_TOKEN_V2",
+                "--role-arn",
+                ROLE_A,
+            ],
+            vec![],
+            vec![("AWS_PROFILE", "job"), ("CIRCLE_OIDC_TOKEN_V2", "a.b.c")],
+            false,
+            Ok(("token-env", ROLE_A)),
+        ),
+        (
+            vec!["--web-identity-github", "--role-arn", ROLE_A],
+            vec![],
+            [
+                GITHUB.as_slice(),
+                &[
+                    ("AWS_WEB_IDENTITY_TOKEN_FILE", token),
+                    ("AWS_ROLE_ARN", ROLE_C),
+                ],
+            ]
+            .concat(),
+            false,
+            Ok(("github", ROLE_A)),
+        ),
+        // Two token sources, or a token source and a profile, contradict each other.
+        (
+            vec![
+                "--web-identity-token-file",
+                token,
+                "--web-identity-github",
+                "--role-arn",
+                ROLE_A,
+            ],
+            vec![],
+            GITHUB.to_vec(),
+            false,
+            Err("cannot be used with"),
+        ),
+        (
+            vec![
+                "--profile",
+                "plain",
+                "--web-identity-github",
+                "--role-arn",
+                ROLE_A,
+            ],
+            vec![],
+            GITHUB.to_vec(),
+            false,
+            Err("both say where the credentials come from"),
+        ),
+        (
+            vec!["--role-arn", ROLE_A],
+            vec![
+                ("CREDWRAP_PROFILE", "plain"),
+                (
+                    "CREDWRAP_WEB_IDENTITY_TOKEN_COMMAND",
+                    "vault read -field=token x",
+                ),
+            ],
+            vec![],
+            false,
+            Err("both say where the credentials come from"),
+        ),
+        // GitHub's token service with nothing else configured: used by itself; keys in the
+        // environment (an earlier configure-aws-credentials step) are configured, and win.
+        (
+            vec!["--role-arn", ROLE_A],
+            vec![],
+            GITHUB.to_vec(),
+            false,
+            Ok(("github", ROLE_A)),
+        ),
+        (
+            vec!["--role-arn", ROLE_A],
+            vec![],
+            GITHUB.to_vec(),
+            true,
+            Ok(("env", ROLE_A)),
+        ),
+        (
+            vec!["--role-arn", ROLE_A],
+            vec![],
+            [GITHUB.as_slice(), &[("AWS_PROFILE", "plain")]].concat(),
+            false,
+            Ok(("profile:plain", ROLE_A)),
+        ),
+        // Named but not there.
+        (
+            vec!["--web-identity-github", "--role-arn", ROLE_A],
+            vec![],
+            vec![],
+            false,
+            Err("permissions: id-token: write"),
+        ),
+        (
+            vec!["--web-identity-token-env", "NOPE", "--role-arn", ROLE_A],
+            vec![],
+            vec![],
+            false,
+            Err("the variable is not set"),
+        ),
+        (
+            vec![
+                "--web-identity-token-command",
+                "'unbalanced",
+                "--role-arn",
+                ROLE_A,
+            ],
+            vec![],
+            vec![],
+            false,
+            Err("quotes do not match"),
         ),
         // Two named sources contradict each other.
         (

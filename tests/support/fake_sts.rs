@@ -75,6 +75,10 @@ struct State {
     calls: Vec<Call>,
     issued: HashMap<String, Issued>,
     denied_roles: Vec<String>,
+    /// Web identity tokens must be JWTs whose `exp` has not passed, from this issuer.
+    jwt_issuer: Option<String>,
+    /// Web identity tokens accepted, with their subject.
+    web_identity_subjects: Vec<String>,
     lifetime: Option<Duration>,
     expiry: Option<Expiry>,
     fault: Option<Fault>,
@@ -160,6 +164,18 @@ impl FakeSts {
     /// itself still expires them after their real lifetime.
     pub fn set_expiry(&self, expiry: Option<Expiry>) {
         self.state.lock().unwrap().expiry = expiry;
+    }
+
+    /// From now on AssumeRoleWithWebIdentity takes only an unexpired JWT whose `iss` is
+    /// `issuer`, as real STS does for a configured OIDC provider; an expired one gets
+    /// ExpiredTokenException.
+    pub fn require_jwts_from(&self, issuer: &str) {
+        self.state.lock().unwrap().jwt_issuer = Some(issuer.to_string());
+    }
+
+    /// The `sub` of every web identity token accepted so far, in order.
+    pub fn web_identity_subjects(&self) -> Vec<String> {
+        self.state.lock().unwrap().web_identity_subjects.clone()
     }
 
     pub fn deny_role(&self, arn: &str) {
@@ -520,6 +536,35 @@ fn assume_role_with_web_identity(
         );
     }
     let mut st = state.lock().unwrap();
+    if let Some(issuer) = st.jwt_issuer.clone() {
+        match jwt_claims(token) {
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidIdentityToken",
+                    "The web identity token that was passed could not be validated",
+                )
+            }
+            Some(c) if c["iss"] != issuer.as_str() => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidIdentityToken",
+                    "No OpenIDConnect provider found in your account for this issuer",
+                )
+            }
+            Some(c) if c["exp"].as_u64().unwrap_or(0) <= now_secs() => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "ExpiredTokenException",
+                    "Token expired: current date/time must be before the expiration date/time",
+                )
+            }
+            Some(c) => {
+                let sub = c["sub"].as_str().unwrap_or_default().to_string();
+                st.web_identity_subjects.push(sub);
+            }
+        }
+    }
     let duration = duration_seconds(params, 3600);
     let lifetime = st.lifetime.unwrap_or(Duration::from_secs(duration));
     let arn = assumed_role_arn(role_arn, session);
@@ -588,6 +633,23 @@ fn nanos() -> u128 {
 
 fn ok(xml: &str) -> Response<Full<Bytes>> {
     xml_response(StatusCode::OK, xml.to_string())
+}
+
+/// A JWT's claims (its signature is not checked: the test's issuer makes no keys).
+pub fn jwt_claims(token: &str) -> Option<serde_json::Value> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {

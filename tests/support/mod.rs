@@ -6,6 +6,7 @@
 pub mod corp_net;
 pub mod endpoint;
 pub mod fake_sts;
+pub mod github;
 pub mod moto;
 
 use std::io::{BufRead, BufReader, Read};
@@ -30,6 +31,7 @@ impl Sandbox {
     pub fn new() -> Sandbox {
         let home = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(home.path().join(".aws")).unwrap();
+        std::fs::create_dir_all(home.path().join("tmp")).unwrap();
         std::fs::write(home.path().join(".aws/config"), "").unwrap();
         std::fs::write(home.path().join(".aws/credentials"), "").unwrap();
         Sandbox {
@@ -55,6 +57,8 @@ impl Sandbox {
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.home.path())
+            // Private directories go here: a test that kills credwrap leaves nothing in /tmp.
+            .env("TMPDIR", self.home.path().join("tmp"))
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_ENDPOINT_URL_STS", self.sts.url())
             .env("AWS_REGION", "us-east-1")
@@ -185,6 +189,17 @@ impl Running {
     /// Skips stderr lines (credwrap's log) until one satisfies `pred`.
     pub fn log_until(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
         self.err().until(what, pred)
+    }
+
+    /// What `--serve` hands out: its `export` lines, read to the end of stdout (it closes
+    /// stdout once they are written).
+    pub fn exports(&self) -> std::collections::HashMap<String, String> {
+        let mut text = String::new();
+        while let Some(line) = self.next_line() {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        exports(&text)
     }
 
     /// The next stdout line, or `None` once stdout is closed.
@@ -351,3 +366,92 @@ pub fn script(name: &str) -> PathBuf {
         .join("tests/children")
         .join(name)
 }
+
+/// `export NAME='value'` lines (as `--serve` prints them for a POSIX shell) as a map; `unset`
+/// lines are left out.
+pub fn exports(text: &str) -> std::collections::HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| {
+            let v = v
+                .strip_prefix('\'')
+                .and_then(|v| v.strip_suffix('\''))
+                .unwrap_or(v);
+            (k.to_string(), v.replace("'\\''", "'"))
+        })
+        .collect()
+}
+
+/// Whether process `pid` has ended: no such process, or a zombie that whoever adopted it (init,
+/// a subreaper) has not reaped yet. A detached credwrap's parent is gone, so the test cannot
+/// wait for it.
+pub fn gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command's closing parenthesis.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
+}
+
+/// The code block that follows `<!-- recipe: NAME -->` in README.md: the tests run the README's
+/// recipes as written, so that the two cannot drift apart.
+pub fn readme_recipe(name: &str) -> String {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let marker = format!("<!-- recipe: {name} -->");
+    let after = readme
+        .split_once(&marker)
+        .unwrap_or_else(|| panic!("README.md has no {marker}"))
+        .1;
+    let block = after
+        .split_once("```")
+        .and_then(|(_, rest)| rest.split_once('\n'))
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .unwrap_or_else(|| panic!("no code block after {marker}"))
+        .0;
+    block.to_string()
+}
+
+/// The shell command in `recipe` that runs credwrap: the line naming it and its `\`
+/// continuations, without a YAML list's `- `.
+pub fn credwrap_line(recipe: &str) -> String {
+    let mut lines = recipe.lines().skip_while(|l| !l.contains("credwrap "));
+    let mut out = String::new();
+    for line in lines.by_ref() {
+        let line = line.trim_start();
+        let line = line.strip_prefix("- ").unwrap_or(line);
+        let line = line.strip_prefix("run: ").unwrap_or(line);
+        out.push_str(line);
+        if !line.ends_with('\\') {
+            break;
+        }
+        out.push('\n');
+    }
+    assert!(!out.is_empty(), "no credwrap command in\n{recipe}");
+    out
+}
+
+/// PATH with the credwrap under test first, for recipes that say `credwrap`.
+pub fn path_with_credwrap() -> std::ffi::OsString {
+    let dir = Path::new(env!("CARGO_BIN_EXE_credwrap")).parent().unwrap();
+    let mut paths = vec![dir.to_path_buf()];
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(paths).unwrap()
+}
+
+/// The SDKs tests/children/sdk_matrix.sh runs, by the names it prefixes their lines with.
+pub const MATRIX: [&str; 8] = [
+    "boto3",
+    "awscli",
+    "js",
+    "rust",
+    "go",
+    "boto3-1.17",
+    "awscli-1.19",
+    "awscli-v2-debian",
+];

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The credwrap GitHub Action's logic: action.yml's main.js runs `run.sh start`, its post.js
+# `run.sh stop`; the tests run this script directly, with the variables a runner sets.
+#
+# start: finds credwrap (the `credwrap` input, else one on PATH, else the release's, checked
+#        against its SHA256SUMS, else built from this action's source), then starts it in
+#        whole-job mode: detached, the job's OIDC token as the source (renewed at every
+#        refresh), the endpoint's variables appended to $GITHUB_ENV for every later step.
+# stop:  stops it (SIGTERM: it revokes the credentials and removes its files) and prints its
+#        log in a folded group.
+set -euo pipefail
+
+# An input, as the runner passes it: INPUT_<NAME> with the name upper-cased, dashes kept.
+input() { printenv "INPUT_$1" || true; }
+say() { printf 'credwrap action: %s\n' "$*" >&2; }
+die() { printf '::error title=credwrap::%s\n' "$*"; exit 1; }
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+temp="${RUNNER_TEMP:?RUNNER_TEMP is not set: this runs in a GitHub Actions job}"
+log="$temp/credwrap.log"
+
+find_credwrap() {
+    local given
+    given="$(input CREDWRAP)"
+    if [ -n "$given" ]; then
+        [ -x "$given" ] || die "the credwrap input names $given, which is not an executable file"
+        echo "$given"
+        return
+    fi
+    if command -v credwrap >/dev/null 2>&1; then
+        command -v credwrap
+        return
+    fi
+    local version url dir="$temp/credwrap-bin"
+    version="$(input VERSION)"
+    if [ -n "$version" ] && [ "$version" != latest ]; then
+        url="https://github.com/credwrap/credwrap/releases/download/v${version#v}"
+    else
+        url="https://github.com/credwrap/credwrap/releases/latest/download"
+    fi
+    if CREDWRAP_RELEASE_URL="${CREDWRAP_RELEASE_URL:-$url}" CREDWRAP_INSTALL_DIR="$dir" \
+        sh "$here/scripts/install.sh" >&2; then
+        echo "$dir/credwrap"
+        return
+    fi
+    say "no release to install: building credwrap from the action's source"
+    command -v cargo >/dev/null 2>&1 || die "no credwrap release could be installed and there is no cargo to build one"
+    cargo install --quiet --locked --path "$here" --root "$temp/credwrap-cargo" >&2
+    echo "$temp/credwrap-cargo/bin/credwrap"
+}
+
+start() {
+    local role bin max audience name value
+    role="$(input ROLE-ARN)"
+    [ -n "$role" ] || die "the role-arn input is required"
+    bin="$(find_credwrap)"
+    say "using $("$bin" --version)"
+    max="$(input MAX-LIFETIME)"
+    local args=(-v --serve --detach --export github --role-arn "$role" --log-file "$log"
+        --watch "${CREDWRAP_ACTION_WATCH:-$PPID}" --max-lifetime "${max:-6h}")
+    case "$(input TOKEN-SOURCE)" in
+        "" | github)
+            args+=(--web-identity-github)
+            audience="$(input AUDIENCE)"
+            [ -z "$audience" ] || args+=(--web-identity-audience "$audience")
+            ;;
+        job) ;; # whatever the job already has: keys from an earlier step, a profile
+        *) die "token-source is github or job, not $(input TOKEN-SOURCE)" ;;
+    esac
+    for name in ROLE-SESSION-NAME DURATION REGION; do
+        value="$(input "$name")"
+        [ -z "$value" ] || args+=("--$(echo "$name" | tr '[:upper:]' '[:lower:]')" "$value")
+    done
+    [ "$(input TOKEN-FILE)" != true ] || args+=(--token-file)
+    # credwrap appends to $GITHUB_ENV and masks the endpoint's token on stdout; it returns once
+    # it serves, or fails with its own message.
+    "$bin" "${args[@]}"
+}
+
+stop() {
+    local pid="${CREDWRAP_PID:-}"
+    if [ -z "$pid" ]; then
+        say "credwrap was not started: nothing to stop"
+        return 0
+    fi
+    if kill -TERM "$pid" 2>/dev/null; then
+        # Revoking and removing its files takes it a moment.
+        local i
+        for i in $(seq 1 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -0 "$pid" 2>/dev/null && say "credwrap ($pid) is still running after SIGTERM"
+    fi
+    if [ -f "$log" ]; then
+        echo "::group::credwrap log"
+        cat "$log"
+        echo "::endgroup::"
+        rm -f "$log"
+    fi
+}
+
+case "${1:-}" in
+    start) start ;;
+    stop) stop ;;
+    *) echo "usage: run.sh start|stop" >&2; exit 2 ;;
+esac

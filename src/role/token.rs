@@ -1,0 +1,420 @@
+//! The OIDC token for AssumeRoleWithWebIdentity, fetched again before every call: CI systems
+//! and Kubernetes hand out tokens that live minutes, so a long job needs a new one at each
+//! refresh. A fetch that fails is an STS call that fails: retried with the broker's backoff
+//! mid-job (the current credential is kept), reported before the command starts at start-up.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use super::error::AssumeError;
+use super::trust::Roots;
+use crate::credential::fmt_time;
+use crate::secret::Secret;
+use crate::settings::TokenSource;
+
+/// How long a token service or a token command may take.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
+/// How much of a failed command's stderr, or of a token service's error, is quoted.
+const QUOTED: usize = 400;
+
+/// A token source, ready to fetch from.
+pub struct Tokens {
+    source: TokenSource,
+    /// For the GitHub token service: TLS trusting what STS's client trusts.
+    tls: rustls::ClientConfig,
+}
+
+impl Tokens {
+    pub fn new(source: TokenSource, roots: &Roots) -> Tokens {
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map(|b| {
+                b.with_root_certificates(roots.root_store())
+                    .with_no_client_auth()
+            })
+            .unwrap_or_else(|_| {
+                // ring supports the default versions; this is unreachable in practice.
+                rustls::ClientConfig::builder()
+                    .with_root_certificates(roots.root_store())
+                    .with_no_client_auth()
+            });
+        Tokens { source, tls }
+    }
+
+    /// What the token is, for messages: "the token file /x", "GitHub's token service".
+    pub fn describe(&self) -> String {
+        describe(&self.source)
+    }
+
+    /// A fresh token. Errors say what failed, never the token.
+    pub async fn fetch(&self) -> Result<Secret, AssumeError> {
+        let token = match &self.source {
+            TokenSource::File(path) => tokio::fs::read_to_string(path).await.map_err(|e| {
+                token_error(
+                    &self.source,
+                    format!("cannot read the web identity token {}: {e}", path.display()),
+                    true,
+                )
+            })?,
+            TokenSource::Variable { token, .. } => token.expose().to_string(),
+            TokenSource::Command {
+                line,
+                argv,
+                timeout,
+            } => run_command(line, argv, *timeout).await?,
+            TokenSource::GitHub {
+                url,
+                bearer,
+                audience,
+            } => self.ask_github(url, bearer, audience).await?,
+        };
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(token_error(
+                &self.source,
+                format!("{} gave an empty token", self.describe()),
+                true,
+            ));
+        }
+        Ok(Secret::new(token))
+    }
+
+    /// `GET URL&audience=AUD` with `Authorization: bearer TOKEN`; the answer's `value`.
+    async fn ask_github(
+        &self,
+        url: &str,
+        bearer: &Secret,
+        audience: &str,
+    ) -> Result<String, AssumeError> {
+        let what = "GitHub's OIDC token service (ACTIONS_ID_TOKEN_REQUEST_URL)";
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let audience =
+            percent_encoding::utf8_percent_encode(audience, percent_encoding::NON_ALPHANUMERIC);
+        let uri: hyper::Uri = format!("{url}{sep}audience={audience}")
+            .parse()
+            .map_err(|e| {
+                token_error(
+                    &self.source,
+                    format!("{what}: the URL is not valid: {e}"),
+                    false,
+                )
+            })?;
+        let request = hyper::Request::get(uri.clone())
+            .header(
+                hyper::header::AUTHORIZATION,
+                format!("bearer {}", bearer.expose()),
+            )
+            .header(hyper::header::ACCEPT, "application/json; api-version=2.0")
+            .header(
+                hyper::header::USER_AGENT,
+                concat!("credwrap/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| token_error(&self.source, format!("{what}: {e}"), false))?;
+        let response = tokio::time::timeout(HTTP_TIMEOUT, self.send(&uri, request))
+            .await
+            .map_err(|_| {
+                token_error(
+                    &self.source,
+                    format!("{what} did not answer within {}s", HTTP_TIMEOUT.as_secs()),
+                    true,
+                )
+            })?
+            .map_err(|e| {
+                token_error(
+                    &self.source,
+                    format!("{what} could not be reached: {e}"),
+                    true,
+                )
+            })?;
+        let status = response.status();
+        let body = tokio::time::timeout(HTTP_TIMEOUT, response.into_body().collect())
+            .await
+            .map_err(|_| {
+                token_error(
+                    &self.source,
+                    format!("{what}: the answer did not arrive"),
+                    true,
+                )
+            })?
+            .map_err(|e| token_error(&self.source, format!("{what}: {e}"), true))?
+            .to_bytes();
+        if !status.is_success() {
+            // Its error bodies carry no token; quoted for the user, cut short.
+            let text: String = String::from_utf8_lossy(&body)
+                .chars()
+                .take(QUOTED)
+                .collect();
+            let retryable = status.is_server_error() || status.as_u16() == 429;
+            return Err(token_error(
+                &self.source,
+                format!("{what} answered HTTP {}: {}", status.as_u16(), text.trim()),
+                retryable,
+            ));
+        }
+        let value: serde_json::Value = serde_json::from_slice(&body).map_err(|_| {
+            token_error(
+                &self.source,
+                format!("{what} answered something that is not JSON"),
+                true,
+            )
+        })?;
+        value["value"].as_str().map(str::to_string).ok_or_else(|| {
+            token_error(
+                &self.source,
+                format!("{what} answered JSON without a `value`"),
+                true,
+            )
+        })
+    }
+
+    /// TLS (or plain HTTP, for a test's local service) over `connector`.
+    fn https<C>(&self, connector: C) -> hyper_rustls::HttpsConnector<C> {
+        hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(self.tls.clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector)
+    }
+
+    /// One request, through HTTPS_PROXY/HTTP_PROXY (minus NO_PROXY) when they say so.
+    async fn send(
+        &self,
+        uri: &hyper::Uri,
+        request: hyper::Request<Empty<Bytes>>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        let proxy = hyper_util::client::proxy::matcher::Matcher::from_env().intercept(uri);
+        match proxy {
+            Some(proxy) if uri.scheme_str() == Some("https") => {
+                let mut tunnel = hyper_util::client::legacy::connect::proxy::Tunnel::new(
+                    proxy.uri().clone(),
+                    tcp,
+                );
+                if let Some(auth) = proxy.basic_auth() {
+                    tunnel = tunnel.with_auth(auth.clone());
+                }
+                let client = Client::builder(TokioExecutor::new()).build(self.https(tunnel));
+                client.request(request).await.map_err(|e| error_chain(&e))
+            }
+            _ => {
+                let client = Client::builder(TokioExecutor::new()).build(self.https(tcp));
+                client.request(request).await.map_err(|e| error_chain(&e))
+            }
+        }
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    super::error::error_chain(e)
+}
+
+fn describe(source: &TokenSource) -> String {
+    match source {
+        TokenSource::File(path) => format!("the token file {}", path.display()),
+        TokenSource::Variable { name, .. } => format!("the variable {name}"),
+        TokenSource::Command { line, .. } => format!("the token command `{line}`"),
+        TokenSource::GitHub { .. } => "GitHub's OIDC token service".to_string(),
+    }
+}
+
+const FILE_HINT: &str = "check that the CI (or Kubernetes) writes the token file, and its path";
+const VARIABLE_HINT: &str = "check the CI's token variable (GitLab: the job's id_tokens: entry)";
+const COMMAND_HINT: &str =
+    "run the token command yourself in the same environment: it must print the token and exit 0";
+const GITHUB_HINT: &str = "check that the job has `permissions: id-token: write` and that the \
+                           runner reaches its token service (HTTPS_PROXY on self-hosted runners)";
+
+/// A failure to get the token from `source`, with the hint that fits that source.
+fn token_error(source: &TokenSource, message: String, retryable: bool) -> AssumeError {
+    let hint = match source {
+        TokenSource::File(_) => FILE_HINT,
+        TokenSource::Variable { .. } => VARIABLE_HINT,
+        TokenSource::Command { .. } => COMMAND_HINT,
+        TokenSource::GitHub { .. } => GITHUB_HINT,
+    };
+    AssumeError::token(message, retryable, hint)
+}
+
+/// Runs the token command (no shell: its words as given), with a timeout; its stdout is the
+/// token.
+async fn run_command(
+    line: &str,
+    argv: &[String],
+    timeout: Duration,
+) -> Result<String, AssumeError> {
+    let fail =
+        |message: String, retryable: bool| AssumeError::token(message, retryable, COMMAND_HINT);
+    let what = format!("the token command `{line}`");
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| fail(format!("{what} is empty"), false))?;
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let (child, mut own) = crate::reaping::spawn(|| command.spawn(), |c| c.id())
+        .map_err(|e| fail(format!("{what} could not be started: {e}"), false))?;
+    let out = tokio::time::timeout(timeout, output(child, &mut own))
+        .await
+        .map_err(|_| {
+            fail(
+                format!(
+                    "{what} did not finish within {}s (killed)",
+                    timeout.as_secs()
+                ),
+                true,
+            )
+        })?
+        .map_err(|e| fail(format!("{what}: {e}"), true))?;
+    if !out.status.success() {
+        let stderr: String = String::from_utf8_lossy(&out.stderr)
+            .chars()
+            .take(QUOTED)
+            .collect();
+        let status = out.status.code().map_or_else(
+            || "was killed by a signal".to_string(),
+            |c| format!("exited {c}"),
+        );
+        return Err(fail(format!("{what} {status}: {}", stderr.trim()), true));
+    }
+    String::from_utf8(out.stdout)
+        .map_err(|_| fail(format!("{what} printed something that is not text"), true))
+}
+
+/// What `wait_with_output` gives, except that a status the subreaper took (the wait then fails
+/// with ECHILD) is taken from it.
+async fn output(
+    mut child: tokio::process::Child,
+    own: &mut crate::reaping::Own,
+) -> std::io::Result<std::process::Output> {
+    use tokio::io::AsyncReadExt;
+    async fn all(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> std::io::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            pipe.read_to_end(&mut bytes).await?;
+        }
+        Ok(bytes)
+    }
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let status = async {
+        match child.wait().await {
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => own.reaped_status().await.ok_or(e),
+            other => other,
+        }
+    };
+    let (stdout, stderr, status) = tokio::join!(all(stdout), all(stderr), status);
+    Ok(std::process::Output {
+        status: status?,
+        stdout: stdout?,
+        stderr: stderr?,
+    })
+}
+
+/// When a JWT says it expires (`exp`), if it is one.
+pub fn jwt_expiry(token: &str) -> Option<SystemTime> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    Some(UNIX_EPOCH + Duration::from_secs(claims["exp"].as_u64()?))
+}
+
+/// A token from a variable cannot renew: say when refreshing will stop, loudly when the job
+/// may outlive it.
+pub fn warn_if_it_expires(source: &TokenSource, session: Duration, job: Option<Duration>) {
+    let TokenSource::Variable { name, token } = source else {
+        return;
+    };
+    let Some(exp) = jwt_expiry(token.expose()) else {
+        return;
+    };
+    let now = SystemTime::now();
+    let runs_out = exp + session;
+    let message = format!(
+        "the OIDC token in {name} expires at {} ({}): credwrap cannot refresh the role after that, \
+         so the credentials run out by about {}; a job that may last longer needs a token that \
+         renews (--web-identity-github, --web-identity-token-command, a token file the CI \
+         rewrites)",
+        fmt_time(exp),
+        match exp.duration_since(now) {
+            Ok(left) => format!("in {}m", left.as_secs() / 60),
+            Err(_) => "already".to_string(),
+        },
+        fmt_time(runs_out)
+    );
+    // A refresh comes at about half the session at the latest: a token gone by then fails even
+    // the first; and the last credential got before the token expires may have only half a
+    // session left.
+    let outlived = exp <= now + session / 2 || job.is_some_and(|j| now + j > exp + session / 2);
+    if outlived {
+        tracing::warn!("{message}");
+    } else {
+        tracing::info!("{message}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jwts_expiry_is_read_and_anything_else_has_none() {
+        let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"sub":"repo:x","exp":1800000000}"#);
+        let jwt = format!("eyJhbGciOiJSUzI1NiJ9.{claims}.c2ln");
+        assert_eq!(
+            jwt_expiry(&jwt),
+            Some(UNIX_EPOCH + Duration::from_secs(1_800_000_000))
+        );
+        assert_eq!(jwt_expiry("not a jwt"), None);
+        assert_eq!(jwt_expiry("a.b.c"), None);
+    }
+
+    #[tokio::test]
+    async fn a_command_that_fails_or_hangs_says_so_with_its_stderr() {
+        let fail = run_command(
+            "sh -c ...",
+            &[
+                "sh".into(),
+                "-c".into(),
+                "echo no agent here >&2; exit 3".into(),
+            ],
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            fail.to_string().contains("exited 3: no agent here"),
+            "{fail}"
+        );
+        let slow = run_command(
+            "sleep 10",
+            &["sleep".into(), "10".into()],
+            Duration::from_millis(200),
+        )
+        .await
+        .unwrap_err();
+        assert!(slow.to_string().contains("did not finish within"), "{slow}");
+        let ok = run_command(
+            "echo t",
+            &["echo".into(), "a.b.c".into()],
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        assert_eq!(ok.trim(), "a.b.c");
+    }
+}
