@@ -94,18 +94,13 @@ impl Tokens {
         audience: &str,
     ) -> Result<String, AssumeError> {
         let what = "GitHub's OIDC token service (ACTIONS_ID_TOKEN_REQUEST_URL)";
+        let fail = |message: String, retryable: bool| token_error(&self.source, message, retryable);
         let sep = if url.contains('?') { '&' } else { '?' };
         let audience =
             percent_encoding::utf8_percent_encode(audience, percent_encoding::NON_ALPHANUMERIC);
         let uri: hyper::Uri = format!("{url}{sep}audience={audience}")
             .parse()
-            .map_err(|e| {
-                token_error(
-                    &self.source,
-                    format!("{what}: the URL is not valid: {e}"),
-                    false,
-                )
-            })?;
+            .map_err(|e| fail(format!("{what}: the URL is not valid: {e}"), false))?;
         let request = hyper::Request::get(uri.clone())
             .header(
                 hyper::header::AUTHORIZATION,
@@ -117,34 +112,22 @@ impl Tokens {
                 concat!("credwrap/", env!("CARGO_PKG_VERSION")),
             )
             .body(Empty::<Bytes>::new())
-            .map_err(|e| token_error(&self.source, format!("{what}: {e}"), false))?;
+            .map_err(|e| fail(format!("{what}: {e}"), false))?;
+        let late = |_| {
+            fail(
+                format!("{what} did not answer within {}s", HTTP_TIMEOUT.as_secs()),
+                true,
+            )
+        };
         let response = tokio::time::timeout(HTTP_TIMEOUT, self.send(&uri, request))
             .await
-            .map_err(|_| {
-                token_error(
-                    &self.source,
-                    format!("{what} did not answer within {}s", HTTP_TIMEOUT.as_secs()),
-                    true,
-                )
-            })?
-            .map_err(|e| {
-                token_error(
-                    &self.source,
-                    format!("{what} could not be reached: {e}"),
-                    true,
-                )
-            })?;
+            .map_err(late)?
+            .map_err(|e| fail(format!("{what} could not be reached: {e}"), true))?;
         let status = response.status();
         let body = tokio::time::timeout(HTTP_TIMEOUT, response.into_body().collect())
             .await
-            .map_err(|_| {
-                token_error(
-                    &self.source,
-                    format!("{what}: the answer did not arrive"),
-                    true,
-                )
-            })?
-            .map_err(|e| token_error(&self.source, format!("{what}: {e}"), true))?
+            .map_err(late)?
+            .map_err(|e| fail(format!("{what}: {e}"), true))?
             .to_bytes();
         if !status.is_success() {
             // Its error bodies carry no token; quoted for the user, cut short.
@@ -153,26 +136,17 @@ impl Tokens {
                 .take(QUOTED)
                 .collect();
             let retryable = status.is_server_error() || status.as_u16() == 429;
-            return Err(token_error(
-                &self.source,
+            return Err(fail(
                 format!("{what} answered HTTP {}: {}", status.as_u16(), text.trim()),
                 retryable,
             ));
         }
-        let value: serde_json::Value = serde_json::from_slice(&body).map_err(|_| {
-            token_error(
-                &self.source,
-                format!("{what} answered something that is not JSON"),
-                true,
-            )
-        })?;
-        value["value"].as_str().map(str::to_string).ok_or_else(|| {
-            token_error(
-                &self.source,
-                format!("{what} answered JSON without a `value`"),
-                true,
-            )
-        })
+        let value: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|_| fail(format!("{what} answered something that is not JSON"), true))?;
+        value["value"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| fail(format!("{what} answered JSON without a `value`"), true))
     }
 
     /// TLS (or plain HTTP, for a test's local service) over `connector`.
