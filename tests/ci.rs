@@ -35,6 +35,21 @@ const TOKEN_LIFETIME: u64 = 4;
 /// Each SDK step calls STS for this long: three role lifetimes and more.
 const STEP_SECONDS: u64 = 3 * ROLE_LIFETIME + 2;
 
+/// Prints (for `--nocapture` and the closing notes) how many AssumeRoleWithWebIdentity calls a
+/// job made with how many distinct tokens, and what the token service saw.
+fn report(job: &str, sb: &Sandbox, service: Option<(usize, usize)>) {
+    let subjects = sb.sts.web_identity_subjects();
+    let distinct: std::collections::HashSet<_> = subjects.iter().collect();
+    let service = service.map_or_else(String::new, |(requests, issued)| {
+        format!("; token service: {requests} requests, {issued} tokens")
+    });
+    println!(
+        "{job}: {} AssumeRoleWithWebIdentity calls with {} distinct tokens{service}",
+        subjects.len(),
+        distinct.len()
+    );
+}
+
 /// What a job's steps have besides what a test adds: credwrap and the fake CI tools on PATH,
 /// the SDKs, the STS, no IMDS, no credentials.
 fn job_env(sb: &Sandbox) -> HashMap<String, String> {
@@ -427,7 +442,7 @@ fn a_github_job_is_served_for_every_step_and_leaves_nothing() {
     );
     let (requests, issued) = github.counts();
     let assumes = sb.sts.web_identity_subjects().len();
-    println!("GitHub token service: {requests} requests, {issued} tokens, for {assumes} AssumeRoleWithWebIdentity calls");
+    report("GitHub, the action", &sb, Some((requests, issued)));
     assert!(assumes >= 3, "only {assumes} refreshes");
     assert_eq!(issued, assumes);
     assert!(github.audiences().iter().all(|a| a == "sts.amazonaws.com"));
@@ -498,6 +513,7 @@ fn a_github_job_is_served_by_one_run_step() {
     let _stop = Stop(pid);
     sdk_steps(&later, &["go"], 2 * ROLE_LIFETIME + 1);
     assert!(sb.sts.web_identity_subjects().len() >= 2);
+    report("GitHub, one run step", &sb, Some(github.counts()));
     assert!(
         runner_temp.path().join("credwrap.log").exists(),
         "no log where --log-file said"
@@ -568,6 +584,7 @@ fn a_gitlab_job_evals_the_exports_and_is_served_until_its_shell_exits() {
         "credwrap to stop with the job's shell",
     );
     assert!(sb.sts.web_identity_subjects().len() >= 3);
+    report("GitLab, the token in a variable", &sb, None);
     assert!(sb.sts.calls().iter().any(|c| c
         .params
         .get("RoleSessionName")
@@ -618,6 +635,7 @@ fn a_buildkite_job_survives_its_token_command_failing_for_a_while() {
         out.stderr
     );
     assert!(sb.sts.web_identity_subjects().len() >= 3);
+    report("Buildkite, the token command", &sb, None);
     let pid: i32 = echoed(&out, "pid").parse().unwrap();
     let _stop = Stop(pid);
     stops_and_leaves_nothing(
@@ -648,6 +666,7 @@ fn a_circleci_job_hands_the_exports_on_through_bash_env() {
     );
     assert_step(&out, "js");
     assert!(sb.sts.web_identity_subjects().len() >= 3);
+    report("CircleCI, the token command", &sb, None);
     // The job's machine goes away.
     // SAFETY: kill(2).
     unsafe { libc::kill(pid, libc::SIGTERM) };
