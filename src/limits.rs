@@ -225,26 +225,29 @@ pub fn mfa_duration(s: &str) -> Result<Duration, String> {
 }
 
 pub fn kill_after(s: &str) -> Result<Duration, String> {
-    match duration_secs(s) {
-        Some(secs) if (1..=86_400).contains(&secs) => Ok(Duration::from_secs(secs)),
-        _ => Err("expected a duration from 1s to 24h, e.g. 10s or 2m".into()),
-    }
+    duration_within(s, 1..=86_400, "1s to 24h, e.g. 10s or 2m")
 }
 
 /// How long a token command or token service may take: 1s to 10m.
 pub fn token_timeout(s: &str) -> Result<Duration, String> {
-    match duration_secs(s) {
-        Some(secs) if (1..=600).contains(&secs) => Ok(Duration::from_secs(secs)),
-        _ => Err("expected a duration from 1s to 10m, e.g. 15s".into()),
-    }
+    duration_within(s, 1..=600, "1s to 10m, e.g. 15s")
 }
 
 /// How long whole-job mode (`--serve`) may serve: 1m to 30 days (self-hosted runners keep jobs
 /// for days).
 pub fn max_lifetime(s: &str) -> Result<Duration, String> {
+    duration_within(s, 60..=30 * 86_400, "1m to 30 days, e.g. 6h or 3d")
+}
+
+/// A duration of whole seconds in `range`; else "expected a duration from `bounds`".
+fn duration_within(
+    s: &str,
+    range: std::ops::RangeInclusive<u64>,
+    bounds: &str,
+) -> Result<Duration, String> {
     match duration_secs(s) {
-        Some(secs) if (60..=30 * 86_400).contains(&secs) => Ok(Duration::from_secs(secs)),
-        _ => Err("expected a duration from 1m to 30 days, e.g. 6h or 3d".into()),
+        Some(secs) if range.contains(&secs) => Ok(Duration::from_secs(secs)),
+        _ => Err(format!("expected a duration from {bounds}")),
     }
 }
 

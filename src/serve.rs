@@ -3,7 +3,6 @@
 //! process exiting (`--watch`), or `--max-lifetime`.
 
 use std::ffi::OsString;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use std::os::unix::process::ExitStatusExt;
@@ -33,9 +32,11 @@ pub fn run(
     hand_off(plan, &started.child_env, readiness, &log)?;
     let ended =
         runtime.block_on(async { stop_when(plan.watch, plan.max_lifetime, supervisor.stopper()) });
-    let why = match supervisor.wait_for_stop() {
-        Some(sig) => format!("signal {}", crate::child::signals::name(sig)),
-        None => ended.reason().unwrap_or_default(),
+    let why = match (supervisor.wait_for_stop(), ended) {
+        (Some(sig), _) => format!("signal {}", crate::child::signals::name(sig)),
+        // Only the task closes the stopper, once it has its reason.
+        (None, Some(task)) => runtime.block_on(task).unwrap_or_default(),
+        (None, None) => String::new(),
     };
     tracing::info!("stopping ({why}): the credentials served are revoked");
     Ok(ExitStatus::from_raw(0))
@@ -116,29 +117,17 @@ fn append(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     f.write_all(text.as_bytes())
 }
 
-/// Why serving ended, when not by a signal.
-#[derive(Clone, Default)]
-pub struct Ended(Arc<Mutex<Option<String>>>);
-
-impl Ended {
-    pub fn reason(&self) -> Option<String> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
 /// Closes `stopper` when the watched process exits or the lifetime is over, on the current
-/// runtime; [`Ended::reason`] says which.
-pub fn stop_when(
+/// runtime; the task ends with the reason. `None` when there is nothing to wait for.
+fn stop_when(
     watch: Option<i32>,
     max_lifetime: Option<Duration>,
     stopper: signal_hook::iterator::Handle,
-) -> Ended {
-    let ended = Ended::default();
+) -> Option<tokio::task::JoinHandle<String>> {
     if watch.is_none() && max_lifetime.is_none() {
-        return ended;
+        return None;
     }
-    let said = ended.clone();
-    tokio::spawn(async move {
+    Some(tokio::spawn(async move {
         let watched = async {
             match watch {
                 Some(pid) => {
@@ -161,10 +150,9 @@ pub fn stop_when(
             r = watched => r,
             r = expired => r,
         };
-        *said.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
         stopper.close();
-    });
-    ended
+        reason
+    }))
 }
 
 /// Resolves when process `pid` is gone: a pidfd becomes readable then (Linux 5.3); on older
@@ -187,10 +175,7 @@ async fn watch_exit(pid: i32) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        // SAFETY: signal 0 only asks whether the process exists.
-        let gone = unsafe { libc::kill(pid, 0) } != 0
-            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-        if gone {
+        if !crate::settings::process_exists(pid) {
             return;
         }
     }

@@ -85,7 +85,7 @@ async fn assume_and_listen(
     );
     let region = role.child_region().map(str::to_string);
     let listeners = Listeners {
-        child: Some(child),
+        child,
         gateways,
         role: role_arn,
         region: region.clone(),

@@ -84,8 +84,8 @@ impl From<StartError> for crate::exit::Failure {
 
 /// The listeners to start.
 pub struct Listeners {
-    /// The command's endpoint; none when there is no command.
-    pub child: Option<ChildProtocol>,
+    /// The loopback endpoint: the command's, or with `--serve` the later processes'.
+    pub child: ChildProtocol,
     /// Gateway addresses containers reach, checked.
     pub gateways: Vec<Gateway>,
     /// The role IMDS lists under `security-credentials/`.
@@ -98,16 +98,15 @@ impl Listeners {
     /// The longest remaining lifetime any listener's clients need: what the broker must
     /// refresh in time for.
     pub fn min_remaining(&self) -> Duration {
-        let gateways = (!self.gateways.is_empty()).then_some(ecs::MIN_REMAINING);
-        self.child
-            .map(|c| match c {
-                ChildProtocol::Ecs(_) => ecs::MIN_REMAINING,
-                ChildProtocol::Imds => imds::MIN_REMAINING,
-            })
-            .into_iter()
-            .chain(gateways)
-            .max()
-            .unwrap_or(ecs::MIN_REMAINING)
+        let child = match self.child {
+            ChildProtocol::Ecs(_) => ecs::MIN_REMAINING,
+            ChildProtocol::Imds => imds::MIN_REMAINING,
+        };
+        if self.gateways.is_empty() {
+            child
+        } else {
+            child.max(ecs::MIN_REMAINING)
+        }
     }
 }
 
@@ -159,32 +158,30 @@ impl Endpoint {
         listeners: Listeners,
         dir: &PrivateDir,
     ) -> Result<Endpoint, StartError> {
-        let count = usize::from(listeners.child.is_some()) + listeners.gateways.len();
+        let count = 1 + listeners.gateways.len();
         let mut endpoint = Endpoint {
             capacity: admission::capacity(crate::lockdown::open_file_limit(), count),
             child_env: Vec::new(),
             revoked: Arc::new(AtomicBool::new(false)),
             accept_loops: Vec::new(),
         };
-        if let Some(protocol) = listeners.child {
-            let service = match protocol {
-                ChildProtocol::Ecs(delivery) => {
-                    Service::Ecs(ecs::EcsService::new(dir, delivery == TokenDelivery::File)?)
-                }
-                ChildProtocol::Imds => {
-                    tracing::warn!(
-                        "IMDS mode: any local process that can reach 127.0.0.1 can read the \
-                         role's credentials from the endpoint; the default container mode \
-                         requires a token"
-                    );
-                    Service::Imds(imds::ImdsService::new(
-                        listeners.role.clone(),
-                        listeners.region.clone(),
-                    ))
-                }
-            };
-            endpoint.child_env = endpoint.start_child(&reader, service).await?;
-        }
+        let service = match listeners.child {
+            ChildProtocol::Ecs(delivery) => {
+                Service::Ecs(ecs::EcsService::new(dir, delivery == TokenDelivery::File)?)
+            }
+            ChildProtocol::Imds => {
+                tracing::warn!(
+                    "IMDS mode: any local process that can reach 127.0.0.1 can read the \
+                     role's credentials from the endpoint; the default container mode \
+                     requires a token"
+                );
+                Service::Imds(imds::ImdsService::new(
+                    listeners.role.clone(),
+                    listeners.region.clone(),
+                ))
+            }
+        };
+        endpoint.child_env = endpoint.start_child(&reader, service).await?;
         let mut env_file = None;
         for gateway in &listeners.gateways {
             let lines = endpoint.start_gateway(&reader, gateway).await?;
@@ -474,7 +471,7 @@ mod tests {
             Arc::new(WallClock),
         );
         let listeners = Listeners {
-            child: Some(ChildProtocol::Ecs(TokenDelivery::Variable)),
+            child: ChildProtocol::Ecs(TokenDelivery::Variable),
             gateways: Vec::new(),
             role: "arn:aws:iam::123456789012:role/r".parse().unwrap(),
             region: None,

@@ -48,7 +48,7 @@ impl Role {
         let tokens = match &settings.source {
             Source::WebIdentity { token } => {
                 token::warn_if_it_expires(token, settings.target.duration, settings.max_lifetime);
-                Some(token::Tokens::new(token.clone(), &roots))
+                Some(token::Tokens::new(token.clone(), &roots)?)
             }
             _ => None,
         };

@@ -12,7 +12,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use super::error::AssumeError;
+use super::error::{AssumeError, SetupError};
 use super::trust::Roots;
 use crate::credential::fmt_time;
 use crate::secret::Secret;
@@ -26,26 +26,30 @@ const QUOTED: usize = 400;
 /// A token source, ready to fetch from.
 pub struct Tokens {
     source: TokenSource,
-    /// For the GitHub token service: TLS trusting what STS's client trusts.
-    tls: rustls::ClientConfig,
+    /// For the GitHub token service, the one source credwrap reaches itself: TLS trusting
+    /// what STS's client trusts. Only made for that source: the others never need the roots
+    /// parsed.
+    tls: Option<rustls::ClientConfig>,
 }
 
 impl Tokens {
-    pub fn new(source: TokenSource, roots: &Roots) -> Tokens {
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map(|b| {
-                b.with_root_certificates(roots.root_store())
-                    .with_no_client_auth()
-            })
-            .unwrap_or_else(|_| {
-                // ring supports the default versions; this is unreachable in practice.
-                rustls::ClientConfig::builder()
+    pub fn new(source: TokenSource, roots: &Roots) -> Result<Tokens, SetupError> {
+        let tls = match source {
+            TokenSource::GitHub { .. } => {
+                let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+                let config = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| SetupError {
+                        message: format!("could not set up TLS for GitHub's token service: {e}"),
+                        hint: "this build of credwrap lacks TLS 1.2 and 1.3 support",
+                    })?
                     .with_root_certificates(roots.root_store())
-                    .with_no_client_auth()
-            });
-        Tokens { source, tls }
+                    .with_no_client_auth();
+                Some(config)
+            }
+            _ => None,
+        };
+        Ok(Tokens { source, tls })
     }
 
     /// What the token is, for messages: "the token file /x", "GitHub's token service".
@@ -95,6 +99,11 @@ impl Tokens {
     ) -> Result<String, AssumeError> {
         let what = "GitHub's OIDC token service (ACTIONS_ID_TOKEN_REQUEST_URL)";
         let fail = |message: String, retryable: bool| token_error(&self.source, message, retryable);
+        // `new` makes it for this source.
+        let tls = self
+            .tls
+            .as_ref()
+            .ok_or_else(|| fail(format!("{what}: no TLS configuration"), false))?;
         let sep = if url.contains('?') { '&' } else { '?' };
         let audience =
             percent_encoding::utf8_percent_encode(audience, percent_encoding::NON_ALPHANUMERIC);
@@ -119,7 +128,7 @@ impl Tokens {
                 true,
             )
         };
-        let response = tokio::time::timeout(HTTP_TIMEOUT, self.send(&uri, request))
+        let response = tokio::time::timeout(HTTP_TIMEOUT, send(tls, &uri, request))
             .await
             .map_err(late)?
             .map_err(|e| fail(format!("{what} could not be reached: {e}"), true))?;
@@ -148,47 +157,47 @@ impl Tokens {
             .map(str::to_string)
             .ok_or_else(|| fail(format!("{what} answered JSON without a `value`"), true))
     }
-
-    /// TLS (or plain HTTP, for a test's local service) over `connector`.
-    fn https<C>(&self, connector: C) -> hyper_rustls::HttpsConnector<C> {
-        hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(self.tls.clone())
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(connector)
-    }
-
-    /// One request, through HTTPS_PROXY/HTTP_PROXY (minus NO_PROXY) when they say so.
-    async fn send(
-        &self,
-        uri: &hyper::Uri,
-        request: hyper::Request<Empty<Bytes>>,
-    ) -> Result<hyper::Response<hyper::body::Incoming>, String> {
-        let mut tcp = HttpConnector::new();
-        tcp.enforce_http(false);
-        let proxy = hyper_util::client::proxy::matcher::Matcher::from_env().intercept(uri);
-        match proxy {
-            Some(proxy) if uri.scheme_str() == Some("https") => {
-                let mut tunnel = hyper_util::client::legacy::connect::proxy::Tunnel::new(
-                    proxy.uri().clone(),
-                    tcp,
-                );
-                if let Some(auth) = proxy.basic_auth() {
-                    tunnel = tunnel.with_auth(auth.clone());
-                }
-                let client = Client::builder(TokioExecutor::new()).build(self.https(tunnel));
-                client.request(request).await.map_err(|e| error_chain(&e))
-            }
-            _ => {
-                let client = Client::builder(TokioExecutor::new()).build(self.https(tcp));
-                client.request(request).await.map_err(|e| error_chain(&e))
-            }
-        }
-    }
 }
 
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    super::error::error_chain(e)
+/// TLS (or plain HTTP, for a test's local service) over `connector`.
+fn https<C>(tls: &rustls::ClientConfig, connector: C) -> hyper_rustls::HttpsConnector<C> {
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls.clone())
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector)
+}
+
+/// One request, through HTTPS_PROXY/HTTP_PROXY (minus NO_PROXY) when they say so.
+async fn send(
+    tls: &rustls::ClientConfig,
+    uri: &hyper::Uri,
+    request: hyper::Request<Empty<Bytes>>,
+) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    let proxy = hyper_util::client::proxy::matcher::Matcher::from_env().intercept(uri);
+    match proxy {
+        Some(proxy) if uri.scheme_str() == Some("https") => {
+            let mut tunnel =
+                hyper_util::client::legacy::connect::proxy::Tunnel::new(proxy.uri().clone(), tcp);
+            if let Some(auth) = proxy.basic_auth() {
+                tunnel = tunnel.with_auth(auth.clone());
+            }
+            let client = Client::builder(TokioExecutor::new()).build(https(tls, tunnel));
+            client
+                .request(request)
+                .await
+                .map_err(|e| super::error::error_chain(&e))
+        }
+        _ => {
+            let client = Client::builder(TokioExecutor::new()).build(https(tls, tcp));
+            client
+                .request(request)
+                .await
+                .map_err(|e| super::error::error_chain(&e))
+        }
+    }
 }
 
 fn describe(source: &TokenSource) -> String {

@@ -392,10 +392,7 @@ fn serve_plan(cli: &Cli, env: &Env) -> Result<ServePlan, UsageError> {
         crate::cli::ExportFormat::Shell => None,
     };
     if let Some(pid) = cli.watch {
-        // SAFETY: kill with signal 0 only asks whether the process exists.
-        let exists = unsafe { libc::kill(pid, 0) } == 0
-            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-        if !exists {
+        if !process_exists(pid) {
             return Err(usage(format!("--watch {pid}: there is no such process")));
         }
     }
@@ -410,6 +407,14 @@ fn serve_plan(cli: &Cli, env: &Env) -> Result<ServePlan, UsageError> {
         watch: cli.watch,
         max_lifetime: cli.max_lifetime,
     })
+}
+
+/// Whether process `pid` exists (one of another user's counts: `kill` then fails with EPERM):
+/// what `--watch` is checked with here and watched with while serving.
+pub fn process_exists(pid: i32) -> bool {
+    // SAFETY: signal 0 only asks whether the process exists.
+    let signalled = unsafe { libc::kill(pid, 0) } == 0;
+    signalled || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 /// A flag, then `AWS_ROLE_SESSION_NAME` (web identity), then the role profile's, then ours.
