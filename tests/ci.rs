@@ -328,8 +328,7 @@ fn the_action_has_the_inputs_the_readme_names() {
         .filter(|l| l.starts_with("  ") && !l.starts_with("   ") && l.trim_end().ends_with(':'))
         .map(|l| l.trim().trim_end_matches(':'))
         .collect();
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let readme = support::readme();
     for input in &declared {
         assert!(
             readme.contains(&format!("`{input}`")) || readme.contains(&format!("{input}: ")),

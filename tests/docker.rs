@@ -312,17 +312,24 @@ fn compose_project(child: &str) -> tempfile::TempDir {
 /// `docker-compose` in the project; with `credwrap`, the override that adds the env file.
 fn compose(project: &Path, credwrap: bool, args: &[&str]) -> Command {
     let mut cmd = Command::new("docker-compose");
-    cmd.current_dir(project).args(["-p", "credwraptest"]);
+    cmd.current_dir(project)
+        .args(compose_options(credwrap))
+        .args(args);
+    cmd
+}
+
+/// The project name, and with `credwrap` the override that adds the env file.
+fn compose_options(credwrap: bool) -> Vec<&'static str> {
+    let mut options = vec!["-p", "credwraptest"];
     if credwrap {
-        cmd.args([
+        options.extend([
             "-f",
             "docker-compose.yml",
             "-f",
             "docker-compose.credwrap.yml",
         ]);
     }
-    cmd.args(args);
-    cmd
+    options
 }
 
 /// `credwrap ... -- docker-compose run --rm job`; and, outside credwrap, the same project's
@@ -340,20 +347,8 @@ fn the_compose_recipe_gives_the_service_the_role_and_keeps_compose_usable_outsid
         .current_dir(project.path())
         .env("DOCKER_HOST", std::env::var_os("DOCKER_HOST").unwrap())
         .env("AWS_ENDPOINT_URL_STS", &sts)
-        .args([
-            "--container-host",
-            GATEWAY,
-            "--",
-            "docker-compose",
-            "-p",
-            "credwraptest",
-        ])
-        .args([
-            "-f",
-            "docker-compose.yml",
-            "-f",
-            "docker-compose.credwrap.yml",
-        ])
+        .args(["--container-host", GATEWAY, "--", "docker-compose"])
+        .args(compose_options(true))
         .args(["run", "--rm", "job"]));
     ok(&out, "credwrap -- docker-compose run");
     assert!(out.stdout.contains(ASSUMED), "{}", out.stdout);

@@ -307,9 +307,7 @@ fn the_child_dies_when_credwrap_is_killed() {
     let _ = child.wait();
     // The kernel delivers PDEATHSIG at once; the process may linger a moment as a zombie of init.
     eventually("the child to die with credwrap", || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map_or(true, |s| s.contains(") Z"))
-            .then_some(())
+        support::gone(pid).then_some(())
     });
 }
 

@@ -399,8 +399,7 @@ pub fn gone(pid: i32) -> bool {
 /// The code block that follows `<!-- recipe: NAME -->` in README.md: the tests run the README's
 /// recipes as written, so that the two cannot drift apart.
 pub fn readme_recipe(name: &str) -> String {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let readme = readme();
     let marker = format!("<!-- recipe: {name} -->");
     let after = readme
         .split_once(&marker)
@@ -413,6 +412,10 @@ pub fn readme_recipe(name: &str) -> String {
         .unwrap_or_else(|| panic!("no code block after {marker}"))
         .0;
     block.to_string()
+}
+
+pub fn readme() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap()
 }
 
 /// The shell command in `recipe` that runs credwrap: the line naming it and its `\`
