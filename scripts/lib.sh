@@ -25,6 +25,20 @@ ensure_toolchain() {
     command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
 }
 
+# cargo-nextest runs the tests side by side, one process each. Machines made for this project
+# have it; elsewhere it is built once into .deps/cargo.
+ensure_nextest() {
+    if cargo nextest --version >/dev/null 2>&1; then
+        return 0
+    fi
+    export PATH="$DEPS/cargo/bin:$PATH"
+    if cargo nextest --version >/dev/null 2>&1; then
+        return 0
+    fi
+    log "installing cargo-nextest into .deps/cargo (once)"
+    cargo install --locked --root "$DEPS/cargo" cargo-nextest
+}
+
 # The venv is rebuilt only when tests/requirements.txt changes.
 ensure_python_deps() {
     local req="$ROOT/tests/requirements.txt"

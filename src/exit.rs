@@ -110,3 +110,16 @@ fn reraise(sig: i32) {
         libc::raise(sig);
     }
 }
+
+/// Writes `text` to stdout. A reader that closed early (`credwrap --man | head -1`) took what
+/// it wanted: that is success, quietly, as in ripgrep; any other write error is a failure.
+pub fn print_or_exit(text: &[u8]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text).and_then(|()| out.flush()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => Failure::setup(format!("could not write to stdout: {e}"), "check stdout")
+            .print_and_exit(),
+    }
+}

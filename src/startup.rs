@@ -8,13 +8,13 @@ use std::ffi::OsString;
 use std::sync::Arc;
 
 use crate::broker::{Broker, WallClock};
-use crate::child::{aws_files, env};
-use crate::credential;
-use crate::endpoint::{Endpoint, Gateway, Listeners};
+use crate::client::{aws_files, env};
+use crate::endpoint::{Endpoint, EndpointSpec, Gateway};
 use crate::exit::Failure;
-use crate::private_dir::PrivateDir;
+use crate::role::credential;
 use crate::role::Role;
-use crate::settings::{AssumePlan, ChildProtocol};
+use crate::settings::{AssumePlan, LoopbackProtocol};
+use crate::sys::private_dir::PrivateDir;
 
 /// What the command runs with; dropping it removes the files (the runtime going away ends the
 /// rest), [`Started::stop`] does it all in order.
@@ -22,8 +22,9 @@ pub struct Started {
     pub dir: PrivateDir,
     pub endpoint: Endpoint,
     pub broker: Broker,
-    /// The command's environment (with `--serve`, what the later processes are handed).
-    pub child_env: Vec<(OsString, OsString)>,
+    /// The environment of the endpoint's clients: the command's, or with `--serve` what the
+    /// later processes are handed.
+    pub client_env: Vec<(OsString, OsString)>,
 }
 
 impl Started {
@@ -36,12 +37,47 @@ impl Started {
     }
 }
 
+/// Why start-up did not finish.
+pub enum NotStarted {
+    /// A stop signal came first: whatever was started was dropped, nothing is left behind.
+    Stopped(i32),
+    Failed(Failure),
+}
+
+impl NotStarted {
+    /// What credwrap ends with: as if killed by the signal, or the failure.
+    pub fn into_result(self) -> Result<std::process::ExitStatus, Failure> {
+        match self {
+            NotStarted::Stopped(sig) => {
+                tracing::info!(
+                    signal = sig,
+                    "stopped while starting; nothing was left behind"
+                );
+                Ok(std::os::unix::process::ExitStatusExt::from_raw(sig))
+            }
+            NotStarted::Failed(failure) => Err(failure),
+        }
+    }
+}
+
+/// Runs `prepare` unless a stop signal (TERM, INT, HUP, QUIT) comes first, which drops whatever
+/// was started: the private directory and the token file in it go with it.
+pub async fn unless_stopped(
+    prepare: impl std::future::Future<Output = Result<Started, Failure>>,
+    mut stop: tokio::sync::mpsc::UnboundedReceiver<i32>,
+) -> Result<Started, NotStarted> {
+    tokio::select! {
+        started = prepare => started.map_err(NotStarted::Failed),
+        Some(sig) = stop.recv() => Err(NotStarted::Stopped(sig)),
+    }
+}
+
 /// Everything before the command: the private directory, the first AssumeRole, the broker,
-/// the endpoint (`child` is the protocol of its loopback listener), and the command's
-/// environment.
+/// the endpoint (`loopback` is the protocol of its loopback listener), and the environment of
+/// the processes it serves.
 pub async fn prepare(
     assume: AssumePlan,
-    child: ChildProtocol,
+    loopback: LoopbackProtocol,
     gateways: Vec<Gateway>,
     private_parent: Option<std::path::PathBuf>,
 ) -> Result<Started, Failure> {
@@ -50,20 +86,20 @@ pub async fn prepare(
     let dir = PrivateDir::create(private_parent.as_deref()).map_err(temp_failed)?;
     let role_arn = assume.target.role_arn.to_string();
     let config = assume.aws_files.config.clone();
-    let (endpoint, broker, region) = assume_and_listen(assume, child, gateways, &dir).await?;
+    let (endpoint, broker, region) = assume_and_listen(assume, loopback, gateways, &dir).await?;
     let files = aws_files::write_stand_ins(&dir, config.expose()).map_err(temp_failed)?;
     let additions = env::Additions {
-        endpoint: &endpoint.child_env(),
+        endpoint: &endpoint.client_env(),
         files: &files,
         region: region.as_deref(),
         role_arn: &role_arn,
     };
-    let child_env = env::build(std::env::vars_os(), &additions);
+    let client_env = env::build(std::env::vars_os(), &additions);
     Ok(Started {
         dir,
         endpoint,
         broker,
-        child_env,
+        client_env,
     })
 }
 
@@ -71,7 +107,7 @@ pub async fn prepare(
 /// broker and the listeners; returns them with the region the command should use.
 async fn assume_and_listen(
     assume: AssumePlan,
-    child: ChildProtocol,
+    loopback: LoopbackProtocol,
     gateways: Vec<Gateway>,
     dir: &PrivateDir,
 ) -> Result<(Endpoint, Broker, Option<String>), Failure> {
@@ -83,14 +119,14 @@ async fn assume_and_listen(
         expires = %credential::fmt_time(first.expiration),
         "assumed role"
     );
-    let region = role.child_region().map(str::to_string);
-    let listeners = Listeners {
-        child,
+    let region = role.client_region().map(str::to_string);
+    let spec = EndpointSpec {
+        loopback,
         gateways,
         role: role_arn,
         region: region.clone(),
     };
-    let broker = Broker::start(role, first, listeners.min_remaining(), Arc::new(WallClock));
-    let endpoint = Endpoint::start(broker.reader(), listeners, dir).await?;
+    let broker = Broker::start(role, first, spec.min_remaining(), Arc::new(WallClock));
+    let endpoint = Endpoint::start(broker.reader(), spec, dir).await?;
     Ok((endpoint, broker, region))
 }

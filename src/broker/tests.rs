@@ -36,8 +36,8 @@ fn left(at: SystemTime, t0: SystemTime, lifetime: u64) -> Duration {
 fn credential(received: SystemTime, expiration: SystemTime) -> RoleCredential {
     RoleCredential {
         access_key_id: "ASIA".into(),
-        secret_access_key: crate::secret::Secret::new("s"),
-        session_token: crate::secret::Secret::new("t"),
+        secret_access_key: crate::sys::secret::Secret::new("s"),
+        session_token: crate::sys::secret::Secret::new("t"),
         received,
         expiration,
         account_id: "123456789012".into(),

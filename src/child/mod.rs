@@ -1,11 +1,9 @@
-//! The child: spawned directly (no shell), signals forwarded, its exit status collected.
+//! The child, which is the command credwrap runs and nothing else: spawned directly (no shell), signals forwarded, its exit status collected.
 //!
 //! All of this runs on the main thread. That thread forks, so `PR_SET_PDEATHSIG` (which fires
 //! when the *thread* that forked exits) lasts exactly as long as credwrap; and it is the only
 //! place that waits for the child, so no other waiter can take the status from us.
 
-pub mod aws_files;
-pub mod env;
 mod exec;
 mod kill_timer;
 pub mod signals;
@@ -70,10 +68,43 @@ pub struct Supervision {
     /// Adopt orphaned descendants and reap them (also done as PID 1).
     pub subreaper: bool,
     /// The process limits credwrap was started with (its own differ), for the child.
-    pub limits: crate::lockdown::ChildLimits,
+    pub limits: crate::sys::lockdown::ChildLimits,
     /// credwrap may have been given `CAP_NET_BIND_SERVICE` as an ambient capability to bind
     /// port 80 for containers (`--container-host`): it was for credwrap, not the command.
     pub drop_bind_capability: bool,
+    /// `--serve`: no child; the signals only stop credwrap.
+    pub server: bool,
+}
+
+impl Supervision {
+    /// For the command of `plan`. `binds_gateways`: credwrap serves `--container-host`s.
+    pub fn of_child(
+        plan: &crate::settings::ChildPlan,
+        limits: crate::sys::lockdown::ChildLimits,
+        binds_gateways: bool,
+    ) -> Supervision {
+        Supervision {
+            kill_after: plan.kill_after,
+            subreaper: plan.subreaper,
+            limits,
+            drop_bind_capability: binds_gateways,
+            server: false,
+        }
+    }
+
+    /// For `--serve`, which runs no command.
+    pub fn of_server(
+        limits: crate::sys::lockdown::ChildLimits,
+        binds_gateways: bool,
+    ) -> Supervision {
+        Supervision {
+            kill_after: None,
+            subreaper: false,
+            limits,
+            drop_bind_capability: binds_gateways,
+            server: true,
+        }
+    }
 }
 
 /// From `<linux/prctl.h>` and `<linux/capability.h>` (the libc crate names them for Fuchsia only).
@@ -103,9 +134,9 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Installs the handlers for a run with a child, or, with `server` (`--serve`), for one
-    /// that serves until stopped.
-    pub fn install(supervision: Supervision, server: bool) -> io::Result<Supervisor> {
+    /// Installs the handlers for a run with a child, or, for `--serve`, for one that serves
+    /// until stopped.
+    pub fn install(supervision: Supervision) -> io::Result<Supervisor> {
         let reap_orphans = supervision.subreaper || std::process::id() == 1;
         if supervision.subreaper {
             // SAFETY: plain prctl on our own process.
@@ -120,7 +151,7 @@ impl Supervisor {
         };
         // A signal ignored when we started (nohup, `&` in a script) stays ignored: we install
         // no handler for it, so the child inherits SIG_IGN across exec.
-        let candidates = if server {
+        let candidates = if supervision.server {
             signals::stops_a_server()
         } else {
             signals::forwarded(group == Group::Shared)
@@ -369,12 +400,12 @@ fn send(group: Group, child: Pid, sig: libc::c_int) -> nix::Result<()> {
 
 /// As a subreaper or PID 1, orphaned descendants become our children: reap every one that has
 /// exited, and return the command's own status when it is among them. credwrap's own children
-/// (the token command) get theirs handed over ([`crate::reaping`]).
+/// (the token command) get theirs handed over ([`crate::sys::reaping`]).
 fn reap_all(child: Pid) -> Result<Option<ExitStatus>, LostChild> {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     use std::os::unix::process::ExitStatusExt;
     loop {
-        let mut reaper = crate::reaping::reaper();
+        let mut reaper = crate::sys::reaping::reaper();
         let (pid, status) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(p, code)) => (p, ExitStatus::from_raw((code & 0xff) << 8)),
             Ok(WaitStatus::Signaled(p, sig, core)) => (

@@ -1,4 +1,4 @@
-//! What credwrap does with every signal, and why: one table, which the README copies.
+//! What credwrap does with every signal, and why: one table, which docs/reference.md copies.
 //!
 //! As tini does, everything that can be caught is forwarded to the child, except the signals
 //! that are credwrap's own business and the faults that mean credwrap itself is broken. A
@@ -29,11 +29,8 @@ pub enum Handling {
 }
 
 impl Handling {
-    /// What the README's table says for it.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "the README test reads the table")
-    )]
+    /// What the docs' table says for it.
+    #[cfg_attr(not(test), expect(dead_code, reason = "the docs test reads the table"))]
     pub fn words(self) -> &'static str {
         match self {
             Forward => "forwarded",
@@ -50,11 +47,8 @@ pub struct Entry {
     pub signal: c_int,
     pub name: &'static str,
     pub handling: Handling,
-    /// The reason, written here once; the README copies it (a test checks).
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "the README test reads the table")
-    )]
+    /// The reason, written here once; docs/reference.md copies it (a test checks).
+    #[cfg_attr(not(test), expect(dead_code, reason = "the docs test reads the table"))]
     pub why: &'static str,
 }
 
@@ -261,13 +255,16 @@ mod tests {
         }
     }
 
-    /// The README carries the same table, row for row.
+    /// docs/reference.md carries the same table, row for row.
     #[test]
     fn the_readme_has_this_table() {
-        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/reference.md"));
         for e in TABLE {
             let row = format!("| {} | {} | {} |", e.name, e.handling.words(), e.why);
-            assert!(readme.contains(&row), "README.md lacks the row\n{row}");
+            assert!(
+                readme.contains(&row),
+                "docs/reference.md lacks the row\n{row}"
+            );
         }
         assert!(readme.contains(&format!("| RTMIN to RTMAX | {} |", Forward.words())));
     }

@@ -13,9 +13,9 @@ use serde::Serialize;
 use super::gateway::UriForm;
 use super::http::{self, Current, Reply};
 use super::StartError;
-use crate::credential::{fmt_expiration, RoleCredential};
-use crate::private_dir::PrivateDir;
-use crate::secret::Secret;
+use crate::role::credential::{fmt_expiration, RoleCredential};
+use crate::sys::private_dir::PrivateDir;
+use crate::sys::secret::Secret;
 
 /// botocore fails a call when its container credential has less than this left (its mandatory
 /// refresh window), so none with less is served.
@@ -92,7 +92,7 @@ impl EcsService {
     }
 
     /// The variables that point an SDK at this endpoint on `addr`.
-    pub fn child_env(&self, addr: SocketAddr) -> Vec<(&'static str, Secret)> {
+    pub fn client_env(&self, addr: SocketAddr) -> Vec<(&'static str, Secret)> {
         let uri = Secret::new(format!("http://{addr}{}", self.path));
         let mut env = vec![(ENV_FULL_URI, uri)];
         match (&self.token_file, &self.token) {
@@ -133,7 +133,7 @@ impl EcsService {
     fn unauthorized(&self) -> &'static str {
         if self.token_file.is_some() {
             "the Authorization header must be the contents of AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE, \
-             exactly; SDKs older than token-file support send none (see credwrap's README)"
+             exactly; SDKs older than token-file support send none (see credwrap's docs/sdks.md)"
         } else {
             "the Authorization header must be AWS_CONTAINER_AUTHORIZATION_TOKEN, exactly"
         }

@@ -8,12 +8,12 @@
 //! wins over a FULL_URI); the 256-bit random path is then the secret, as on ECS. Where port 80
 //! cannot be had (no root or CAP_NET_BIND_SERVICE, or another credwrap holds it), and on the
 //! other addresses, it hands out `AWS_CONTAINER_CREDENTIALS_FULL_URI` and a token, which only
-//! newer SDKs accept on such a host (the README has the matrix).
+//! newer SDKs accept on such a host (docs/containers.md has the matrix).
 //!
 //! Only peers on the networks of the interfaces that hold the address are served: a container on
 //! another Docker network that routes to the address through the host is turned away. Every
 //! interface that holds the address counts (169.254.170.2 on a user network and, by the
-//! README's recipe, on docker0 too): its containers reach the one listener through it.
+//! recipe in docs/containers.md, on docker0 too): its containers reach the one listener through it.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

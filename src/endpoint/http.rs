@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::broker::{CredentialReader, Lease};
-use crate::credential::RoleCredential;
+use crate::role::credential::RoleCredential;
 
 pub type Reply = Response<Full<Bytes>>;
 
@@ -72,7 +72,7 @@ impl RenderCache {
             }
         }
         drop(cached);
-        let body = crate::secret::wiped_bytes(render(&lease.credential));
+        let body = crate::sys::secret::wiped_bytes(render(&lease.credential));
         *self.body.write().unwrap_or_else(|e| e.into_inner()) =
             Some((lease.generation, body.clone()));
         body
@@ -127,6 +127,6 @@ fn with_type(status: StatusCode, body: Bytes, content_type: &'static str) -> Rep
 
 /// `bytes` random bytes from the kernel, hex-encoded.
 pub fn random_hex(bytes: usize) -> anyhow::Result<String> {
-    crate::random::hex(bytes)
+    crate::sys::random::hex(bytes)
         .map_err(|e| anyhow::anyhow!("no randomness from the kernel (getrandom): {e}"))
 }

@@ -21,9 +21,9 @@ use hyper::{Method, Request, StatusCode};
 use serde::Serialize;
 
 use super::http::{self, text, Current, Reply};
-use crate::credential::{fmt_expiration, RoleCredential};
-use crate::limits::RoleArn;
-use crate::secret::Secret;
+use crate::role::credential::{fmt_expiration, RoleCredential};
+use crate::settings::limits::RoleArn;
+use crate::sys::secret::Secret;
 
 /// botocore and the Rust SDK stretch an IMDS credential with less than ~20 minutes left rather
 /// than fail, so none with less than this is served.
@@ -59,7 +59,7 @@ impl ImdsService {
 
     /// The variables that point an SDK at this endpoint on `addr`. The trailing slash matters:
     /// botocore up to 1.23 appends `latest/api/token` to the endpoint as it is.
-    pub fn child_env(&self, addr: SocketAddr) -> Vec<(&'static str, Secret)> {
+    pub fn client_env(&self, addr: SocketAddr) -> Vec<(&'static str, Secret)> {
         vec![
             (
                 "AWS_EC2_METADATA_SERVICE_ENDPOINT",

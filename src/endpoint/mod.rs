@@ -33,10 +33,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::broker::CredentialReader;
-use crate::limits::RoleArn;
-use crate::private_dir::PrivateDir;
-use crate::secret::Secret;
-use crate::settings::{ChildProtocol, TokenDelivery};
+use crate::settings::limits::RoleArn;
+use crate::settings::{LoopbackProtocol, TokenDelivery};
+use crate::sys::private_dir::PrivateDir;
+use crate::sys::secret::Secret;
 pub use gateway::Gateway;
 use http::{Current, Reply};
 
@@ -82,10 +82,12 @@ impl From<StartError> for crate::exit::Failure {
     }
 }
 
-/// The listeners to start.
-pub struct Listeners {
-    /// The loopback endpoint: the command's, or with `--serve` the later processes'.
-    pub child: ChildProtocol,
+/// The endpoint to start: the settings' `EndpointPlan`, completed with what the first
+/// AssumeRole told (the role, the region). [`Endpoint`] is what runs from it.
+pub struct EndpointSpec {
+    /// The protocol of the loopback listener, which serves the command, or with `--serve` the
+    /// later processes.
+    pub loopback: LoopbackProtocol,
     /// Gateway addresses containers reach, checked.
     pub gateways: Vec<Gateway>,
     /// The role IMDS lists under `security-credentials/`.
@@ -94,18 +96,18 @@ pub struct Listeners {
     pub region: Option<String>,
 }
 
-impl Listeners {
+impl EndpointSpec {
     /// The longest remaining lifetime any listener's clients need: what the broker must
     /// refresh in time for.
     pub fn min_remaining(&self) -> Duration {
-        let child = match self.child {
-            ChildProtocol::Ecs(_) => ecs::MIN_REMAINING,
-            ChildProtocol::Imds => imds::MIN_REMAINING,
+        let loopback = match self.loopback {
+            LoopbackProtocol::Ecs(_) => ecs::MIN_REMAINING,
+            LoopbackProtocol::Imds => imds::MIN_REMAINING,
         };
         if self.gateways.is_empty() {
-            child
+            loopback
         } else {
-            child.max(ecs::MIN_REMAINING)
+            loopback.max(ecs::MIN_REMAINING)
         }
     }
 }
@@ -143,9 +145,9 @@ struct Shared {
 
 /// The running listeners; [`Endpoint::close`] revokes their secrets and stops them.
 pub struct Endpoint {
-    /// Connections per listener, from the open-file limit shared by all the listeners.
+    /// Connections per listener, from the open-file limit shared by all the spec.
     capacity: usize,
-    child_env: Vec<(&'static str, Secret)>,
+    client_env: Vec<(&'static str, Secret)>,
     revoked: Arc<AtomicBool>,
     accept_loops: Vec<JoinHandle<()>>,
 }
@@ -155,40 +157,40 @@ impl Endpoint {
     /// file, the containers' env file) go into `dir`.
     pub async fn start(
         reader: CredentialReader,
-        listeners: Listeners,
+        spec: EndpointSpec,
         dir: &PrivateDir,
     ) -> Result<Endpoint, StartError> {
-        let count = 1 + listeners.gateways.len();
+        let count = 1 + spec.gateways.len();
         let mut endpoint = Endpoint {
-            capacity: admission::capacity(crate::lockdown::open_file_limit(), count),
-            child_env: Vec::new(),
+            capacity: admission::capacity(crate::sys::lockdown::open_file_limit(), count),
+            client_env: Vec::new(),
             revoked: Arc::new(AtomicBool::new(false)),
             accept_loops: Vec::new(),
         };
-        let service = match listeners.child {
-            ChildProtocol::Ecs(delivery) => {
+        let service = match spec.loopback {
+            LoopbackProtocol::Ecs(delivery) => {
                 Service::Ecs(ecs::EcsService::new(dir, delivery == TokenDelivery::File)?)
             }
-            ChildProtocol::Imds => {
+            LoopbackProtocol::Imds => {
                 tracing::warn!(
                     "IMDS mode: any local process that can reach 127.0.0.1 can read the \
                      role's credentials from the endpoint; the default container mode \
                      requires a token"
                 );
                 Service::Imds(imds::ImdsService::new(
-                    listeners.role.clone(),
-                    listeners.region.clone(),
+                    spec.role.clone(),
+                    spec.region.clone(),
                 ))
             }
         };
-        endpoint.child_env = endpoint.start_child(&reader, service).await?;
+        endpoint.client_env = endpoint.start_loopback(&reader, service).await?;
         let mut env_file = None;
-        for gateway in &listeners.gateways {
+        for gateway in &spec.gateways {
             let lines = endpoint.start_gateway(&reader, gateway).await?;
             env_file.get_or_insert(lines);
         }
         if let Some(mut lines) = env_file {
-            if let Some(region) = &listeners.region {
+            if let Some(region) = &spec.region {
                 lines.push(format!("AWS_REGION={region}"));
                 lines.push(format!("AWS_DEFAULT_REGION={region}"));
             }
@@ -200,14 +202,14 @@ impl Endpoint {
                 .write("container.env", &text)
                 .map_err(|e| StartError::files(&e))?;
             endpoint
-                .child_env
+                .client_env
                 .push((ENV_CONTAINER_ENV_FILE, Secret::new(path.to_string_lossy())));
         }
         Ok(endpoint)
     }
 
     /// The command's listener on 127.0.0.1; returns the variables that point its SDK there.
-    async fn start_child(
+    async fn start_loopback(
         &mut self,
         reader: &CredentialReader,
         service: Service,
@@ -218,8 +220,8 @@ impl Endpoint {
         // URIs use the literal 127.0.0.1, the one host every SDK version accepts over plain
         // HTTP (`localhost` may resolve to ::1).
         let env = match &service {
-            Service::Ecs(c) => c.child_env(addr),
-            Service::Imds(i) => i.child_env(addr),
+            Service::Ecs(c) => c.client_env(addr),
+            Service::Imds(i) => i.client_env(addr),
         };
         let names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
         self.spawn_listener(listener, reader, service, names, None);
@@ -277,8 +279,8 @@ impl Endpoint {
 
     /// The variables that point the child's SDK at its endpoint, and the command at the
     /// containers' env file.
-    pub fn child_env(&self) -> Vec<(&'static str, Secret)> {
-        self.child_env.clone()
+    pub fn client_env(&self) -> Vec<(&'static str, Secret)> {
+        self.client_env.clone()
     }
 
     /// Revokes the secrets for requests still in flight on open connections, and stops
@@ -425,7 +427,7 @@ mod tests {
 
     use super::*;
     use crate::broker::{Broker, Reassume, WallClock};
-    use crate::credential::RoleCredential;
+    use crate::role::credential::RoleCredential;
     use crate::role::AssumeError;
 
     /// An STS that is never asked: the credential lives an hour.
@@ -470,8 +472,8 @@ mod tests {
             ecs::MIN_REMAINING,
             Arc::new(WallClock),
         );
-        let listeners = Listeners {
-            child: ChildProtocol::Ecs(TokenDelivery::Variable),
+        let listeners = EndpointSpec {
+            loopback: LoopbackProtocol::Ecs(TokenDelivery::Variable),
             gateways: Vec::new(),
             role: "arn:aws:iam::123456789012:role/r".parse().unwrap(),
             region: None,
@@ -479,7 +481,7 @@ mod tests {
         let endpoint = Endpoint::start(broker.reader(), listeners, &dir)
             .await
             .unwrap();
-        let env = endpoint.child_env();
+        let env = endpoint.client_env();
         let value = |k: &str| {
             env.iter()
                 .find(|(n, _)| *n == k)

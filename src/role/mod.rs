@@ -2,6 +2,8 @@
 //! an MFA session and any chain of intermediate roles. [`source`] finds the source credentials;
 //! [`error`] says what went wrong. The broker owns a [`Role`] and calls it to refresh.
 
+// The role credential as STS issued it, and its time formats.
+pub mod credential;
 mod error;
 mod source;
 mod token;
@@ -14,10 +16,10 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::Credentials as SdkCredentials;
 use aws_sdk_sts::types::Credentials as StsCredentials;
 
-use crate::credential::{fmt_time, RoleCredential};
-use crate::limits::RoleArn;
-use crate::secret::Secret;
+use crate::role::credential::{fmt_time, RoleCredential};
+use crate::settings::limits::RoleArn;
 use crate::settings::{AssumePlan, Hop, Source};
+use crate::sys::secret::Secret;
 
 /// The MFA session from GetSessionToken, reused for every refresh.
 struct MfaSession {
@@ -33,7 +35,7 @@ pub struct Role {
     /// logged once, and timing stays predictable.
     refresh_conf: aws_sdk_sts::Config,
     settings: AssumePlan,
-    child_region: Option<String>,
+    client_region: Option<String>,
     mfa_session: Option<MfaSession>,
     warned_mfa_end: bool,
     /// Where AssumeRoleWithWebIdentity's token comes from, when that is the source.
@@ -61,7 +63,7 @@ impl Role {
             conf: connection.sts,
             refresh_conf,
             settings,
-            child_region: connection.region,
+            client_region: connection.region,
             mfa_session: None,
             warned_mfa_end: false,
             tokens,
@@ -69,8 +71,8 @@ impl Role {
     }
 
     /// The region the child should use: the one credwrap found, if any.
-    pub fn child_region(&self) -> Option<&str> {
-        self.child_region.as_deref()
+    pub fn client_region(&self) -> Option<&str> {
+        self.client_region.as_deref()
     }
 
     /// The first AssumeRole (and MFA session), retried by the SDK on transient errors.

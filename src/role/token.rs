@@ -14,9 +14,9 @@ use hyper_util::rt::TokioExecutor;
 
 use super::error::{AssumeError, SetupError};
 use super::trust::Roots;
-use crate::credential::fmt_time;
-use crate::secret::Secret;
+use crate::role::credential::fmt_time;
 use crate::settings::TokenSource;
+use crate::sys::secret::Secret;
 
 /// How long a token service or a token command may take.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -247,7 +247,7 @@ async fn run_command(
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
-    let (child, mut own) = crate::reaping::spawn(|| command.spawn(), |c| c.id())
+    let (child, mut own) = crate::sys::reaping::spawn(|| command.spawn(), |c| c.id())
         .map_err(|e| fail(format!("{what} could not be started: {e}"), false))?;
     let out = tokio::time::timeout(timeout, output(child, &mut own))
         .await
@@ -280,7 +280,7 @@ async fn run_command(
 /// with ECHILD) is taken from it.
 async fn output(
     mut child: tokio::process::Child,
-    own: &mut crate::reaping::Own,
+    own: &mut crate::sys::reaping::Own,
 ) -> std::io::Result<std::process::Output> {
     use tokio::io::AsyncReadExt;
     async fn all(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> std::io::Result<Vec<u8>> {

@@ -6,6 +6,10 @@
 //! the network: a bad value, a missing profile or a missing MFA code is a usage error (exit 2).
 //! Every rule that involves more than one option lives here, once.
 
+// The command line: clap definitions, values checked by `limits`.
+pub mod cli;
+// What STS and IAM accept: role ARNs, names, durations, tags, policies.
+pub mod limits;
 mod precedence;
 mod profiles;
 pub mod prompt;
@@ -16,9 +20,9 @@ use std::time::{Duration, SystemTime};
 pub use aws_types::os_shim_internal::Env;
 pub use profiles::{AwsFiles, Profile, Profiles};
 
-use crate::cli::{usage_error, Cli, EndpointKind};
-use crate::limits::{self, RoleArn, Tag};
-use crate::secret::Secret;
+use crate::settings::cli::{usage_error, Cli, EndpointKind};
+use crate::sys::secret::Secret;
+use limits::{RoleArn, Tag};
 use precedence::{Choice, RoleToAssume};
 
 /// Where credwrap's own source credentials come from.
@@ -129,16 +133,23 @@ pub struct Plan {
     pub assume: AssumePlan,
     /// What to serve, and to whom.
     pub endpoint: EndpointPlan,
-    /// The command and how it is supervised; `None` with `--serve`, which runs none.
-    pub child: Option<ChildPlan>,
-    /// With `--serve`: how later processes get what they need, and what stops credwrap.
-    pub serve: Option<ServePlan>,
+    /// Run a command, or serve the processes started later: one or the other, never both.
+    pub mode: Mode,
+}
+
+/// What credwrap does with the role once it serves it.
+#[derive(Debug)]
+pub enum Mode {
+    /// Run the command as credwrap's child, and end as it ends.
+    Run(ChildPlan),
+    /// `--serve`: run nothing; hand the later processes what they need.
+    Serve(ServePlan),
 }
 
 /// Whole-job mode: no command; the endpoint serves processes started later.
 #[derive(Debug, Clone)]
 pub struct ServePlan {
-    pub export: crate::cli::ExportFormat,
+    pub export: crate::settings::cli::ExportFormat,
     /// Where `--export github` appends (`$GITHUB_ENV`).
     pub github_env: Option<PathBuf>,
     /// Where the private directory goes (`$RUNNER_TEMP` under GitHub, which wipes it).
@@ -154,9 +165,9 @@ pub struct ServePlan {
 /// What the endpoint serves.
 #[derive(Debug, Clone)]
 pub struct EndpointPlan {
-    /// The protocol of the loopback endpoint: the command's, or with `--serve` the later
-    /// processes'.
-    pub child: ChildProtocol,
+    /// The protocol of the loopback listener, which serves the command, or with `--serve` the
+    /// later processes.
+    pub loopback: LoopbackProtocol,
     /// `--container-host` addresses, for containers the command starts (checked against this
     /// host's interfaces before anything is assumed).
     pub gateways: Vec<std::net::IpAddr>,
@@ -164,7 +175,7 @@ pub struct EndpointPlan {
 
 /// How the command's SDK gets its credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChildProtocol {
+pub enum LoopbackProtocol {
     /// The container-credentials endpoint, with the token delivered so.
     Ecs(TokenDelivery),
     /// An IMDSv2-compatible endpoint.
@@ -235,6 +246,28 @@ fn usage(message: impl AsRef<str>) -> UsageError {
     usage_error(message.as_ref())
 }
 
+/// Everything the command line, the environment and the AWS files say, checked: bad input is
+/// a usage error here, before any network call.
+pub fn from_command_line(cli: &Cli) -> Result<Plan, crate::exit::Failure> {
+    use crate::exit::Failure;
+    let env = Env::real();
+    // Each file is read here, once, before any signal handler exists: a FIFO that blocks the
+    // read leaves a signal its default action, and nothing has been created yet.
+    let files = AwsFiles::read(&env);
+    // A runtime of the calling thread alone, gone when the plan is made: no thread is left for
+    // the fork of --detach.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| {
+            Failure::setup(format!("could not start a runtime: {e}"), "check ulimit -u")
+        })?;
+    let profiles = runtime
+        .block_on(Profiles::parse(files, &env))
+        .map_err(|e| usage_error(&e))?;
+    drop(runtime);
+    Ok(resolve(cli, &env, &profiles, &mut prompt::terminal)?)
+}
+
 /// Asks for an MFA code for a serial; [`prompt::terminal`] in the program, a closure in tests.
 pub type AskCode<'a> = &'a mut dyn FnMut(&str) -> Result<String, String>;
 
@@ -246,21 +279,19 @@ pub fn resolve(
     ask_code: AskCode<'_>,
 ) -> Result<Plan, UsageError> {
     let endpoint = endpoint_plan(cli)?;
-    let child = (!cli.serve).then(|| ChildPlan {
-        command: cli.command.clone(),
-        kill_after: cli.kill_after,
-        subreaper: cli.subreaper,
-    });
-    let serve = if cli.serve {
-        Some(serve_plan(cli, env)?)
+    let mode = if cli.serve {
+        Mode::Serve(serve_plan(cli, env)?)
     } else {
-        None
+        Mode::Run(ChildPlan {
+            command: cli.command.clone(),
+            kill_after: cli.kill_after,
+            subreaper: cli.subreaper,
+        })
     };
     Ok(Plan {
         assume: assume_plan(cli, env, profiles, ask_code)?,
         endpoint,
-        child,
-        serve,
+        mode,
     })
 }
 
@@ -370,13 +401,13 @@ fn endpoint_plan(cli: &Cli) -> Result<EndpointPlan, UsageError> {
              in a file (IMDS session tokens come from PUT /latest/api/token)",
         ));
     }
-    let child = match (cli.endpoint, cli.token_file) {
-        (EndpointKind::Imds, _) => ChildProtocol::Imds,
-        (EndpointKind::Ecs, false) => ChildProtocol::Ecs(TokenDelivery::Variable),
-        (EndpointKind::Ecs, true) => ChildProtocol::Ecs(TokenDelivery::File),
+    let loopback = match (cli.endpoint, cli.token_file) {
+        (EndpointKind::Imds, _) => LoopbackProtocol::Imds,
+        (EndpointKind::Ecs, false) => LoopbackProtocol::Ecs(TokenDelivery::Variable),
+        (EndpointKind::Ecs, true) => LoopbackProtocol::Ecs(TokenDelivery::File),
     };
     Ok(EndpointPlan {
-        child,
+        loopback,
         gateways: cli.container_hosts.clone(),
     })
 }
@@ -384,12 +415,12 @@ fn endpoint_plan(cli: &Cli) -> Result<EndpointPlan, UsageError> {
 /// `--serve`: where the exports go and what stops it, checked now.
 fn serve_plan(cli: &Cli, env: &Env) -> Result<ServePlan, UsageError> {
     let github_env = match cli.export {
-        crate::cli::ExportFormat::Github => {
+        crate::settings::cli::ExportFormat::Github => {
             Some(PathBuf::from(var(env, "GITHUB_ENV").ok_or_else(|| {
                 usage("--export github: GITHUB_ENV is not set: this is for a GitHub Actions step")
             })?))
         }
-        crate::cli::ExportFormat::Shell => None,
+        crate::settings::cli::ExportFormat::Shell => None,
     };
     if let Some(pid) = cli.watch {
         if !process_exists(pid) {
@@ -400,7 +431,7 @@ fn serve_plan(cli: &Cli, env: &Env) -> Result<ServePlan, UsageError> {
         export: cli.export,
         github_env,
         private_parent: var(env, "RUNNER_TEMP")
-            .filter(|_| cli.export == crate::cli::ExportFormat::Github)
+            .filter(|_| cli.export == crate::settings::cli::ExportFormat::Github)
             .map(PathBuf::from),
         detach: cli.detach,
         log_file: cli.log_file.clone(),

@@ -14,9 +14,9 @@
 use std::path::PathBuf;
 
 use super::{usage, var, Env, Profile, Profiles, Source, StaticKeys, TokenSource, UsageError};
-use crate::cli::Cli;
-use crate::limits::RoleArn;
-use crate::secret::Secret;
+use crate::settings::cli::Cli;
+use crate::settings::limits::RoleArn;
+use crate::sys::secret::Secret;
 
 /// The selected profile and how it was chosen.
 pub struct Selection<'p> {
@@ -340,7 +340,7 @@ fn from_web_identity_env<'p>(
         arn,
         profile: None,
         env_session_name: var(env, "AWS_ROLE_SESSION_NAME")
-            .filter(|n| crate::limits::is_valid_session_name(n)),
+            .filter(|n| crate::settings::limits::is_valid_session_name(n)),
     };
     let source = Source::WebIdentity {
         token: TokenSource::File(PathBuf::from(token_file)),

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
 use aws_types::os_shim_internal::{Env, Fs};
 
-use crate::secret::Secret;
+use crate::sys::secret::Secret;
 
 /// The keys credwrap reads from a profile. Everything else in the files is the SDKs' business.
 const KEYS: &[&str] = &[

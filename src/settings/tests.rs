@@ -493,6 +493,352 @@ fn token_file() -> &'static str {
     })
 }
 
+/// Stands for the path of a token file that exists, made at run time.
+const TOKEN: &str = "@token";
+/// Stands for GitHub's two token-service variables.
+const GITHUB_MARK: (&str, &str) = ("@github", "");
+const GITHUB: [(&str, &str); 2] = [
+    (
+        "ACTIONS_ID_TOKEN_REQUEST_URL",
+        "https://pipelines.actions.githubusercontent.com/x/idtoken?api-version=2.0",
+    ),
+    ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "runtime-bearer"),
+];
+
+/// (words, CREDWRAP_* variables, environment, env keys?) -> (source, target) or an error.
+type SourceRow = (
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+    &'static [(&'static str, &'static str)],
+    bool,
+    Result<(&'static str, &'static str), &'static str>,
+);
+
+/// The rows of [`explicit_sources_beat_environment_keys_and_implicit_ones_do_not`].
+const SOURCE_ROWS: &[SourceRow] = &[
+    (
+        &["--profile", "job"],
+        &[],
+        &[],
+        true,
+        Ok(("profile:base", ROLE_P)),
+    ),
+    (
+        &[],
+        &[("CREDWRAP_PROFILE", "job")],
+        &[],
+        true,
+        Ok(("profile:base", ROLE_P)),
+    ),
+    (
+        &[],
+        &[],
+        &[("AWS_PROFILE", "job")],
+        false,
+        Ok(("profile:base", ROLE_P)),
+    ),
+    (
+        &[],
+        &[],
+        &[("AWS_PROFILE", "job")],
+        true,
+        Err("environment keys win over it"),
+    ),
+    (
+        &["--role-arn", ROLE_A],
+        &[],
+        &[("AWS_PROFILE", "job")],
+        true,
+        Ok(("env", ROLE_A)),
+    ),
+    (
+        &["--profile", "plain", "--role-arn", ROLE_A],
+        &[],
+        &[],
+        true,
+        Ok(("profile:plain", ROLE_A)),
+    ),
+    (
+        &["--role-arn", ROLE_A],
+        &[],
+        &[("AWS_PROFILE", "plain")],
+        true,
+        Ok(("env", ROLE_A)),
+    ),
+    (
+        &["--role-arn", ROLE_A],
+        &[],
+        &[("AWS_PROFILE", "plain")],
+        false,
+        Ok(("profile:plain", ROLE_A)),
+    ),
+    // botocore reads AWS_DEFAULT_PROFILE before AWS_PROFILE.
+    (
+        &[],
+        &[],
+        &[("AWS_DEFAULT_PROFILE", "job"), ("AWS_PROFILE", "plain")],
+        false,
+        Ok(("profile:base", ROLE_P)),
+    ),
+    // A web identity token file named by flag or CREDWRAP_*, with environment keys.
+    (
+        &["--web-identity-token-file", TOKEN, "--role-arn", ROLE_A],
+        &[],
+        &[],
+        true,
+        Ok(("web-identity", ROLE_A)),
+    ),
+    (
+        &["--role-arn", ROLE_A],
+        &[("CREDWRAP_WEB_IDENTITY_TOKEN_FILE", TOKEN)],
+        &[],
+        true,
+        Ok(("web-identity", ROLE_A)),
+    ),
+    // ... and over a role profile the environment selected, with or without keys.
+    (
+        &["--web-identity-token-file", TOKEN, "--role-arn", ROLE_A],
+        &[],
+        &[("AWS_PROFILE", "job")],
+        true,
+        Ok(("web-identity", ROLE_A)),
+    ),
+    (
+        &["--role-arn", ROLE_A],
+        &[("CREDWRAP_WEB_IDENTITY_TOKEN_FILE", TOKEN)],
+        &[("AWS_PROFILE", "job")],
+        false,
+        Ok(("web-identity", ROLE_A)),
+    ),
+    // The SDKs' web-identity variables are implicit: environment keys win, as in botocore.
+    (
+        &["--role-arn", ROLE_A],
+        &[],
+        &[
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", TOKEN),
+            ("AWS_ROLE_ARN", ROLE_C),
+        ],
+        true,
+        Ok(("env", ROLE_A)),
+    ),
+    // The other token sources, by flag and by CREDWRAP_*, with environment keys.
+    (
+        &[
+            "--web-identity-token-env",
+            "GITLAB_OIDC_TOKEN",
+            "--role-arn",
+            ROLE_A,
+        ],
+        &[],
+        &[("GITLAB_OIDC_TOKEN", "a.b.c")],
+        true,
+        Ok(("token-env", ROLE_A)),
+    ),
+    (
+        &["--role-arn", ROLE_A],
+        &[("CREDWRAP_WEB_IDENTITY_TOKEN_ENV", "GITLAB_OIDC_TOKEN")],
+        &[("GITLAB_OIDC_TOKEN", "a.b.c")],
+        true,
+        Ok(("token-env", ROLE_A)),
+    ),
+    (
+        &[
+            "--web-identity-token-command",
+            "buildkite-agent oidc request-token --audience sts.amazonaws.com",
+            "--role-arn",
+            ROLE_A,
+        ],
+        &[],
+        &[],
+        true,
+        Ok(("token-command", ROLE_A)),
+    ),
+    (
+        &["--role-arn", ROLE_A],
+        &[(
+            "CREDWRAP_WEB_IDENTITY_TOKEN_COMMAND",
+            "circleci run oidc get",
+        )],
+        &[],
+        true,
+        Ok(("token-command", ROLE_A)),
+    ),
+    (
+        &["--web-identity-github", "--role-arn", ROLE_A],
+        &[],
+        &[GITHUB_MARK],
+        true,
+        Ok(("github", ROLE_A)),
+    ),
+    (
+        &["--role-arn", ROLE_A],
+        &[("CREDWRAP_WEB_IDENTITY_GITHUB", "true")],
+        &[GITHUB_MARK],
+        true,
+        Ok(("github", ROLE_A)),
+    ),
+    // ... and over a profile the environment selected and the SDKs' variables.
+    (
+        &[
+            "--web-identity-token-command",
+            "buildkite-agent oidc request-token",
+            "--role-arn",
+            ROLE_A,
+        ],
+        &[],
+        &[("AWS_PROFILE", "job")],
+        true,
+        Ok(("token-command", ROLE_A)),
+    ),
+    (
+        &[
+            "--web-identity-token-env",
+            "CIRCLE_OIDC_TOKEN_V2",
+            "--role-arn",
+            ROLE_A,
+        ],
+        &[],
+        &[("AWS_PROFILE", "job"), ("CIRCLE_OIDC_TOKEN_V2", "a.b.c")],
+        false,
+        Ok(("token-env", ROLE_A)),
+    ),
+    (
+        &["--web-identity-github", "--role-arn", ROLE_A],
+        &[],
+        &[
+            GITHUB_MARK,
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", TOKEN),
+            ("AWS_ROLE_ARN", ROLE_C),
+        ],
+        false,
+        Ok(("github", ROLE_A)),
+    ),
+    // Two token sources, or a token source and a profile, contradict each other.
+    (
+        &[
+            "--web-identity-token-file",
+            TOKEN,
+            "--web-identity-github",
+            "--role-arn",
+            ROLE_A,
+        ],
+        &[],
+        &[GITHUB_MARK],
+        false,
+        Err("cannot be used with"),
+    ),
+    (
+        &[
+            "--profile",
+            "plain",
+            "--web-identity-github",
+            "--role-arn",
+            ROLE_A,
+        ],
+        &[],
+        &[GITHUB_MARK],
+        false,
+        Err("both say where the credentials come from"),
+    ),
+    (
+        &["--role-arn", ROLE_A],
+        &[
+            ("CREDWRAP_PROFILE", "plain"),
+            (
+                "CREDWRAP_WEB_IDENTITY_TOKEN_COMMAND",
+                "vault read -field=token x",
+            ),
+        ],
+        &[],
+        false,
+        Err("both say where the credentials come from"),
+    ),
+    // GitHub's token service with nothing else configured: used by itself; keys in the
+    // environment (an earlier configure-aws-credentials step) are configured, and win.
+    (
+        &["--role-arn", ROLE_A],
+        &[],
+        &[GITHUB_MARK],
+        false,
+        Ok(("github", ROLE_A)),
+    ),
+    (
+        &["--role-arn", ROLE_A],
+        &[],
+        &[GITHUB_MARK],
+        true,
+        Ok(("env", ROLE_A)),
+    ),
+    (
+        &["--role-arn", ROLE_A],
+        &[],
+        &[GITHUB_MARK, ("AWS_PROFILE", "plain")],
+        false,
+        Ok(("profile:plain", ROLE_A)),
+    ),
+    // Named but not there.
+    (
+        &["--web-identity-github", "--role-arn", ROLE_A],
+        &[],
+        &[],
+        false,
+        Err("permissions: id-token: write"),
+    ),
+    (
+        &["--web-identity-token-env", "NOPE", "--role-arn", ROLE_A],
+        &[],
+        &[],
+        false,
+        Err("the variable is not set"),
+    ),
+    (
+        &[
+            "--web-identity-token-command",
+            "'unbalanced",
+            "--role-arn",
+            ROLE_A,
+        ],
+        &[],
+        &[],
+        false,
+        Err("quotes do not match"),
+    ),
+    // Two named sources contradict each other.
+    (
+        &["--profile", "job", "--web-identity-token-file", TOKEN],
+        &[],
+        &[],
+        false,
+        Err("both say where the credentials come from"),
+    ),
+    (
+        &["--role-arn", ROLE_A],
+        &[
+            ("CREDWRAP_PROFILE", "plain"),
+            ("CREDWRAP_WEB_IDENTITY_TOKEN_FILE", TOKEN),
+        ],
+        &[],
+        true,
+        Err("both say where the credentials come from"),
+    ),
+];
+
+/// `TOKEN` and `GITHUB_MARK` made real.
+fn expand(
+    pairs: &[(&'static str, &'static str)],
+    token: &'static str,
+) -> Vec<(&'static str, &'static str)> {
+    let mut out = Vec::new();
+    for &(k, v) in pairs {
+        if (k, v) == GITHUB_MARK {
+            out.extend(GITHUB);
+        } else {
+            out.push((k, if v == TOKEN { token } else { v }));
+        }
+    }
+    out
+}
+
 /// Every option that names where credentials come from, given by flag or by `CREDWRAP_*`, wins
 /// over environment keys and over a profile the environment selected; implicit ones do not.
 #[test]
@@ -502,333 +848,13 @@ fn explicit_sources_beat_environment_keys_and_implicit_ones_do_not() {
         ("AWS_SECRET_ACCESS_KEY", "s"),
     ];
     let token = token_file();
-    const GITHUB: [(&str, &str); 2] = [
-        (
-            "ACTIONS_ID_TOKEN_REQUEST_URL",
-            "https://pipelines.actions.githubusercontent.com/x/idtoken?api-version=2.0",
-        ),
-        ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "runtime-bearer"),
-    ];
-    // (words, CREDWRAP_* variables, environment, env keys?) -> (source, target) or an error.
-    type Row = (
-        Vec<&'static str>,
-        Vec<(&'static str, &'static str)>,
-        Vec<(&'static str, &'static str)>,
-        bool,
-        Result<(&'static str, &'static str), &'static str>,
-    );
-    let rows: Vec<Row> = vec![
-        (
-            vec!["--profile", "job"],
-            vec![],
-            vec![],
-            true,
-            Ok(("profile:base", ROLE_P)),
-        ),
-        (
-            vec![],
-            vec![("CREDWRAP_PROFILE", "job")],
-            vec![],
-            true,
-            Ok(("profile:base", ROLE_P)),
-        ),
-        (
-            vec![],
-            vec![],
-            vec![("AWS_PROFILE", "job")],
-            false,
-            Ok(("profile:base", ROLE_P)),
-        ),
-        (
-            vec![],
-            vec![],
-            vec![("AWS_PROFILE", "job")],
-            true,
-            Err("environment keys win over it"),
-        ),
-        (
-            vec!["--role-arn", ROLE_A],
-            vec![],
-            vec![("AWS_PROFILE", "job")],
-            true,
-            Ok(("env", ROLE_A)),
-        ),
-        (
-            vec!["--profile", "plain", "--role-arn", ROLE_A],
-            vec![],
-            vec![],
-            true,
-            Ok(("profile:plain", ROLE_A)),
-        ),
-        (
-            vec!["--role-arn", ROLE_A],
-            vec![],
-            vec![("AWS_PROFILE", "plain")],
-            true,
-            Ok(("env", ROLE_A)),
-        ),
-        (
-            vec!["--role-arn", ROLE_A],
-            vec![],
-            vec![("AWS_PROFILE", "plain")],
-            false,
-            Ok(("profile:plain", ROLE_A)),
-        ),
-        // botocore reads AWS_DEFAULT_PROFILE before AWS_PROFILE.
-        (
-            vec![],
-            vec![],
-            vec![("AWS_DEFAULT_PROFILE", "job"), ("AWS_PROFILE", "plain")],
-            false,
-            Ok(("profile:base", ROLE_P)),
-        ),
-        // A web identity token file named by flag or CREDWRAP_*, with environment keys.
-        (
-            vec!["--web-identity-token-file", token, "--role-arn", ROLE_A],
-            vec![],
-            vec![],
-            true,
-            Ok(("web-identity", ROLE_A)),
-        ),
-        (
-            vec!["--role-arn", ROLE_A],
-            vec![("CREDWRAP_WEB_IDENTITY_TOKEN_FILE", token)],
-            vec![],
-            true,
-            Ok(("web-identity", ROLE_A)),
-        ),
-        // ... and over a role profile the environment selected, with or without keys.
-        (
-            vec!["--web-identity-token-file", token, "--role-arn", ROLE_A],
-            vec![],
-            vec![("AWS_PROFILE", "job")],
-            true,
-            Ok(("web-identity", ROLE_A)),
-        ),
-        (
-            vec!["--role-arn", ROLE_A],
-            vec![("CREDWRAP_WEB_IDENTITY_TOKEN_FILE", token)],
-            vec![("AWS_PROFILE", "job")],
-            false,
-            Ok(("web-identity", ROLE_A)),
-        ),
-        // The SDKs' web-identity variables are implicit: environment keys win, as in botocore.
-        (
-            vec!["--role-arn", ROLE_A],
-            vec![],
-            vec![
-                ("AWS_WEB_IDENTITY_TOKEN_FILE", token),
-                ("AWS_ROLE_ARN", ROLE_C),
-            ],
-            true,
-            Ok(("env", ROLE_A)),
-        ),
-        // The other token sources, by flag and by CREDWRAP_*, with environment keys.
-        (
-            vec![
-                "--web-identity-token-env",
-                "GITLAB_OIDC_TOKEN",
-                "--role-arn",
-                ROLE_A,
-            ],
-            vec![],
-            vec![("GITLAB_OIDC_TOKEN", "a.b.c")],
-            true,
-            Ok(("token-env", ROLE_A)),
-        ),
-        (
-            vec!["--role-arn", ROLE_A],
-            vec![("CREDWRAP_WEB_IDENTITY_TOKEN_ENV", "GITLAB_OIDC_TOKEN")],
-            vec![("GITLAB_OIDC_TOKEN", "a.b.c")],
-            true,
-            Ok(("token-env", ROLE_A)),
-        ),
-        (
-            vec![
-                "--web-identity-token-command",
-                "buildkite-agent oidc request-token --audience sts.amazonaws.com",
-                "--role-arn",
-                ROLE_A,
-            ],
-            vec![],
-            vec![],
-            true,
-            Ok(("token-command", ROLE_A)),
-        ),
-        (
-            vec!["--role-arn", ROLE_A],
-            vec![(
-                "CREDWRAP_WEB_IDENTITY_TOKEN_COMMAND",
-                "circleci run oidc get",
-            )],
-            vec![],
-            true,
-            Ok(("token-command", ROLE_A)),
-        ),
-        (
-            vec!["--web-identity-github", "--role-arn", ROLE_A],
-            vec![],
-            GITHUB.to_vec(),
-            true,
-            Ok(("github", ROLE_A)),
-        ),
-        (
-            vec!["--role-arn", ROLE_A],
-            vec![("CREDWRAP_WEB_IDENTITY_GITHUB", "true")],
-            GITHUB.to_vec(),
-            true,
-            Ok(("github", ROLE_A)),
-        ),
-        // ... and over a profile the environment selected and the SDKs' variables.
-        (
-            vec![
-                "--web-identity-token-command",
-                "buildkite-agent oidc request-token",
-                "--role-arn",
-                ROLE_A,
-            ],
-            vec![],
-            vec![("AWS_PROFILE", "job")],
-            true,
-            Ok(("token-command", ROLE_A)),
-        ),
-        (
-            vec![
-                "--web-identity-token-env",
-                "CIRCLE_OIDC_TOKEN_V2",
-                "--role-arn",
-                ROLE_A,
-            ],
-            vec![],
-            vec![("AWS_PROFILE", "job"), ("CIRCLE_OIDC_TOKEN_V2", "a.b.c")],
-            false,
-            Ok(("token-env", ROLE_A)),
-        ),
-        (
-            vec!["--web-identity-github", "--role-arn", ROLE_A],
-            vec![],
-            [
-                GITHUB.as_slice(),
-                &[
-                    ("AWS_WEB_IDENTITY_TOKEN_FILE", token),
-                    ("AWS_ROLE_ARN", ROLE_C),
-                ],
-            ]
-            .concat(),
-            false,
-            Ok(("github", ROLE_A)),
-        ),
-        // Two token sources, or a token source and a profile, contradict each other.
-        (
-            vec![
-                "--web-identity-token-file",
-                token,
-                "--web-identity-github",
-                "--role-arn",
-                ROLE_A,
-            ],
-            vec![],
-            GITHUB.to_vec(),
-            false,
-            Err("cannot be used with"),
-        ),
-        (
-            vec![
-                "--profile",
-                "plain",
-                "--web-identity-github",
-                "--role-arn",
-                ROLE_A,
-            ],
-            vec![],
-            GITHUB.to_vec(),
-            false,
-            Err("both say where the credentials come from"),
-        ),
-        (
-            vec!["--role-arn", ROLE_A],
-            vec![
-                ("CREDWRAP_PROFILE", "plain"),
-                (
-                    "CREDWRAP_WEB_IDENTITY_TOKEN_COMMAND",
-                    "vault read -field=token x",
-                ),
-            ],
-            vec![],
-            false,
-            Err("both say where the credentials come from"),
-        ),
-        // GitHub's token service with nothing else configured: used by itself; keys in the
-        // environment (an earlier configure-aws-credentials step) are configured, and win.
-        (
-            vec!["--role-arn", ROLE_A],
-            vec![],
-            GITHUB.to_vec(),
-            false,
-            Ok(("github", ROLE_A)),
-        ),
-        (
-            vec!["--role-arn", ROLE_A],
-            vec![],
-            GITHUB.to_vec(),
-            true,
-            Ok(("env", ROLE_A)),
-        ),
-        (
-            vec!["--role-arn", ROLE_A],
-            vec![],
-            [GITHUB.as_slice(), &[("AWS_PROFILE", "plain")]].concat(),
-            false,
-            Ok(("profile:plain", ROLE_A)),
-        ),
-        // Named but not there.
-        (
-            vec!["--web-identity-github", "--role-arn", ROLE_A],
-            vec![],
-            vec![],
-            false,
-            Err("permissions: id-token: write"),
-        ),
-        (
-            vec!["--web-identity-token-env", "NOPE", "--role-arn", ROLE_A],
-            vec![],
-            vec![],
-            false,
-            Err("the variable is not set"),
-        ),
-        (
-            vec![
-                "--web-identity-token-command",
-                "'unbalanced",
-                "--role-arn",
-                ROLE_A,
-            ],
-            vec![],
-            vec![],
-            false,
-            Err("quotes do not match"),
-        ),
-        // Two named sources contradict each other.
-        (
-            vec!["--profile", "job", "--web-identity-token-file", token],
-            vec![],
-            vec![],
-            false,
-            Err("both say where the credentials come from"),
-        ),
-        (
-            vec!["--role-arn", ROLE_A],
-            vec![
-                ("CREDWRAP_PROFILE", "plain"),
-                ("CREDWRAP_WEB_IDENTITY_TOKEN_FILE", token),
-            ],
-            vec![],
-            true,
-            Err("both say where the credentials come from"),
-        ),
-    ];
-    for (args, credwrap_env, env, env_keys, want) in rows {
-        let mut env = env.clone();
+    for &(args, credwrap_env, env, env_keys, want) in SOURCE_ROWS {
+        let args: Vec<&str> = args
+            .iter()
+            .map(|&a| if a == TOKEN { token } else { a })
+            .collect();
+        let credwrap_env = expand(credwrap_env, token);
+        let mut env = expand(env, token);
         if env_keys {
             env.extend(ENV_KEYS);
         }

@@ -1,0 +1,6 @@
+//! What a process the endpoint serves is handed: its environment (the endpoint's variables, no
+//! other credential) and the stand-in AWS files. That process is the command in command mode,
+//! and every process started later under `--serve`; the child module only passes it on.
+
+pub mod aws_files;
+pub mod env;

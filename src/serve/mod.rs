@@ -1,0 +1,186 @@
+//! Whole-job mode (`--serve`), once serving: hand the later processes what they need
+//! ([`crate::serve::handoff`]), then serve until something stops credwrap: a signal, the watched
+//! process exiting (`--watch`), or `--max-lifetime`.
+
+// `--serve --detach`: the fork that returns to the caller once serving.
+pub mod detach;
+// What later processes need, written out (shell, $GITHUB_ENV).
+pub mod handoff;
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+
+use crate::child::Supervisor;
+use crate::exit::Failure;
+use crate::serve::detach::Readiness;
+use crate::settings::cli::ExportFormat;
+use crate::settings::ServePlan;
+use crate::startup::Started;
+
+/// Whole-job mode, started: hands off, then serves until a signal, `--watch` or
+/// `--max-lifetime` stops it; a service stopped on purpose exits 0.
+pub fn run(
+    plan: &ServePlan,
+    started: &Started,
+    readiness: Option<Readiness>,
+    runtime: &tokio::runtime::Runtime,
+    supervisor: Supervisor,
+) -> Result<ExitStatus, Failure> {
+    let log = plan
+        .log_file
+        .clone()
+        .unwrap_or_else(|| started.dir.path().join("credwrap.log"));
+    hand_off(plan, &started.client_env, readiness, &log)?;
+    let ended =
+        runtime.block_on(async { stop_when(plan.watch, plan.max_lifetime, supervisor.stopper()) });
+    let why = match (supervisor.wait_for_stop(), ended) {
+        (Some(sig), _) => format!("signal {}", crate::child::signals::name(sig)),
+        // Only the task closes the stopper, once it has its reason.
+        (None, Some(task)) => runtime.block_on(task).unwrap_or_default(),
+        (None, None) => String::new(),
+    };
+    tracing::info!("stopping ({why}): the credentials served are revoked");
+    Ok(ExitStatus::from_raw(0))
+}
+
+/// Writes the exports where `plan` says; with `--detach`, tells the waiting caller what to
+/// print, and moves the log to `log`.
+fn hand_off(
+    plan: &ServePlan,
+    target: &[(OsString, OsString)],
+    readiness: Option<Readiness>,
+    log: &std::path::Path,
+) -> Result<(), Failure> {
+    let mut extra = vec![("CREDWRAP_PID", std::process::id().to_string())];
+    if readiness.is_some() {
+        extra.push(("CREDWRAP_LOG_FILE", log.display().to_string()));
+    }
+    let changes = handoff::changes(std::env::vars_os(), target, &extra);
+    let stdout = match plan.export {
+        ExportFormat::Shell => handoff::shell(&changes),
+        ExportFormat::Github => {
+            let delimiter = format!(
+                "ghadelimiter_{}",
+                crate::sys::random::hex(16).map_err(|e| Failure::setup(
+                    format!("no randomness from the kernel (getrandom): {e}"),
+                    "credwrap's secrets come from getrandom(2)"
+                ))?
+            );
+            let out = handoff::github(&changes, &delimiter);
+            if !out.kept.is_empty() {
+                tracing::warn!(
+                    "{} may lead some SDKs in later steps to other credentials, and a GitHub \
+                     step cannot unset a variable: unset them in the step that set them",
+                    out.kept.join(", ")
+                );
+            }
+            let path = plan
+                .github_env
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""));
+            append(path, &out.env_file).map_err(|e| {
+                Failure::setup(
+                    format!("could not write to {} (GITHUB_ENV): {e}", path.display()),
+                    "check that this runs in a GitHub Actions step",
+                )
+            })?;
+            out.stdout
+        }
+    };
+    match readiness {
+        Some(r) => r.serving(&stdout, log).map_err(|e| {
+            Failure::setup(
+                format!("could not hand over to the background: {e}"),
+                "check that TMPDIR (or --log-file's directory) is writable",
+            )
+        }),
+        None => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            // A closed stdout (`credwrap --serve | head -1`) is the reader's business.
+            let _ = out.write_all(stdout.as_bytes()).and_then(|()| out.flush());
+            drop(out);
+            // A reader of the exports (`exec 3< <(credwrap --serve)`, a supervisor) knows
+            // it has them all at end of file.
+            crate::serve::detach::let_go_of_stdout().map_err(|e| {
+                Failure::setup(
+                    format!("could not close stdout after the exports: {e}"),
+                    "check the open-file limit (ulimit -n)",
+                )
+            })
+        }
+    }
+}
+
+fn append(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().append(true).open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+/// Closes `stopper` when the watched process exits or the lifetime is over, on the current
+/// runtime; the task ends with the reason. `None` when there is nothing to wait for.
+fn stop_when(
+    watch: Option<i32>,
+    max_lifetime: Option<Duration>,
+    stopper: signal_hook::iterator::Handle,
+) -> Option<tokio::task::JoinHandle<String>> {
+    if watch.is_none() && max_lifetime.is_none() {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let watched = async {
+            match watch {
+                Some(pid) => {
+                    watch_exit(pid).await;
+                    format!("the watched process {pid} exited")
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let expired = async {
+            match max_lifetime {
+                Some(d) => {
+                    tokio::time::sleep(d).await;
+                    format!("--max-lifetime ({}s) is over", d.as_secs())
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let reason = tokio::select! {
+            r = watched => r,
+            r = expired => r,
+        };
+        stopper.close();
+        reason
+    }))
+}
+
+/// Resolves when process `pid` is gone: a pidfd becomes readable then (Linux 5.3); on older
+/// kernels, a look every second.
+async fn watch_exit(pid: i32) {
+    // SAFETY: pidfd_open(2) with a pid and no flags; the result is a new descriptor we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd >= 0 {
+        use std::os::fd::FromRawFd;
+        // SAFETY: the descriptor was just returned to us.
+        let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+        // SAFETY: the OwnedFd is the AsyncFd's for its whole life, and stays open meanwhile.
+        if let Ok(async_fd) = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE)
+        } {
+            let _ = async_fd.readable().await;
+            return;
+        }
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if !crate::settings::process_exists(pid) {
+            return;
+        }
+    }
+}

@@ -1,0 +1,734 @@
+//! Whole CI jobs served by one credwrap (`--serve --detach`), imitated faithfully on 127.0.0.1,
+//! each running docs/ci.md's recipe as written (`support::doc_recipe`):
+//!
+//! - GitHub Actions: step 1 runs the action's script (action/run.sh start, with docs/ci.md's
+//!   inputs) with GITHUB_ENV and RUNNER_TEMP set, the job's OIDC token service
+//!   (tests/support/github.rs) and, as after an earlier `configure-aws-credentials` step, static
+//!   keys in the job's environment. Every later step is a fresh process tree with the
+//!   environment the runner builds from $GITHUB_ENV: boto3, the AWS CLI, JS v3 and Go v2 call
+//!   STS across several role-credential and OIDC-token lifetimes, with no failed call, and every
+//!   other SDK of the matrix is the role despite the blanked keys. Then the post step stops
+//!   credwrap, and nothing is left. The one-step recipe without the action too.
+//! - GitLab: a token in a variable, `eval "$(credwrap ...)"` in the job's shell, stopped when
+//!   that shell exits (`--watch $$`).
+//! - Buildkite: the agent's token command, failing for a while mid-job.
+//! - CircleCI: a token command, the exports appended to $BASH_ENV, read by every later step.
+//! - A terminal: a profile's role for one shell, for as long as it lives.
+
+use crate::support;
+
+use std::collections::HashMap;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::fake_sts::{HOSTILE_KEY_ID, HOSTILE_SECRET, ROLE_ARN, SOURCE_KEY_ID, SOURCE_SECRET};
+use support::github::{jwt, TokenService, ISSUER};
+use support::{
+    credwrap_line, doc_recipe, gone, installed, python, run, rust_child, script, Output, Sandbox,
+};
+
+/// The role's credentials live this long; OIDC tokens less.
+const ROLE_LIFETIME: u64 = 6;
+const TOKEN_LIFETIME: u64 = 4;
+/// Each SDK step calls STS for this long: three role lifetimes and more.
+const STEP_SECONDS: u64 = 3 * ROLE_LIFETIME + 2;
+
+/// Prints (for `--nocapture` and the closing notes) how many AssumeRoleWithWebIdentity calls a
+/// job made with how many distinct tokens, and what the token service saw.
+fn report(job: &str, sb: &Sandbox, service: Option<(usize, usize)>) {
+    let subjects = sb.sts.web_identity_subjects();
+    let distinct: std::collections::HashSet<_> = subjects.iter().collect();
+    let service = service.map_or_else(String::new, |(requests, issued)| {
+        format!("; token service: {requests} requests, {issued} tokens")
+    });
+    println!(
+        "{job}: {} AssumeRoleWithWebIdentity calls with {} distinct tokens{service}",
+        subjects.len(),
+        distinct.len()
+    );
+}
+
+/// What a job's steps have besides what a test adds: credwrap and the fake CI tools on PATH,
+/// the SDKs, the STS, no IMDS, no credentials.
+fn job_env(sb: &Sandbox) -> HashMap<String, String> {
+    let tools = fake_ci_tools(sb);
+    let mut path = vec![tools, installed(".deps/venv/bin")];
+    path.extend(std::env::split_paths(&support::path_with_credwrap()));
+    let mut env: HashMap<String, String> = HashMap::new();
+    for (k, v) in [
+        (
+            "PATH",
+            std::env::join_paths(path).unwrap().into_string().unwrap(),
+        ),
+        ("HOME", sb.home.path().display().to_string()),
+        ("TMPDIR", sb.path("tmp").display().to_string()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("AWS_ENDPOINT_URL_STS", sb.sts.url()),
+        (
+            "AWS_CONFIG_FILE",
+            sb.path(".aws/config").display().to_string(),
+        ),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            sb.path(".aws/credentials").display().to_string(),
+        ),
+        ("DEPLOY_ROLE_ARN", ROLE_ARN.to_string()),
+        ("PYTHON", python().display().to_string()),
+        (
+            "AWS_CLI",
+            installed(".deps/venv/bin/aws").display().to_string(),
+        ),
+        (
+            "NODE_MODULES",
+            installed(".deps/js/node_modules").display().to_string(),
+        ),
+        (
+            "GO_CHILD",
+            installed(".deps/go/whoami").display().to_string(),
+        ),
+        ("RUST_CHILD", rust_child().display().to_string()),
+        (
+            "PYTHON_OLD",
+            installed(".deps/venv-old/bin/python").display().to_string(),
+        ),
+        (
+            "AWS_CLI_OLD",
+            installed(".deps/venv-old/bin/aws").display().to_string(),
+        ),
+        (
+            "AWS_CLI_V2",
+            installed("/usr/bin/aws").display().to_string(),
+        ),
+        ("CHILDREN", script("").display().to_string()),
+        ("SOAK_LIFETIME", ROLE_LIFETIME.to_string()),
+        // The token commands' tokens (tests/children/oidc_token.py).
+        ("OIDC_FAIL", sb.path("agent-down").display().to_string()),
+        ("OIDC_COUNTER", sb.path("issued").display().to_string()),
+        ("OIDC_ISSUER", ISSUER.to_string()),
+        ("OIDC_TTL", TOKEN_LIFETIME.to_string()),
+    ] {
+        env.insert(k.to_string(), v);
+    }
+    env
+}
+
+/// `buildkite-agent` and `circleci` as the recipes call them: a token on stdout, and a usage
+/// error for any other arguments (so a recipe that calls them wrongly fails).
+fn fake_ci_tools(sb: &Sandbox) -> PathBuf {
+    let dir = sb.path("ci-tools");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, expected) in [
+        (
+            "buildkite-agent",
+            r#"[ "$*" = "oidc request-token --audience sts.amazonaws.com" ]"#,
+        ),
+        (
+            "circleci",
+            r#"[ "$1 $2 $3 $4" = "run oidc get --claims" ] && [ "$5" = '{"aud":"sts.amazonaws.com"}' ] && [ $# -eq 5 ]"#,
+        ),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\n{expected} || {{ echo \"{name}: unexpected arguments: $*\" >&2; exit 2; }}\n\
+                 exec \"$PYTHON\" \"$CHILDREN/oidc_token.py\"\n"
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    dir
+}
+
+/// A process tree of its own (a step), with exactly `env`.
+fn step(env: &HashMap<String, String>, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env_clear().envs(env);
+    // SAFETY: setsid between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(drop)
+                .map_err(std::io::Error::from)
+        });
+    }
+    cmd
+}
+
+/// A step that runs `script` in bash, as the CIs run a step's commands.
+fn bash(env: &HashMap<String, String>, script: &str) -> Output {
+    run(step(env, "bash").arg("-c").arg(script))
+}
+
+/// The runner's reading of $GITHUB_ENV: `NAME=value` lines and `NAME<<DELIMITER` blocks.
+fn github_env(path: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let mut out = Vec::new();
+    while let Some(line) = lines.next() {
+        if let Some((name, delimiter)) = line.split_once("<<") {
+            let mut value = Vec::new();
+            for l in lines.by_ref() {
+                if l == delimiter {
+                    break;
+                }
+                value.push(l);
+            }
+            out.push((name.to_string(), value.join("\n")));
+        } else if let Some((name, value)) = line.split_once('=') {
+            out.push((name.to_string(), value.to_string()));
+        }
+    }
+    out
+}
+
+/// A field `NAME=N` of a summary line.
+fn field(line: &str, name: &str) -> usize {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name}= in {line}"))
+        .parse()
+        .unwrap()
+}
+
+/// `sdk=NAME calls=N errors=N` from a step's output, checked: calls made, none failed.
+fn assert_step(out: &Output, sdk: &str) -> usize {
+    assert_eq!(out.code(), Some(0), "{sdk}: {}\n{}", out.stdout, out.stderr);
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("sdk={sdk} ")))
+        .unwrap_or_else(|| panic!("{sdk}: {}\n{}", out.stdout, out.stderr));
+    assert!(field(line, "calls") >= 3, "{line}");
+    assert_eq!(field(line, "errors"), 0, "{sdk}: {line}\n{}", out.stderr);
+    field(line, "calls")
+}
+
+/// One step per SDK, side by side (each still a fresh process tree), each calling STS for
+/// `seconds`: boto3 in one long-lived process that must refresh by itself, as a data job does;
+/// the others in a process per call, as a step's tools run.
+fn sdk_steps(env: &HashMap<String, String>, sdks: &[&str], seconds: u64) -> Vec<(String, usize)> {
+    let outs: Vec<(String, Output)> = std::thread::scope(|s| {
+        let handles: Vec<_> = sdks
+            .iter()
+            .map(|sdk| {
+                s.spawn(move || {
+                    let out = if *sdk == "boto3" {
+                        let mut cmd = step(env, python());
+                        cmd.arg(script("soak.py"))
+                            .env("SOAK_SECONDS", seconds.to_string());
+                        let mut out = run(&mut cmd);
+                        let summary = out.stdout.lines().last().unwrap_or_default().to_string();
+                        out.stdout = format!("sdk=boto3 {summary}\n");
+                        out
+                    } else {
+                        run(step(env, "sh")
+                            .arg(script("ci_step.sh"))
+                            .args([*sdk, &seconds.to_string()]))
+                    };
+                    (sdk.to_string(), out)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    outs.iter()
+        .map(|(sdk, out)| {
+            let calls = assert_step(out, sdk);
+            if sdk == "boto3" {
+                let keys = field(&out.stdout, "keys");
+                assert!(
+                    keys >= 3,
+                    "boto3 saw {keys} role keys in one process: {}",
+                    out.stdout
+                );
+            }
+            (sdk.clone(), calls)
+        })
+        .collect()
+}
+
+/// credwrap's private directories left under `dir`.
+fn left_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("credwrap-"))
+        .collect()
+}
+
+/// credwrap `pid` stops (waited for as `what`) and leaves no private directory in `dir`.
+fn stops_and_leaves_nothing(pid: i32, dir: &Path, what: &str) {
+    support::eventually(what, || gone(pid).then_some(()));
+    assert!(left_in(dir).is_empty(), "left {:?}", left_in(dir));
+}
+
+/// A sandbox whose STS issues role credentials that live [`ROLE_LIFETIME`] and accepts only
+/// unexpired tokens from the fake CI issuer.
+fn ci_sandbox() -> Sandbox {
+    let sb = Sandbox::new();
+    sb.sts.set_lifetime(Duration::from_secs(ROLE_LIFETIME));
+    sb.sts.require_jwts_from(ISSUER);
+    sb
+}
+
+/// A `NAME=value` line a test script echoed.
+fn echoed(out: &Output, name: &str) -> String {
+    out.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name}= in\n{}\n{}", out.stdout, out.stderr))
+        .to_string()
+}
+
+/// Stops a detached credwrap that a failed test would leave behind.
+struct Stop(i32);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        // SAFETY: kill(2); the pid is the detached credwrap's, gone or not.
+        unsafe { libc::kill(self.0, libc::SIGTERM) };
+    }
+}
+
+/// docs/ci.md's `with:` inputs of the credwrap action, as the runner passes them.
+fn action_inputs(recipe: &str) -> Vec<(String, String)> {
+    let mut lines = recipe
+        .lines()
+        .skip_while(|l| !l.contains("uses: credwrap/credwrap@"));
+    lines.next().expect("the action's step");
+    let with = lines.next().expect("its with:");
+    assert_eq!(with.trim(), "with:");
+    let indent = with.len() - with.trim_start().len();
+    lines
+        .take_while(|l| l.len() - l.trim_start().len() > indent)
+        .map(|l| {
+            let (k, v) = l.trim().split_once(": ").unwrap();
+            (format!("INPUT_{}", k.to_uppercase()), v.trim().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn the_action_has_the_inputs_the_readme_names() {
+    let yml =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("action.yml")).unwrap();
+    let declared: Vec<&str> = yml
+        .split_once("inputs:\n")
+        .unwrap()
+        .1
+        .lines()
+        .take_while(|l| l.starts_with(' ') || l.is_empty())
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   ") && l.trim_end().ends_with(':'))
+        .map(|l| l.trim().trim_end_matches(':'))
+        .collect();
+    let readme = support::doc("docs/ci.md");
+    for input in &declared {
+        assert!(
+            readme.contains(&format!("`{input}`")) || readme.contains(&format!("{input}: ")),
+            "docs/ci.md does not name the action's input {input}"
+        );
+    }
+    for (k, _) in action_inputs(&doc_recipe("github-action")) {
+        let name = k.trim_start_matches("INPUT_").to_lowercase();
+        assert!(
+            declared.contains(&name.as_str()),
+            "docs/ci.md's recipe uses {name}, which action.yml does not declare"
+        );
+    }
+}
+
+#[test]
+fn a_github_job_is_served_for_every_step_and_leaves_nothing() {
+    let sb = ci_sandbox();
+    let github = TokenService::start(Duration::from_secs(TOKEN_LIFETIME));
+    let runner_temp = tempfile::tempdir().unwrap();
+    let env_file = runner_temp.path().join("github_env");
+    std::fs::write(&env_file, "").unwrap();
+    // The runner's worker, which credwrap watches.
+    let mut worker = Command::new("sleep").arg("600").spawn().unwrap();
+
+    let mut env = job_env(&sb);
+    for (k, v) in github.job_env() {
+        env.insert(k.to_string(), v);
+    }
+    for (k, v) in [
+        ("GITHUB_ACTIONS", "true".to_string()),
+        ("GITHUB_RUN_ID", "4242".into()),
+        ("GITHUB_ENV", env_file.display().to_string()),
+        ("RUNNER_TEMP", runner_temp.path().display().to_string()),
+        // An earlier configure-aws-credentials step left static keys to every later step.
+        ("AWS_ACCESS_KEY_ID", HOSTILE_KEY_ID.to_string()),
+        ("AWS_SECRET_ACCESS_KEY", HOSTILE_SECRET.to_string()),
+        ("AWS_SESSION_TOKEN", "hostile-session".to_string()),
+    ] {
+        env.insert(k.to_string(), v);
+    }
+
+    // Step 1: the action, as main.js runs it (with the worker as the process to watch), with
+    // docs/ci.md's inputs; credwrap is on PATH, so it installs nothing.
+    let started = Instant::now();
+    let out = run(step(&env, "bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("action/run.sh"))
+        .arg("start")
+        .envs(action_inputs(&doc_recipe("github-action")))
+        .env("CREDWRAP_ACTION_WATCH", worker.id().to_string()));
+    let took = started.elapsed();
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    println!("step 1 (the action) returned in {took:?}");
+    assert!(
+        took < Duration::from_secs(30),
+        "the action's step blocked: {took:?}"
+    );
+    let exported = github_env(&env_file);
+    let token = exported
+        .iter()
+        .find(|(k, _)| k == "AWS_CONTAINER_AUTHORIZATION_TOKEN")
+        .map(|(_, v)| v.clone())
+        .expect("the token in $GITHUB_ENV");
+    assert!(
+        out.stdout.contains(&format!("::add-mask::{token}")),
+        "{}",
+        out.stdout
+    );
+    for key in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    ] {
+        assert!(
+            exported.contains(&(key.to_string(), String::new())),
+            "{key} not blanked"
+        );
+    }
+    let pid: i32 = exported
+        .iter()
+        .find(|(k, _)| k == "CREDWRAP_PID")
+        .map(|(_, v)| v.parse().unwrap())
+        .expect("CREDWRAP_PID");
+    let _stop = Stop(pid);
+
+    // Steps 2 to 5: what the runner gives a later step; each SDK in a tree of its own.
+    let mut later = env.clone();
+    later.extend(exported.iter().cloned());
+    for (sdk, calls) in sdk_steps(&later, &["boto3", "awscli", "js", "go"], STEP_SECONDS) {
+        println!("{sdk} with blanked static keys: {calls} calls as the role, 0 failed");
+    }
+    // Step 6: every SDK of the matrix, old ones too, once: a blank key is no key to each.
+    let matrix = run(step(&later, "sh").arg(script("sdk_matrix.sh")));
+    assert_eq!(matrix.code(), Some(0), "{}", matrix.stdout);
+    for sdk in support::MATRIX {
+        let line = matrix
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{sdk}: arn=")))
+            .unwrap_or_else(|| panic!("{sdk}: {}", matrix.stdout));
+        assert!(line.contains(":assumed-role/deploy/"), "{line}");
+        println!("{line} (static keys blank)");
+    }
+    assert!(
+        sb.sts
+            .keys_used_for("GetCallerIdentity")
+            .iter()
+            .all(|k| k.starts_with("ASIAFAKEROLE")),
+        "a step signed with the static keys"
+    );
+    let (requests, issued) = github.counts();
+    let assumes = sb.sts.web_identity_subjects().len();
+    report("GitHub, the action", &sb, Some((requests, issued)));
+    assert!(assumes >= 3, "only {assumes} refreshes");
+    assert_eq!(issued, assumes);
+    assert!(github.audiences().iter().all(|a| a == "sts.amazonaws.com"));
+
+    // The job ends: the post step stops credwrap; nothing is left.
+    let out = run(step(&later, "bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("action/run.sh"))
+        .arg("stop"));
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("::group::credwrap log"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("refreshed role credentials"),
+        "{}",
+        out.stdout
+    );
+    // The log is printed into the job's log: no secret in it.
+    assert!(
+        !out.stdout.contains(&token),
+        "the endpoint's token is in the log"
+    );
+    for (key, secret, session) in sb.sts.issued_secrets() {
+        for s in [key, secret, session] {
+            assert!(!out.stdout.contains(&s), "a role credential is in the log");
+        }
+    }
+    assert!(!out.stdout.contains("eyJ"), "an OIDC token is in the log");
+    assert!(gone(pid), "credwrap {pid} is still running");
+    assert!(
+        left_in(runner_temp.path()).is_empty(),
+        "left {:?}",
+        left_in(runner_temp.path())
+    );
+    assert!(
+        !runner_temp.path().join("credwrap.log").exists(),
+        "the log was left"
+    );
+    let _ = worker.kill();
+    let _ = worker.wait();
+}
+
+/// docs/ci.md's one-step recipe without the action: later steps are the role, and its log is
+/// where it said.
+#[test]
+fn a_github_job_is_served_by_one_run_step() {
+    let sb = ci_sandbox();
+    let github = TokenService::start(Duration::from_secs(TOKEN_LIFETIME));
+    let runner_temp = tempfile::tempdir().unwrap();
+    let env_file = runner_temp.path().join("github_env");
+    std::fs::write(&env_file, "").unwrap();
+    let mut env = job_env(&sb);
+    env.extend(github.job_env().map(|(k, v)| (k.to_string(), v)));
+    env.insert("GITHUB_ENV".into(), env_file.display().to_string());
+    env.insert(
+        "RUNNER_TEMP".into(),
+        runner_temp.path().display().to_string(),
+    );
+
+    // $PPID in the step's shell is the process that started it: here this test.
+    let out = bash(&env, &credwrap_line(&doc_recipe("github-run")));
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    let mut later = env.clone();
+    later.extend(github_env(&env_file));
+    let pid: i32 = later["CREDWRAP_PID"].parse().unwrap();
+    let _stop = Stop(pid);
+    sdk_steps(&later, &["go"], 2 * ROLE_LIFETIME + 1);
+    assert!(sb.sts.web_identity_subjects().len() >= 2);
+    report("GitHub, one run step", &sb, Some(github.counts()));
+    assert!(
+        runner_temp.path().join("credwrap.log").exists(),
+        "no log where --log-file said"
+    );
+    // SAFETY: kill(2).
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    stops_and_leaves_nothing(pid, runner_temp.path(), "credwrap to stop");
+}
+
+/// The safety net: without the post step, credwrap stops when the process it watches (the
+/// runner's worker, a terminal's shell) exits, and removes its files.
+#[test]
+fn whole_job_mode_stops_when_the_watched_process_exits() {
+    let sb = Sandbox::new();
+    let mut watched = Command::new("sleep").arg("600").spawn().unwrap();
+    let out =
+        run(sb
+            .credwrap()
+            .args(["--serve", "--detach", "--watch", &watched.id().to_string()]));
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let pid: i32 = support::exports(&out.stdout)["CREDWRAP_PID"]
+        .parse()
+        .unwrap();
+    let _stop = Stop(pid);
+    assert!(!gone(pid));
+    let _ = watched.kill();
+    let _ = watched.wait();
+    stops_and_leaves_nothing(
+        pid,
+        &sb.path("tmp"),
+        "credwrap to stop with the watched process",
+    );
+}
+
+/// GitLab CI: `id_tokens:` puts the token in a variable; the job's shell evals credwrap's
+/// exports; its tools are served across several role lifetimes; the shell exits and credwrap
+/// with it.
+#[test]
+fn a_gitlab_job_evals_the_exports_and_is_served_until_its_shell_exits() {
+    let sb = ci_sandbox();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut env = job_env(&sb);
+    env.insert(
+        "AWS_OIDC_TOKEN".into(),
+        jwt(serde_json::json!({"iss": ISSUER, "sub": "project_path:acme/app:ref_type:branch:ref:main", "exp": now + 3600})),
+    );
+    env.insert("CI_JOB_ID".into(), "777".into());
+    env.insert("SOAK_SECONDS".into(), "8".into());
+    // The job's script as the runner hands it to one shell: docs/ci.md's line, then the tools.
+    let out = bash(
+        &env,
+        &format!(
+            "set -e\n{}\necho pid=$CREDWRAP_PID\n\
+             sh \"$CHILDREN/ci_step.sh\" awscli {STEP_SECONDS}\n\"$PYTHON\" \"$CHILDREN/soak.py\"\n",
+            credwrap_line(&doc_recipe("gitlab"))
+        ),
+    );
+    assert_step(&out, "awscli");
+    assert!(out.stdout.contains("errors=0"), "{}", out.stdout);
+    let pid: i32 = echoed(&out, "pid").parse().unwrap();
+    let _stop = Stop(pid);
+    stops_and_leaves_nothing(
+        pid,
+        &sb.path("tmp"),
+        "credwrap to stop with the job's shell",
+    );
+    assert!(sb.sts.web_identity_subjects().len() >= 3);
+    report("GitLab, the token in a variable", &sb, None);
+    assert!(sb.sts.calls().iter().any(|c| c
+        .params
+        .get("RoleSessionName")
+        .is_some_and(|n| n.starts_with("credwrap-gl777-"))));
+}
+
+/// Buildkite: the agent's token command, run for every refresh; it fails for a while in the
+/// middle of the job, and no step sees an error.
+#[test]
+fn a_buildkite_job_survives_its_token_command_failing_for_a_while() {
+    let sb = ci_sandbox();
+    let mut env = job_env(&sb);
+    env.insert("BUILDKITE_BUILD_NUMBER".into(), "99".into());
+    let fail = PathBuf::from(&env["OIDC_FAIL"]);
+    let log_path = sb.path("log-path");
+    // The step's command: docs/ci.md's line, then the tools; the log is copied out before the
+    // shell exits (credwrap removes it when it stops).
+    let script_text = format!(
+        "set -e\n{}\necho \"$CREDWRAP_LOG_FILE\" > {}\necho pid=$CREDWRAP_PID\n\
+         sh \"$CHILDREN/ci_step.sh\" go {STEP_SECONDS}\ncat \"$CREDWRAP_LOG_FILE\" >&2\n",
+        credwrap_line(&doc_recipe("buildkite")),
+        log_path.display()
+    );
+    // The agent goes away for two refreshes' worth of attempts, then comes back.
+    let breaker = std::thread::spawn({
+        let (fail, log_path) = (fail.clone(), log_path.clone());
+        move || {
+            let log = support::eventually("the log's path", || {
+                std::fs::read_to_string(&log_path)
+                    .ok()
+                    .filter(|p| p.ends_with('\n'))
+            });
+            std::thread::sleep(Duration::from_secs(ROLE_LIFETIME / 2));
+            std::fs::write(&fail, "").unwrap();
+            support::eventually("failed fetches in credwrap's log", || {
+                let text = std::fs::read_to_string(log.trim()).unwrap_or_default();
+                (text.matches("could not reach the OIDC endpoint").count() >= 2).then_some(())
+            });
+            std::fs::remove_file(&fail).unwrap();
+        }
+    });
+    let out = bash(&env, &script_text);
+    breaker.join().unwrap();
+    assert_step(&out, "go");
+    support::assert_stderr_has(&out, "still serving the current credential");
+    assert!(sb.sts.web_identity_subjects().len() >= 3);
+    report("Buildkite, the token command", &sb, None);
+    let pid: i32 = echoed(&out, "pid").parse().unwrap();
+    let _stop = Stop(pid);
+    stops_and_leaves_nothing(
+        pid,
+        &sb.path("tmp"),
+        "credwrap to stop with the step's shell",
+    );
+}
+
+/// CircleCI: the token command at every refresh; the exports appended to $BASH_ENV, which
+/// every later step's bash reads first.
+#[test]
+fn a_circleci_job_hands_the_exports_on_through_bash_env() {
+    let sb = ci_sandbox();
+    let mut env = job_env(&sb);
+    let bash_env = sb.path("bash_env");
+    std::fs::write(&bash_env, "").unwrap();
+    env.insert("BASH_ENV".into(), bash_env.display().to_string());
+    let out = bash(&env, &credwrap_line(&doc_recipe("circleci")));
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    let exports = support::exports(&std::fs::read_to_string(&bash_env).unwrap());
+    let pid: i32 = exports["CREDWRAP_PID"].parse().unwrap();
+    let _stop = Stop(pid);
+    // A later step: a new bash, which sources $BASH_ENV by itself.
+    let out = bash(
+        &env,
+        &format!("sh \"$CHILDREN/ci_step.sh\" js {STEP_SECONDS}"),
+    );
+    assert_step(&out, "js");
+    assert!(sb.sts.web_identity_subjects().len() >= 3);
+    report("CircleCI, the token command", &sb, None);
+    // The job's machine goes away.
+    // SAFETY: kill(2).
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    stops_and_leaves_nothing(pid, &sb.path("tmp"), "credwrap to stop");
+}
+
+/// A terminal: docs/ci.md's line for a profile's role, then the AWS CLI as docs/ci.md shows it
+/// and a long-lived boto3 across several role lifetimes; the shell exits, credwrap with it.
+#[test]
+fn a_terminal_is_the_role_until_its_shell_exits() {
+    let sb = Sandbox::new();
+    sb.sts.set_lifetime(Duration::from_secs(ROLE_LIFETIME));
+    sb.write(
+        ".aws/config",
+        &format!("[profile prod-admin]\nrole_arn = {ROLE_ARN}\nsource_profile = base\n"),
+    );
+    sb.write(
+        ".aws/credentials",
+        &format!("[base]\naws_access_key_id = {SOURCE_KEY_ID}\naws_secret_access_key = {SOURCE_SECRET}\n"),
+    );
+    let mut env = job_env(&sb);
+    env.insert("SOAK_SECONDS".into(), (2 * ROLE_LIFETIME + 2).to_string());
+    let recipe = doc_recipe("terminal");
+    let out = bash(
+        &env,
+        &format!("set -e\n{recipe}echo pid=$CREDWRAP_PID\n\"$PYTHON\" \"$CHILDREN/soak.py\"\n"),
+    );
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(":assumed-role/deploy/"),
+        "{}",
+        out.stdout
+    );
+    let summary = out.stdout.lines().find(|l| l.starts_with("keys=")).unwrap();
+    assert!(
+        field(summary, "keys") >= 2 && field(summary, "errors") == 0,
+        "{summary}"
+    );
+    let pid: i32 = echoed(&out, "pid").parse().unwrap();
+    let _stop = Stop(pid);
+    stops_and_leaves_nothing(pid, &sb.path("tmp"), "credwrap to stop with the shell");
+    assert!(sb.sts.keys_used_for("AssumeRole").contains(SOURCE_KEY_ID));
+}
+
+/// action.yml's entry points, under node as the runner starts them: main.js runs
+/// `run.sh start` (here refused for want of a role, as the runner would show it) and post.js
+/// `run.sh stop` (nothing to stop).
+#[test]
+fn the_actions_entry_points_run_its_script() {
+    let sb = Sandbox::new();
+    let runner_temp = tempfile::tempdir().unwrap();
+    let mut env = job_env(&sb);
+    env.insert(
+        "RUNNER_TEMP".into(),
+        runner_temp.path().display().to_string(),
+    );
+    let action = Path::new(env!("CARGO_MANIFEST_DIR")).join("action");
+    let out = run(step(&env, "node").arg(action.join("main.js")));
+    assert_eq!(out.code(), Some(1), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("::error title=credwrap::the role-arn input is required"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    let out = run(step(&env, "node").arg(action.join("post.js")));
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    support::assert_stderr_has(&out, "nothing to stop");
+}

@@ -1,0 +1,504 @@
+//! The image and the container recipes of docs/containers.md, with a real Docker daemon.
+//!
+//! `scripts/test` starts dockerd (Debian's docker.io, state under .deps/docker, no iptables
+//! rules: nothing leaves the machine) and exports DOCKER_HOST; it also builds the release
+//! (CREDWRAP_DIST, whose image/ is the FROM-scratch image's context) and a static Rust-SDK
+//! child (CREDWRAP_STATIC_CHILD). No registry is reachable: the base image is a root file system
+//! made here from Debian's busybox-static and imported.
+//!
+//! Without a daemon these tests skip with a message, except where CREDWRAP_TESTS_STRICT is set
+//! (as root, and in CI): there they fail and say why.
+
+use crate::support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use support::fake_sts::ROLE_ARN;
+use support::{run, Output, Sandbox};
+
+const GATEWAY: &str = "169.254.170.2";
+const NETWORK: &str = "credwrap-test";
+const ASSUMED: &str = "arn=arn:aws:sts::123456789012:assumed-role/deploy/";
+
+/// One test at a time: they share the daemon, the network and 169.254.170.2:80 (which the
+/// namespaced networks of containers.rs use too).
+fn one_at_a_time() -> (support::Exclusive, support::Exclusive) {
+    let gateway = support::exclusive(support::GATEWAY_ADDRESS);
+    (gateway, support::exclusive(support::DOCKER))
+}
+
+fn docker(args: &[&str]) -> Output {
+    let mut cmd = Command::new("docker");
+    cmd.args(args).env("DOCKER_BUILDKIT", "0");
+    run(&mut cmd)
+}
+
+fn ok(out: &Output, what: &str) {
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "{what}:\n{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+}
+
+/// The images, built once: the credwrap image from the release's context, a base from a local
+/// root file system, the SDK child on it, and an application image that copies credwrap in as
+/// docs/containers.md says (`COPY --from=`).
+struct Images {
+    credwrap: &'static str,
+    child: &'static str,
+    app: &'static str,
+}
+
+fn images() -> Option<&'static Images> {
+    static BUILT: OnceLock<Result<Images, String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        if std::env::var_os("DOCKER_HOST").is_none() {
+            return Err("no Docker daemon: scripts/test starts one (DOCKER_HOST)".into());
+        }
+        let info = docker(&["info", "--format", "{{.ServerVersion}}"]);
+        if info.code() != Some(0) {
+            return Err(format!("dockerd does not answer: {}", info.stderr.trim()));
+        }
+        let (Some(dist), Some(child)) = (
+            std::env::var_os("CREDWRAP_DIST").map(PathBuf::from),
+            std::env::var_os("CREDWRAP_STATIC_CHILD").map(PathBuf::from),
+        ) else {
+            return Err("no release to build the image from (CREDWRAP_DIST)".into());
+        };
+        Ok(built_images(&dist, &child))
+    });
+    match built {
+        Ok(images) => Some(images),
+        Err(why) => support::skip(why),
+    }
+}
+
+/// The images for this release and child: made by an earlier test process of this run (nextest
+/// runs each test in its own), or built now. The application image, built last, carries a label
+/// naming what they were built from.
+fn built_images(dist: &Path, child: &Path) -> Images {
+    let images = Images {
+        credwrap: "credwrap-test/credwrap:1",
+        child: "credwrap-test/child:1",
+        app: "credwrap-test/app:1",
+    };
+    let key = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::fs::read(dist.join("SHA256SUMS"))
+            .unwrap_or_default()
+            .hash(&mut h);
+        std::fs::read(child).unwrap_or_default().hash(&mut h);
+        format!("{:016x}", h.finish())
+    };
+    let label = docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{index .Config.Labels \"credwrap.test.inputs\"}}",
+        images.app,
+    ]);
+    if label.code() == Some(0) && label.stdout.trim() == key {
+        return images;
+    }
+    build_images(dist, child, images, &key)
+}
+
+fn build_images(dist: &Path, child: &Path, images: Images, key: &str) -> Images {
+    ok(
+        &docker(&[
+            "build",
+            "-q",
+            "-t",
+            images.credwrap,
+            &dist.join("image").to_string_lossy(),
+        ]),
+        "the credwrap image",
+    );
+    // A root file system of busybox alone, imported as the base no registry could give.
+    let work = tempfile::tempdir().unwrap();
+    let rootfs = work.path().join("rootfs");
+    for dir in ["bin", "tmp", "etc"] {
+        std::fs::create_dir_all(rootfs.join(dir)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    for applet in ["sh", "cat", "env", "sleep", "ls"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+    let tar = work.path().join("rootfs.tar");
+    ok(
+        &run(Command::new("tar")
+            .arg("-cf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(&rootfs)
+            .arg(".")),
+        "the root file system",
+    );
+    ok(
+        &docker(&["import", &tar.to_string_lossy(), "credwrap-test/base:1"]),
+        "docker import",
+    );
+    let context = work.path().join("child");
+    std::fs::create_dir_all(&context).unwrap();
+    std::fs::copy(child, context.join("sdk_child")).unwrap();
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM credwrap-test/base:1\nCOPY sdk_child /sdk_child\nENV PATH=/bin\n",
+    )
+    .unwrap();
+    ok(
+        &docker(&[
+            "build",
+            "-q",
+            "-t",
+            images.child,
+            &context.to_string_lossy(),
+        ]),
+        "the child image",
+    );
+    // docs/containers.md's pattern for putting credwrap into an image.
+    let app = work.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(
+        app.join("Dockerfile"),
+        format!(
+            "FROM {}\nCOPY --from={} /credwrap /usr/local/bin/credwrap\n\
+             ENTRYPOINT [\"/usr/local/bin/credwrap\"]\n",
+            images.child, images.credwrap
+        ),
+    )
+    .unwrap();
+    ok(
+        &docker(&[
+            "build",
+            "-q",
+            "--label",
+            &format!("credwrap.test.inputs={key}"),
+            "-t",
+            images.app,
+            &app.to_string_lossy(),
+        ]),
+        "the application image",
+    );
+    images
+}
+
+#[test]
+fn the_image_is_small_and_holds_the_static_binary_and_a_ca_bundle() {
+    let _turn = one_at_a_time();
+    let Some(images) = images() else { return };
+    let size = docker(&["image", "inspect", "--format", "{{.Size}}", images.credwrap]);
+    ok(&size, "inspect");
+    let bytes: u64 = size.stdout.trim().parse().unwrap();
+    println!("image size: {bytes} bytes");
+    assert!(bytes < 10 * 1024 * 1024, "{bytes} bytes");
+    let version = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        images.credwrap,
+        "--version",
+    ]);
+    ok(&version, "credwrap --version in its image");
+    assert!(version.stdout.contains("static"), "{}", version.stdout);
+    let files = docker(&["create", images.credwrap]);
+    ok(&files, "create");
+    let id = files.stdout.trim().to_string();
+    let exported = run(Command::new("sh")
+        .arg("-c")
+        .arg(format!("docker export {id} | tar -t")));
+    let _ = docker(&["rm", &id]);
+    let listing: Vec<&str> = exported
+        .stdout
+        .lines()
+        .filter(|l| !l.ends_with('/'))
+        .collect();
+    for want in ["credwrap", "etc/ssl/certs/ca-certificates.crt"] {
+        assert!(listing.contains(&want), "{want} not in {listing:?}");
+    }
+}
+
+/// `COPY --from=` into an image of one's own, then the demo in a container: credwrap assumes
+/// against the STS (reached by host name), serves the child, refreshes.
+#[test]
+fn copied_into_another_image_credwrap_runs_the_demo() {
+    let _turn = one_at_a_time();
+    let Some(images) = images() else { return };
+    let sb = Sandbox::new();
+    sb.sts.set_lifetime(std::time::Duration::from_secs(8));
+    let port = sb.sts.url().rsplit(':').next().unwrap().to_string();
+    let out = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "--add-host",
+        "sts.credwrap.test:127.0.0.1",
+        "-e",
+        &format!("AWS_ENDPOINT_URL_STS=http://sts.credwrap.test:{port}"),
+        "-e",
+        &format!("AWS_ACCESS_KEY_ID={}", support::fake_sts::SOURCE_KEY_ID),
+        "-e",
+        &format!("AWS_SECRET_ACCESS_KEY={}", support::fake_sts::SOURCE_SECRET),
+        "-e",
+        "AWS_REGION=us-east-1",
+        "-e",
+        "AWS_EC2_METADATA_DISABLED=true",
+        "-e",
+        "SOAK_LIFETIME=8",
+        "-e",
+        "SOAK_SECONDS=20",
+        images.app,
+        "-v",
+        "--role-arn",
+        ROLE_ARN,
+        "--",
+        "/sdk_child",
+    ]);
+    ok(&out, "the demo in the application image");
+    assert!(out.stdout.contains(ASSUMED), "{}", out.stdout);
+    assert!(out.stdout.contains("errors=0"), "{}", out.stdout);
+    support::assert_stderr_has(&out, "refreshed role credentials");
+}
+
+/// docs/containers.md's Docker network, made for the test and removed after.
+struct CredwrapNetwork;
+
+impl CredwrapNetwork {
+    fn create() -> CredwrapNetwork {
+        let _ = docker(&["network", "rm", NETWORK]);
+        ok(
+            &docker(&[
+                "network",
+                "create",
+                "--subnet",
+                "169.254.170.0/24",
+                "--gateway",
+                GATEWAY,
+                NETWORK,
+            ]),
+            "docker network create",
+        );
+        CredwrapNetwork
+    }
+}
+
+impl Drop for CredwrapNetwork {
+    fn drop(&mut self) {
+        let _ = docker(&["network", "rm", NETWORK]);
+    }
+}
+
+/// docs/containers.md's first recipe: `docker run --env-file "$CREDWRAP_CONTAINER_ENV_FILE"` on the
+/// credwrap network; the container's SDK is the role.
+#[test]
+fn the_env_file_recipe_gives_a_container_the_role() {
+    let _turn = one_at_a_time();
+    let Some(images) = images() else { return };
+    let _net = CredwrapNetwork::create();
+    let sb = Sandbox::new();
+    let sts = sb.sts.serve_on(GATEWAY.parse().unwrap());
+    let out = run(sb
+        .credwrap()
+        .env("DOCKER_HOST", std::env::var_os("DOCKER_HOST").unwrap())
+        .env("CONTAINER_STS", &sts)
+        .args(["--container-host", GATEWAY, "--", "sh", "-c"])
+        .arg(format!(
+            "docker run --rm --network {NETWORK} --env-file \"$CREDWRAP_CONTAINER_ENV_FILE\" \
+             -e AWS_ENDPOINT_URL_STS=\"$CONTAINER_STS\" {} /sdk_child",
+            images.child
+        )));
+    ok(&out, "credwrap -- docker run --env-file");
+    assert!(out.stdout.contains(ASSUMED), "{}", out.stdout);
+}
+
+/// docs/containers.md's compose project: the service in docker-compose.yml as it always is, and the env
+/// file in an override used only under credwrap (docker-compose.credwrap.yml), so that plain
+/// `docker-compose config`, `logs` and `down` keep working outside credwrap. (An `env_file`
+/// that names the variable directly fails there: "variable is not set", and a default of
+/// /dev/null is "not a file" to compose v1.)
+fn compose_project(child: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("docker-compose.yml"),
+        format!(
+            "services:\n  job:\n    image: {child}\n    command: [\"/sdk_child\"]\n    \
+             networks: [credwrap]\n    environment:\n      - AWS_ENDPOINT_URL_STS\n\
+             networks:\n  credwrap:\n    name: {NETWORK}\n    external: true\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("docker-compose.credwrap.yml"),
+        "services:\n  job:\n    env_file: ${CREDWRAP_CONTAINER_ENV_FILE}\n",
+    )
+    .unwrap();
+    dir
+}
+
+/// `docker-compose` in the project; with `credwrap`, the override that adds the env file.
+fn compose(project: &Path, credwrap: bool, args: &[&str]) -> Command {
+    let mut cmd = Command::new("docker-compose");
+    cmd.current_dir(project)
+        .args(compose_options(credwrap))
+        .args(args);
+    cmd
+}
+
+/// The project name, and with `credwrap` the override that adds the env file.
+fn compose_options(credwrap: bool) -> Vec<&'static str> {
+    let mut options = vec!["-p", "credwraptest"];
+    if credwrap {
+        options.extend([
+            "-f",
+            "docker-compose.yml",
+            "-f",
+            "docker-compose.credwrap.yml",
+        ]);
+    }
+    options
+}
+
+/// `credwrap ... -- docker-compose run --rm job`; and, outside credwrap, the same project's
+/// `config` and `down` work without the variable.
+#[test]
+fn the_compose_recipe_gives_the_service_the_role_and_keeps_compose_usable_outside() {
+    let _turn = one_at_a_time();
+    let Some(images) = images() else { return };
+    let _net = CredwrapNetwork::create();
+    let project = compose_project(images.child);
+    let sb = Sandbox::new();
+    let sts = sb.sts.serve_on(GATEWAY.parse().unwrap());
+    let out = run(sb
+        .credwrap()
+        .current_dir(project.path())
+        .env("DOCKER_HOST", std::env::var_os("DOCKER_HOST").unwrap())
+        .env("AWS_ENDPOINT_URL_STS", &sts)
+        .args(["--container-host", GATEWAY, "--", "docker-compose"])
+        .args(compose_options(true))
+        .args(["run", "--rm", "job"]));
+    ok(&out, "credwrap -- docker-compose run");
+    assert!(out.stdout.contains(ASSUMED), "{}", out.stdout);
+    for args in [&["config"][..], &["down"]] {
+        let outside =
+            run(compose(project.path(), false, args).env_remove("CREDWRAP_CONTAINER_ENV_FILE"));
+        ok(
+            &outside,
+            &format!("docker-compose {args:?} outside credwrap"),
+        );
+    }
+}
+
+/// docs/containers.md's `--serve` recipe for `docker-compose up -d`, run by a shell as written:
+/// `eval "$(credwrap ... --serve --detach)"`, compose up, and later `kill "$CREDWRAP_PID"`. The
+/// detached service gets the role; credwrap stops cleanly and leaves no env file.
+#[test]
+fn serve_mode_serves_a_detached_compose_service() {
+    let _turn = one_at_a_time();
+    let Some(images) = images() else { return };
+    let _net = CredwrapNetwork::create();
+    let project = compose_project(images.child);
+    let sb = Sandbox::new();
+    let sts = sb.sts.serve_on(GATEWAY.parse().unwrap());
+    let mut shell = Command::new("bash");
+    shell.env_clear();
+    for (k, v) in sb.credwrap().get_envs() {
+        if let Some(v) = v {
+            shell.env(k, v);
+        }
+    }
+    // docs/containers.md's recipe, with compose v1's spelling and the project name, and, for the
+    // container only, the STS it can reach; it ends with `kill`, which the test does later.
+    let recipe = support::doc_recipe("compose-serve");
+    let (serve, compose_up) = {
+        let mut lines = recipe
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty());
+        (
+            lines.next().unwrap().to_string(),
+            lines.next().unwrap().to_string(),
+        )
+    };
+    assert_eq!(
+        recipe.lines().last(),
+        Some("kill \"$CREDWRAP_PID\""),
+        "{recipe}"
+    );
+    let compose_up = compose_up.replace(
+        "docker compose ",
+        "AWS_ENDPOINT_URL_STS=\"$CONTAINER_STS\" docker-compose -p credwraptest ",
+    );
+    let recipe = format!(
+        "set -e\n{serve}\n{compose_up}\n\
+         echo \"pid=$CREDWRAP_PID\"\n\
+         echo \"env_file=$CREDWRAP_CONTAINER_ENV_FILE\"\n"
+    );
+    let out = run(shell
+        .current_dir(project.path())
+        .env("DOCKER_HOST", std::env::var_os("DOCKER_HOST").unwrap())
+        .env("PATH", support::path_with_credwrap())
+        .env("CONTAINER_STS", &sts)
+        .arg("-c")
+        .arg(recipe));
+    let field = |name: &str| {
+        out.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .map(str::to_string)
+    };
+    // Stopped however the test ends.
+    let server = Stop(field("pid").and_then(|p| p.parse().ok()));
+    ok(
+        &out,
+        "eval \"$(credwrap --serve --detach)\"; docker-compose up -d",
+    );
+    let path = field("env_file").expect("CREDWRAP_CONTAINER_ENV_FILE");
+    let id = run(&mut compose(
+        project.path(),
+        false,
+        &["ps", "-a", "-q", "job"],
+    ));
+    let id = id.stdout.trim().to_string();
+    ok(&docker(&["wait", &id]), "docker wait");
+    let logs = run(&mut compose(
+        project.path(),
+        false,
+        &["logs", "--no-color", "job"],
+    ));
+    assert!(
+        logs.stdout.contains(ASSUMED),
+        "{}\n{}",
+        logs.stdout,
+        logs.stderr
+    );
+    ok(
+        &run(&mut compose(project.path(), false, &["down"])),
+        "docker-compose down, outside credwrap",
+    );
+    let pid = server.0.expect("CREDWRAP_PID");
+    ok(
+        &run(Command::new("kill").arg(pid.to_string())),
+        "kill \"$CREDWRAP_PID\"",
+    );
+    support::eventually("credwrap to stop", || support::gone(pid).then_some(()));
+    assert!(!Path::new(&path).exists(), "the env file outlived credwrap");
+}
+
+/// Kills a detached credwrap that a failed test would leave behind.
+struct Stop(Option<i32>);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            // SAFETY: kill(2); the pid is the detached credwrap's, gone or not.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+    }
+}

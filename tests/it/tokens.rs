@@ -1,0 +1,306 @@
+//! OIDC token sources that renew themselves, fetched again before every AssumeRoleWithWebIdentity:
+//! GitHub Actions' token service, a token command, a variable. The strict fake STS takes only
+//! unexpired JWTs from the test's issuer, and the tokens live less than the role's session, so
+//! every refresh needs a new one. Failures are reported before the command starts; a failed
+//! fetch mid-job is retried while the current credential is served.
+
+use crate::support;
+
+use std::time::Duration;
+
+use support::fake_sts::ROLE_ARN;
+use support::github::{jwt, TokenService, ISSUER};
+use support::{python, script, Output, Sandbox};
+
+/// credwrap with no source keys (a CI job's OIDC is the only credential).
+fn oidc(sb: &Sandbox) -> std::process::Command {
+    let mut cmd = sb.credwrap();
+    cmd.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("CREDWRAP_ROLE_ARN")
+        .args(["--role-arn", ROLE_ARN]);
+    cmd
+}
+
+fn calls(sb: &Sandbox) -> usize {
+    sb.sts.count("AssumeRoleWithWebIdentity")
+}
+
+fn ok(out: &Output) {
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+}
+
+/// Waits until `n` web identity calls went through, then lets the child exit.
+fn through_refreshes(sb: &Sandbox, cmd: &mut std::process::Command, n: usize) -> Output {
+    let run = support::start(cmd.args(["--", "sh", "-c", "read x; exit 0"]));
+    support::eventually(&format!("{n} AssumeRoleWithWebIdentity calls"), || {
+        (sb.sts.web_identity_subjects().len() >= n).then_some(())
+    });
+    run.finish()
+}
+
+#[test]
+fn github_actions_gives_a_fresh_token_for_every_refresh() {
+    let sb = Sandbox::new();
+    sb.sts.set_lifetime(Duration::from_secs(6));
+    sb.sts.require_jwts_from(ISSUER);
+    // Each token expires before the next refresh: reusing one would be refused.
+    let github = TokenService::start(Duration::from_secs(3));
+    let mut cmd = oidc(&sb);
+    cmd.envs(github.job_env()).arg("--web-identity-github");
+    let out = through_refreshes(&sb, &mut cmd, 4);
+    ok(&out);
+    let subjects = sb.sts.web_identity_subjects();
+    let mut distinct = subjects.clone();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        subjects.len(),
+        "a token was sent twice: {subjects:?}"
+    );
+    let (requests, issued) = github.counts();
+    assert_eq!(requests, issued);
+    assert!(
+        issued >= calls(&sb),
+        "{issued} tokens for {} calls",
+        calls(&sb)
+    );
+    assert!(github.audiences().iter().all(|a| a == "sts.amazonaws.com"));
+    println!(
+        "GitHub token service: {requests} requests for {} AssumeRoleWithWebIdentity calls",
+        calls(&sb)
+    );
+}
+
+/// On GitHub with `id-token: write` and nothing else configured, credwrap just works, and
+/// says what it detected at -v; the audience can be changed.
+#[test]
+fn github_actions_is_used_by_itself_when_nothing_else_is_configured() {
+    let sb = Sandbox::new();
+    sb.sts.require_jwts_from(ISSUER);
+    let github = TokenService::start(Duration::from_secs(300));
+    let out = support::run(oidc(&sb).envs(github.job_env()).args([
+        "-v",
+        "--web-identity-audience",
+        "sts.example.internal",
+        "--",
+        "true",
+    ]));
+    ok(&out);
+    assert!(
+        out.stderr
+            .contains("GitHub Actions' OIDC token service is there"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(github.audiences(), ["sts.example.internal"]);
+    assert_eq!(calls(&sb), 1);
+}
+
+/// Failures stop credwrap before the command starts, each with what went wrong.
+#[test]
+fn token_failures_are_clear_and_come_before_the_command() {
+    let sb = Sandbox::new();
+    let github = TokenService::start(Duration::from_secs(300));
+    let marker = sb.path("started");
+    let child = |cmd: &mut std::process::Command| -> Output {
+        support::run(cmd.args(["--", "touch"]).arg(&marker))
+    };
+
+    // The permission is missing: the variables are not there.
+    let out = child(oidc(&sb).arg("--web-identity-github"));
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    support::assert_stderr_has(&out, "permissions: id-token: write");
+
+    // The token service answers an error.
+    github.fail_next(503, 100);
+    let out = child(
+        oidc(&sb)
+            .envs(github.job_env())
+            .arg("--web-identity-github"),
+    );
+    assert_eq!(out.code(), Some(125), "{}", out.stderr);
+    support::assert_stderr_has(&out, "answered HTTP 503");
+    github.fail_next(503, 0);
+
+    // A wrong runtime token: 401, and no retry can fix it.
+    let mut cmd = oidc(&sb);
+    cmd.envs(github.job_env())
+        .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "stale")
+        .arg("--web-identity-github");
+    let out = child(&mut cmd);
+    assert_eq!(out.code(), Some(125), "{}", out.stderr);
+    support::assert_stderr_has(&out, "answered HTTP 401");
+
+    // A token command that fails, and one that hangs.
+    let out = child(oidc(&sb).args([
+        "--web-identity-token-command",
+        "sh -c 'echo agent: not authorised for this pipeline >&2; exit 4'",
+    ]));
+    assert_eq!(out.code(), Some(125), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("exited 4: agent: not authorised for this pipeline"),
+        "{}",
+        out.stderr
+    );
+    let out = child(oidc(&sb).args([
+        "--web-identity-token-command",
+        "sleep 30",
+        "--web-identity-token-timeout",
+        "1s",
+    ]));
+    assert_eq!(out.code(), Some(125), "{}", out.stderr);
+    support::assert_stderr_has(&out, "did not finish within 1s");
+
+    // A variable that is not there.
+    let out = child(oidc(&sb).args(["--web-identity-token-env", "GITLAB_OIDC_TOKEN"]));
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("GITLAB_OIDC_TOKEN: the variable is not set"),
+        "{}",
+        out.stderr
+    );
+
+    assert!(!marker.exists(), "the command ran");
+    assert_eq!(calls(&sb), 0);
+}
+
+/// A token command (Buildkite's agent, CircleCI's CLI, vault) run for every refresh; while it
+/// fails, the current credential is kept and the fetch retried; the child sees no error.
+#[test]
+fn a_token_command_that_fails_mid_job_is_retried_while_the_credential_is_kept() {
+    let sb = Sandbox::new();
+    let lifetime = 12;
+    sb.sts.set_lifetime(Duration::from_secs(lifetime));
+    sb.sts.require_jwts_from(ISSUER);
+    let fail = sb.path("fail");
+    let command = format!(
+        "{} {}",
+        python().display(),
+        script("oidc_token.py").display()
+    );
+    let run = support::start(
+        oidc(&sb)
+            .env("OIDC_FAIL", &fail)
+            .env("OIDC_COUNTER", sb.path("counter"))
+            .env("OIDC_ISSUER", ISSUER)
+            .env("OIDC_TTL", "5")
+            .env("SOAK_LIFETIME", lifetime.to_string())
+            .env("SOAK_KEYS", "4")
+            .env("SOAK_SECONDS", (5 * lifetime).to_string())
+            .args(["-v", "--web-identity-token-command", &command, "--"])
+            .arg("env")
+            .arg(format!("AWS_ENDPOINT_URL_STS={}", sb.sts.client_url()))
+            .arg(python())
+            .arg(script("soak.py")),
+    );
+    run.line_until("ready", |l| l == "ready");
+    run.log_until("a refresh", |l| l.contains("refreshed role credentials"));
+    std::fs::write(&fail, "").unwrap();
+    for _ in 0..2 {
+        let failed = run.log_until("a failed token fetch", |l| {
+            l.contains("refreshing role credentials failed")
+        });
+        assert!(
+            failed.contains("exited 1: agent: could not reach"),
+            "{failed}"
+        );
+        assert!(
+            failed.contains("still serving the current credential"),
+            "{failed}"
+        );
+    }
+    std::fs::remove_file(&fail).unwrap();
+    let summary = run.line_until("the summary", |l| l.starts_with("keys="));
+    let out = run.finish();
+    ok(&out);
+    assert!(
+        summary.starts_with("keys=4") && summary.ends_with("errors=0"),
+        "{summary}"
+    );
+}
+
+/// A token in a variable (GitLab `id_tokens:`) serves a job that fits its lifetime, and credwrap
+/// says when it expires: loudly when --max-lifetime outlasts it.
+#[test]
+fn a_token_in_a_variable_serves_the_job_it_fits_and_its_expiry_is_said() {
+    let sb = Sandbox::new();
+    sb.sts.set_lifetime(Duration::from_secs(6));
+    sb.sts.require_jwts_from(ISSUER);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token =
+        jwt(serde_json::json!({"iss": ISSUER, "sub": "project_path:acme/app", "exp": now + 3600}));
+    let mut cmd = oidc(&sb);
+    cmd.env("GITLAB_OIDC_TOKEN", &token).args([
+        "-v",
+        "--web-identity-token-env",
+        "GITLAB_OIDC_TOKEN",
+    ]);
+    let out = through_refreshes(&sb, &mut cmd, 3);
+    ok(&out);
+    let said = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("the OIDC token in GITLAB_OIDC_TOKEN expires"))
+        .unwrap_or_else(|| panic!("{}", out.stderr));
+    assert!(said.contains("INFO"), "{said}");
+    // A job that may serve for two hours outlives a token that expires in one.
+    let mut cmd = oidc(&sb);
+    cmd.env("GITLAB_OIDC_TOKEN", &token).args([
+        "--web-identity-token-env",
+        "GITLAB_OIDC_TOKEN",
+        "--serve",
+        "--max-lifetime",
+        "2h",
+    ]);
+    let server = support::start(&mut cmd);
+    let warned = server.log_until("the warning", |l| {
+        l.contains("the OIDC token in GITLAB_OIDC_TOKEN expires")
+    });
+    assert!(warned.contains("WARN"), "{warned}");
+    // Serving once the exports are out.
+    server.line_until("the exports", |l| l.starts_with("export CREDWRAP_PID="));
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = server.finish();
+    ok(&out);
+}
+
+/// As a subreaper (or PID 1, a container's entrypoint) credwrap reaps every child that exits,
+/// and the token command is one: its status must still reach the refresh that ran it, at every
+/// refresh, whoever reaps it first.
+#[test]
+fn a_subreaper_still_gets_its_token_commands_status() {
+    let sb = Sandbox::new();
+    sb.sts.set_lifetime(Duration::from_secs(3));
+    sb.sts.require_jwts_from(ISSUER);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = sb.write(
+        "token",
+        &jwt(serde_json::json!({"iss": ISSUER, "sub": "repo:acme/app", "exp": now + 3600})),
+    );
+    let command = format!("cat {}", token.display());
+    let out = through_refreshes(
+        &sb,
+        oidc(&sb).args([
+            "-v",
+            "--subreaper",
+            "--web-identity-token-command",
+            &command,
+        ]),
+        12,
+    );
+    ok(&out);
+    assert!(
+        !out.stderr.contains("refreshing role credentials failed"),
+        "{}",
+        out.stderr
+    );
+}
