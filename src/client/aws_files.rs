@@ -1,7 +1,7 @@
 //! Stand-ins for the user's shared AWS files, so that no profile in them can beat the endpoint.
 //!
 //! A `[default]` profile with keys in `~/.aws/credentials` wins over the container provider in
-//! every SDK. The child gets an empty credentials file, and a copy of the config file without
+//! every SDK. A client gets an empty credentials file, and a copy of the config file without
 //! the keys that yield credentials, so region, retry and S3 settings still apply.
 
 use std::ffi::OsString;

@@ -1,4 +1,5 @@
-//! The child's environment: the endpoint's variables in, every other way to credentials out.
+//! A client's environment (the child's, or what `--serve` hands the later processes): the
+//! endpoint's variables in, every other way to credentials out.
 //!
 //! Every SDK tries several providers before the container one (botocore: env keys, assume-role
 //! profile, web identity, SSO, shared credentials file, credential_process, config file, then
@@ -62,7 +63,7 @@ pub struct Additions<'a> {
     pub role_arn: &'a str,
 }
 
-/// Builds the child's environment from the parent's.
+/// Builds a client's environment from credwrap's own.
 pub fn build(
     parent: impl IntoIterator<Item = (OsString, OsString)>,
     add: &Additions<'_>,

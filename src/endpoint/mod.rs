@@ -1,7 +1,8 @@
-//! The HTTP endpoint the child's SDK reads its credentials from, and, with `--container-host`,
-//! the one containers read theirs from.
+//! The HTTP endpoint its clients' SDKs read their credentials from (the child's, or under
+//! `--serve` every later process's), and, with `--container-host`, the one containers read
+//! theirs from.
 //!
-//! The child's listens on 127.0.0.1 only, on an ephemeral port, and speaks one of two protocols:
+//! The loopback listener listens on 127.0.0.1 only, on an ephemeral port, and speaks one of two protocols:
 //! the container-credentials one ([`ecs`], a random path and a random token) or an
 //! IMDSv2-compatible one ([`imds`], session tokens from `PUT /latest/api/token`). Containers get
 //! the container-credentials protocol on a gateway address of a Docker network ([`gateway`]),
@@ -277,8 +278,8 @@ impl Endpoint {
             .push(tokio::spawn(accept(listener, shared)));
     }
 
-    /// The variables that point the child's SDK at its endpoint, and the command at the
-    /// containers' env file.
+    /// The variables that point a client's SDK at the loopback listener, and the command (or
+    /// the later processes) at the containers' env file.
     pub fn client_env(&self) -> Vec<(&'static str, Secret)> {
         self.client_env.clone()
     }

@@ -259,3 +259,75 @@ fn the_readme_links_to_the_map() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     assert!(readme.contains("docs/ARCHITECTURE.md"));
 }
+
+/// The functions in `text` longer than `max` lines, as `name (lines)`: from a line that starts
+/// an `fn` to the line that closes it at the same indentation.
+fn long_functions(text: &str, max: usize) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut long = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        let words = words(trimmed);
+        let Some(at) = words.iter().position(|w| *w == "fn") else {
+            continue;
+        };
+        let starts_item = words[..at]
+            .iter()
+            .all(|w| ["pub", "crate", "super", "async", "const", "unsafe"].contains(w));
+        if !starts_item || !trimmed.starts_with(words[0]) {
+            continue;
+        }
+        let close = " ".repeat(indent) + "}";
+        let end = lines[i..]
+            .iter()
+            .position(|l| l.starts_with(&close) && l[indent..].starts_with('}'));
+        // A declaration without a body (a trait's) ends with `;` before any `{`.
+        let Some(end) = end else { continue };
+        let body = &lines[i..=i + end];
+        if body
+            .iter()
+            .take_while(|l| !l.contains('{'))
+            .any(|l| l.ends_with(';'))
+        {
+            continue;
+        }
+        if end + 1 > max {
+            long.push(format!("{} ({} lines)", words[at + 1], end + 1));
+        }
+    }
+    long
+}
+
+/// `main.rs` stays wiring, and no function in `src/` outgrows a screen or two.
+#[test]
+fn main_is_wiring_and_no_function_is_over_80_lines() {
+    let main = std::fs::read_to_string(root().join("src/main.rs")).unwrap();
+    let lines = main.lines().count();
+    assert!(
+        lines <= 150,
+        "src/main.rs has {lines} lines: move a step into its stage"
+    );
+    let mut long = Vec::new();
+    for file in source_files() {
+        let text = std::fs::read_to_string(root().join(&file)).unwrap();
+        for f in long_functions(&text, 80) {
+            long.push(format!("{file}: {f}"));
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "functions over 80 lines:\n{}",
+        long.join("\n")
+    );
+}
+
+#[test]
+fn a_long_function_is_caught() {
+    let body = "    x += 1;\n".repeat(80);
+    let text = format!(
+        "pub async fn long() {{\n{body}}}\nfn short() {{\n}}\ntrait T {{\n    fn decl(&self);\n}}\n"
+    );
+    assert_eq!(long_functions(&text, 80), ["long (82 lines)"]);
+    assert!(long_functions(&text, 82).is_empty());
+}
