@@ -72,6 +72,16 @@ start() {
         [ -z "$value" ] || args+=("--$(echo "$name" | tr '[:upper:]' '[:lower:]')" "$value")
     done
     [ "$(input TOKEN-FILE)" != true ] || args+=(--token-file)
+    # Extra roles, one NAME=ARN a line; later steps select one as a profile (AWS_PROFILE=NAME).
+    local line
+    while IFS= read -r line; do
+        line="${line#"${line%%[![:space:]]*}"}"
+        line="${line%"${line##*[![:space:]]}"}"
+        case "$line" in
+            "" | "#"*) ;;
+            *) args+=(--role "$line") ;;
+        esac
+    done <<< "$(input ROLES)"
     # credwrap appends to $GITHUB_ENV and masks the endpoint's token on stdout; it returns once
     # it serves, or fails with its own message.
     "$bin" "${args[@]}"

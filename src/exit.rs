@@ -43,6 +43,22 @@ impl Failure {
         Failure::new(FAILED, message.to_string(), Some(hint.to_string()))
     }
 
+    /// The same failure, its message prefixed with what it concerns (`role prod`).
+    pub fn about(self, what: &str) -> Failure {
+        match self {
+            Failure::Message {
+                code,
+                message,
+                hint,
+            } => Failure::Message {
+                code,
+                message: format!("{what}: {message}"),
+                hint,
+            },
+            usage => usage,
+        }
+    }
+
     pub fn code(&self) -> i32 {
         match self {
             // --help and --version print to stdout and succeed; every other clap error is usage.

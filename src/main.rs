@@ -4,8 +4,7 @@
 //! (loopback HTTP); the child module only sees the endpoint's environment variables. This file
 //! is wiring: each step returns a [`Failure`] that `main` prints once, with its exit code.
 
-// The stages, in pipeline order.
-// Command line + environment + AWS files -> one resolved plan; after it, nothing reads the cli.
+// The stages, in pipeline order. Command line + environment + AWS files -> one resolved plan.
 mod settings;
 // Source credentials and the STS calls that turn them into the role's.
 mod role;
@@ -39,6 +38,8 @@ use crate::settings::cli::Cli;
 use crate::settings::{Mode, Plan};
 
 fn main() {
+    // Before anything else: it reads no option and no CREDWRAP_* variable.
+    client::process::run_if_asked();
     let cli = Cli::try_parse().unwrap_or_else(|e| Failure::from(e).print_and_exit());
     match cli.generated_docs() {
         Ok(Some(text)) => return exit::print_or_exit(&text),
@@ -74,6 +75,7 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
     let Plan {
         assume,
         endpoint,
+        roles,
         mode,
     } = plan;
     let supervision = match &mode {
@@ -113,7 +115,7 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
         Mode::Serve(serve) => serve.private_parent.clone(),
         Mode::Run(_) => None,
     };
-    let prepare = startup::prepare(assume, endpoint.loopback, gateways, private_parent);
+    let prepare = startup::prepare(assume, roles, endpoint.loopback, gateways, private_parent);
     let mut started = match runtime.block_on(startup::unless_stopped(prepare, stop)) {
         Ok(started) => started,
         Err(stopped) => {

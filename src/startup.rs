@@ -12,7 +12,9 @@ use crate::client::{aws_files, env};
 use crate::endpoint::{Endpoint, EndpointSpec, Gateway};
 use crate::exit::Failure;
 use crate::role::credential;
-use crate::role::Role;
+use crate::role::credential::RoleCredential;
+use crate::role::{MfaSessions, Role};
+use crate::settings::roles::NamedRolePlan;
 use crate::settings::{AssumePlan, LoopbackProtocol};
 use crate::sys::private_dir::PrivateDir;
 
@@ -22,6 +24,8 @@ pub struct Started {
     pub dir: PrivateDir,
     pub endpoint: Endpoint,
     pub broker: Broker,
+    /// The named roles' brokers, one per role.
+    pub named_brokers: Vec<Broker>,
     /// The environment of the endpoint's clients: the command's, or with `--serve` what the
     /// later processes are handed.
     pub client_env: Vec<(OsString, OsString)>,
@@ -33,6 +37,7 @@ impl Started {
     pub fn stop(self) {
         self.endpoint.close();
         drop(self.broker);
+        drop(self.named_brokers);
         self.dir.remove();
     }
 }
@@ -72,11 +77,12 @@ pub async fn unless_stopped(
     }
 }
 
-/// Everything before the command: the private directory, the first AssumeRole, the broker,
-/// the endpoint (`loopback` is the protocol of its loopback listener), and the environment of
-/// the processes it serves.
+/// Everything before the command: the private directory, the first AssumeRole of every role,
+/// their brokers, the endpoint (`loopback` is the protocol of its loopback listener), and the
+/// environment of the processes it serves.
 pub async fn prepare(
     assume: AssumePlan,
+    roles: Vec<NamedRolePlan>,
     loopback: LoopbackProtocol,
     gateways: Vec<Gateway>,
     private_parent: Option<std::path::PathBuf>,
@@ -86,8 +92,32 @@ pub async fn prepare(
     let dir = PrivateDir::create(private_parent.as_deref()).map_err(temp_failed)?;
     let role_arn = assume.target.role_arn.to_string();
     let config = assume.aws_files.config.clone();
-    let (endpoint, broker, region) = assume_and_listen(assume, loopback, gateways, &dir).await?;
-    let files = aws_files::write_stand_ins(&dir, config.expose()).map_err(temp_failed)?;
+    let mfa_sessions = MfaSessions::default();
+    let (role, first, region) = first_assume(assume, &mfa_sessions).await?;
+    let mut named_brokers = Vec::new();
+    let mut named = Vec::new();
+    for plan in roles {
+        let what = format!("role {}", plan.name);
+        let (role, first, _) = first_assume(plan.assume, &mfa_sessions)
+            .await
+            .map_err(|f| f.about(&what))?;
+        let span = tracing::info_span!("role", name = %plan.name);
+        let broker = Broker::start_in(span, role, first, ecs_min_remaining(), Arc::new(WallClock));
+        named.push((plan.name, broker.reader()));
+        named_brokers.push(broker);
+    }
+    let spec = EndpointSpec {
+        loopback,
+        gateways,
+        role: role.target_arn().clone(),
+        region: region.clone(),
+        named,
+    };
+    let broker = Broker::start(role, first, spec.min_remaining(), Arc::new(WallClock));
+    let endpoint = Endpoint::start(broker.reader(), spec, &dir).await?;
+    let profiles = aws_files::credential_processes(endpoint.named_uris());
+    let files =
+        aws_files::write_stand_ins(&dir, config.expose(), &profiles).map_err(temp_failed)?;
     let additions = env::Additions {
         endpoint: &endpoint.client_env(),
         files: &files,
@@ -99,20 +129,18 @@ pub async fn prepare(
         dir,
         endpoint,
         broker,
+        named_brokers,
         client_env,
     })
 }
 
-/// Assumes the role once (so a refusal is reported before anything starts), then starts the
-/// broker and the listeners; returns them with the region the command should use.
-async fn assume_and_listen(
+/// Connects to STS for `assume` and assumes its role once, so that a refusal is reported before
+/// anything starts; returns the role, its first credential and the region clients should use.
+async fn first_assume(
     assume: AssumePlan,
-    loopback: LoopbackProtocol,
-    gateways: Vec<Gateway>,
-    dir: &PrivateDir,
-) -> Result<(Endpoint, Broker, Option<String>), Failure> {
-    let role_arn = assume.target.role_arn.clone();
-    let mut role = Role::connect(assume).await?;
+    mfa_sessions: &MfaSessions,
+) -> Result<(Role, RoleCredential, Option<String>), Failure> {
+    let mut role = Role::connect(assume, mfa_sessions.clone()).await?;
     let first = role.assume().await?;
     tracing::info!(
         role = %first.assumed_role_arn,
@@ -120,13 +148,11 @@ async fn assume_and_listen(
         "assumed role"
     );
     let region = role.client_region().map(str::to_string);
-    let spec = EndpointSpec {
-        loopback,
-        gateways,
-        role: role_arn,
-        region: region.clone(),
-    };
-    let broker = Broker::start(role, first, spec.min_remaining(), Arc::new(WallClock));
-    let endpoint = Endpoint::start(broker.reader(), spec, dir).await?;
-    Ok((endpoint, broker, region))
+    Ok((role, first, region))
+}
+
+/// How long a named role's credential must have left: they are read as the container protocol
+/// is, through `credential_process`.
+fn ecs_min_remaining() -> std::time::Duration {
+    crate::endpoint::CONTAINER_MIN_REMAINING
 }

@@ -201,6 +201,17 @@ impl Broker {
         min_remaining: Duration,
         clock: Arc<dyn Clock>,
     ) -> Broker {
+        Broker::start_in(tracing::Span::current(), role, first, min_remaining, clock)
+    }
+
+    /// [`Broker::start`], with the refresh task's log lines in `span` (a named role's).
+    pub fn start_in(
+        span: tracing::Span,
+        role: impl Reassume,
+        first: RoleCredential,
+        min_remaining: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> Broker {
         let first = Lease {
             schedule: Schedule::for_credential(first.received, first.expiration, min_remaining),
             credential: first,
@@ -217,12 +228,13 @@ impl Broker {
             min_remaining,
         };
         let stop = Arc::clone(&shutdown);
-        tokio::spawn(async move {
+        let refreshing = async move {
             tokio::select! {
                 () = task.refresh_forever() => {}
                 () = stop.notified() => tracing::debug!("credential broker stopped"),
             }
-        });
+        };
+        tokio::spawn(tracing::Instrument::instrument(refreshing, span));
         Broker {
             reader: CredentialReader {
                 current: rx,

@@ -35,6 +35,8 @@ pub const REMOVED: &[&str] = &[
     "AWS_SHARED_CREDENTIALS_FILE",
     "AWS_CONFIG_FILE",
     "BOTO_CONFIG",
+    // An outer credwrap's named roles' secret; this one sets its own where it has any.
+    crate::endpoint::named::ENV_ROLES_TOKEN,
     // A one-time code is of no use to the child, and it is nobody else's business.
     "CREDWRAP_MFA_CODE",
 ];

@@ -4,3 +4,5 @@
 
 pub mod aws_files;
 pub mod env;
+// `credwrap --credential-process URI`: a named role's credential, for a client's SDK.
+pub mod process;

@@ -78,6 +78,11 @@ impl EcsService {
         })
     }
 
+    /// The token requests must carry, if any.
+    pub fn token(&self) -> Option<Secret> {
+        self.token.clone()
+    }
+
     /// The lines of `docker run --env-file` that point a container's SDK here.
     pub fn gateway_env_lines(&self, addr: SocketAddr, form: UriForm) -> Vec<String> {
         let mut lines = match form {
@@ -174,7 +179,7 @@ struct Document<'a> {
     account_id: &'a str,
 }
 
-fn document(c: &RoleCredential) -> Vec<u8> {
+pub(super) fn document(c: &RoleCredential) -> Vec<u8> {
     let document = Document {
         code: "Success",
         kind: "AWS-HMAC",

@@ -17,6 +17,7 @@ mod ecs;
 pub mod gateway;
 mod http;
 mod imds;
+pub mod named;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr};
@@ -43,6 +44,9 @@ use http::{Current, Reply};
 
 /// Smallest buffer hyper accepts; SDK requests are a few hundred bytes.
 const MAX_HEADER_BYTES: usize = 8192;
+/// How much life a credential must have left for the container protocol's clients (and for
+/// `credential_process` clients, which botocore refreshes in the same windows).
+pub const CONTAINER_MIN_REMAINING: Duration = ecs::MIN_REMAINING;
 /// The variable that tells the command where the containers' env file is.
 pub const ENV_CONTAINER_ENV_FILE: &str = "CREDWRAP_CONTAINER_ENV_FILE";
 
@@ -95,6 +99,8 @@ pub struct EndpointSpec {
     pub role: RoleArn,
     /// For IMDS's placement and the containers' env file.
     pub region: Option<String>,
+    /// Extra roles the loopback listener serves under their names, each from its own broker.
+    pub named: Vec<(String, CredentialReader)>,
 }
 
 impl EndpointSpec {
@@ -142,6 +148,8 @@ struct Shared {
     rendered: http::RenderCache,
     /// How many connections it may hold at once.
     capacity: usize,
+    /// The named roles, on the loopback listener only.
+    named: Option<named::NamedRoles>,
 }
 
 /// The running listeners; [`Endpoint::close`] revokes their secrets and stops them.
@@ -149,6 +157,8 @@ pub struct Endpoint {
     /// Connections per listener, from the open-file limit shared by all the spec.
     capacity: usize,
     client_env: Vec<(&'static str, Secret)>,
+    /// Each named role's name and the URI its credential is read from.
+    named_uris: Vec<(String, String)>,
     revoked: Arc<AtomicBool>,
     accept_loops: Vec<JoinHandle<()>>,
 }
@@ -165,6 +175,7 @@ impl Endpoint {
         let mut endpoint = Endpoint {
             capacity: admission::capacity(crate::sys::lockdown::open_file_limit(), count),
             client_env: Vec::new(),
+            named_uris: Vec::new(),
             revoked: Arc::new(AtomicBool::new(false)),
             accept_loops: Vec::new(),
         };
@@ -184,7 +195,12 @@ impl Endpoint {
                 ))
             }
         };
-        endpoint.client_env = endpoint.start_loopback(&reader, service).await?;
+        let named = match &service {
+            _ if spec.named.is_empty() => None,
+            Service::Ecs(ecs) => Some(named::NamedRoles::new(spec.named, ecs.token())?),
+            Service::Imds(_) => Some(named::NamedRoles::new(spec.named, None)?),
+        };
+        endpoint.client_env = endpoint.start_loopback(&reader, service, named).await?;
         let mut env_file = None;
         for gateway in &spec.gateways {
             let lines = endpoint.start_gateway(&reader, gateway).await?;
@@ -214,18 +230,23 @@ impl Endpoint {
         &mut self,
         reader: &CredentialReader,
         service: Service,
+        named: Option<named::NamedRoles>,
     ) -> Result<Vec<(&'static str, Secret)>, StartError> {
         let listener = admission::listen((Ipv4Addr::LOCALHOST, 0).into())
             .map_err(|e| StartError::listen(format!("could not listen on 127.0.0.1: {e}")))?;
         let addr = listener.local_addr().map_err(StartError::listen)?;
         // URIs use the literal 127.0.0.1, the one host every SDK version accepts over plain
         // HTTP (`localhost` may resolve to ::1).
-        let env = match &service {
+        let mut env = match &service {
             Service::Ecs(c) => c.client_env(addr),
             Service::Imds(i) => i.client_env(addr),
         };
+        if let Some(named) = &named {
+            env.extend(named.client_env());
+            self.named_uris = named.uris(addr);
+        }
         let names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
-        self.spawn_listener(listener, reader, service, names, None);
+        self.spawn_listener(listener, reader, service, names, None, named);
         tracing::debug!(%addr, "credential endpoint listening");
         Ok(env)
     }
@@ -250,6 +271,7 @@ impl Endpoint {
             Service::Ecs(service),
             vec![name],
             Some(gateway.clone()),
+            None,
         );
         tracing::info!(%addr, interfaces = %gateway.interfaces.join(","), "serving containers");
         Ok(lines)
@@ -262,6 +284,7 @@ impl Endpoint {
         service: Service,
         names: Vec<String>,
         peers: Option<Gateway>,
+        named: Option<named::NamedRoles>,
     ) {
         let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
         let shared = Arc::new(Shared {
@@ -273,6 +296,7 @@ impl Endpoint {
             revoked: Arc::clone(&self.revoked),
             rendered: http::RenderCache::default(),
             capacity: self.capacity,
+            named,
         });
         self.accept_loops
             .push(tokio::spawn(accept(listener, shared)));
@@ -282,6 +306,11 @@ impl Endpoint {
     /// the later processes) at the containers' env file.
     pub fn client_env(&self) -> Vec<(&'static str, Secret)> {
         self.client_env.clone()
+    }
+
+    /// Each named role's name and the URI `credwrap --credential-process` reads it from.
+    pub fn named_uris(&self) -> &[(String, String)] {
+        &self.named_uris
     }
 
     /// Revokes the secrets for requests still in flight on open connections, and stops
@@ -385,9 +414,11 @@ fn answer(shared: &Shared, req: &Request<Incoming>) -> Reply {
         min_remaining: shared.service.min_remaining(),
         rendered: &shared.rendered,
     };
-    let resp = match &shared.service {
-        Service::Ecs(c) => c.respond(&current, req),
-        Service::Imds(i) => i.respond(&current, req),
+    let named = shared.named.as_ref().and_then(|n| n.respond(&current, req));
+    let resp = match (named, &shared.service) {
+        (Some(resp), _) => resp,
+        (None, Service::Ecs(c)) => c.respond(&current, req),
+        (None, Service::Imds(i)) => i.respond(&current, req),
     };
     tracing::trace!(method = %req.method(), status = resp.status().as_u16(), "endpoint request");
     resp
@@ -475,6 +506,7 @@ mod tests {
         );
         let listeners = EndpointSpec {
             loopback: LoopbackProtocol::Ecs(TokenDelivery::Variable),
+            named: Vec::new(),
             gateways: Vec::new(),
             role: "arn:aws:iam::123456789012:role/r".parse().unwrap(),
             region: None,

@@ -22,10 +22,18 @@ use crate::settings::{AssumePlan, Hop, Source};
 use crate::sys::secret::Secret;
 
 /// The MFA session from GetSessionToken, reused for every refresh.
+#[derive(Clone)]
 struct MfaSession {
     credentials: SdkCredentials,
     expires: SystemTime,
 }
+
+/// The MFA sessions of a run, by device: every role that needs one shares it, since the code it
+/// was made with cannot be used again.
+#[derive(Clone, Default)]
+pub struct MfaSessions(
+    std::sync::Arc<tokio::sync::Mutex<std::collections::HashMap<String, MfaSession>>>,
+);
 
 /// STS clients bound to one plan of what to assume.
 pub struct Role {
@@ -36,15 +44,19 @@ pub struct Role {
     refresh_conf: aws_sdk_sts::Config,
     settings: AssumePlan,
     client_region: Option<String>,
-    mfa_session: Option<MfaSession>,
+    mfa_sessions: MfaSessions,
     warned_mfa_end: bool,
     /// Where AssumeRoleWithWebIdentity's token comes from, when that is the source.
     tokens: Option<token::Tokens>,
 }
 
 impl Role {
-    /// Finds the source credentials and prepares the STS clients; no STS call yet.
-    pub async fn connect(settings: AssumePlan) -> Result<Role, SetupError> {
+    /// Finds the source credentials and prepares the STS clients; no STS call yet. Roles made
+    /// with the same `mfa_sessions` share an MFA session per device.
+    pub async fn connect(
+        settings: AssumePlan,
+        mfa_sessions: MfaSessions,
+    ) -> Result<Role, SetupError> {
         let roots = trust::Roots::load(settings.ca_bundle.as_ref());
         let connection = source::configure(&settings, &roots).await?;
         let tokens = match &settings.source {
@@ -64,10 +76,15 @@ impl Role {
             refresh_conf,
             settings,
             client_region: connection.region,
-            mfa_session: None,
+            mfa_sessions,
             warned_mfa_end: false,
             tokens,
         })
+    }
+
+    /// The role this plan ends in: the one served.
+    pub fn target_arn(&self) -> &RoleArn {
+        &self.settings.target.role_arn
     }
 
     /// The region the child should use: the one credwrap found, if any.
@@ -85,7 +102,7 @@ impl Role {
     pub async fn reassume(&mut self) -> Result<RoleCredential, AssumeError> {
         let conf = self.refresh_conf.clone();
         let credential = self.assume_with(&conf).await?;
-        self.warn_before_mfa_session_ends(&credential);
+        self.warn_before_mfa_session_ends(&credential).await;
         Ok(credential)
     }
 
@@ -135,7 +152,9 @@ impl Role {
         let Some(mfa) = &self.settings.mfa else {
             return Ok(None);
         };
-        if let Some(session) = &self.mfa_session {
+        // Held across GetSessionToken: a second role waits for the session the first makes.
+        let mut sessions = self.mfa_sessions.0.lock().await;
+        if let Some(session) = sessions.get(&mfa.serial) {
             return Ok(Some(session.credentials.clone()));
         }
         let client = aws_sdk_sts::Client::from_conf(conf.clone());
@@ -151,16 +170,22 @@ impl Role {
             .map_err(|e| e.doing("get an MFA session (GetSessionToken)"))?;
         tracing::info!(expires = %fmt_time(c.expiration), "MFA session started");
         let credentials = c.to_sdk("credwrap-mfa");
-        self.mfa_session = Some(MfaSession {
-            credentials: credentials.clone(),
-            expires: c.expiration,
-        });
+        sessions.insert(
+            mfa.serial.clone(),
+            MfaSession {
+                credentials: credentials.clone(),
+                expires: c.expiration,
+            },
+        );
         Ok(Some(credentials))
     }
 
     /// credwrap never asks for a second MFA code mid-job: say when refreshing will stop.
-    fn warn_before_mfa_session_ends(&mut self, fresh: &RoleCredential) {
-        let Some(session) = &self.mfa_session else {
+    async fn warn_before_mfa_session_ends(&mut self, fresh: &RoleCredential) {
+        let Some(mfa) = &self.settings.mfa else {
+            return;
+        };
+        let Some(session) = self.mfa_sessions.0.lock().await.get(&mfa.serial).cloned() else {
             return;
         };
         // The next refresh will come before `fresh` expires; if the session ends first, it fails.

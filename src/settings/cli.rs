@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser};
 
-use crate::settings::limits::{self, RoleArn, Tag};
+use crate::settings::limits::{self, NamedRole, RoleArn, Tag};
 
 /// `credwrap --version`: the version, the commit, the target and the linkage (from build.rs).
 const VERSION_LINE: &str = env!("CREDWRAP_VERSION_LINE");
 
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(
     name = "credwrap",
     version = VERSION_LINE,
@@ -119,6 +119,20 @@ pub struct Cli {
         default_value = "sts.amazonaws.com"
     )]
     pub web_identity_audience: String,
+
+    /// An extra role the command may use, under the profile name NAME (repeatable): NAME=ARN,
+    /// assumed as --role-arn ARN would be with the other options given here, or NAME alone for
+    /// the role of the profile NAME in your AWS config, with that profile's settings. The
+    /// command selects it as it selects any profile (AWS_PROFILE=NAME, aws --profile NAME,
+    /// boto3.Session(profile_name=NAME), Terraform's profile); each is assumed at start and
+    /// refreshed once for the whole process tree
+    #[arg(long = "role", env = "CREDWRAP_ROLES", value_name = "NAME[=ARN]", value_parser = limits::named_role, value_delimiter = ',')]
+    pub roles: Vec<NamedRole>,
+
+    /// Extra roles from a file, one NAME[=ARN] per line as for --role; blank lines and lines
+    /// starting with # are skipped. Read once, at start
+    #[arg(long, env = "CREDWRAP_ROLES_FILE", value_name = "PATH")]
+    pub roles_file: Option<std::path::PathBuf>,
 
     /// Assume this role first and the next from it (repeatable, in order) before --role-arn;
     /// chained sessions last at most 1h

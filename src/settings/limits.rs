@@ -146,6 +146,47 @@ fn is_account_id(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// A role the command may use besides the default one, under a profile name of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedRole {
+    /// The profile name a client selects it by (`AWS_PROFILE`, `--profile`, `profile_name`).
+    pub name: String,
+    /// The role; none for the role of the AWS config's profile of that name.
+    pub arn: Option<RoleArn>,
+}
+
+/// `NAME=ARN`, or `NAME` alone for the profile of that name. NAME is what every SDK accepts in
+/// a `[profile NAME]` header: 1-64 of `[A-Za-z0-9_.@+-]`, and not `default`, which is the
+/// default role's.
+pub fn named_role(s: &str) -> Result<NamedRole, String> {
+    let s = s.trim();
+    let (name, arn) = match s.split_once('=') {
+        Some((name, arn)) => (name.trim(), Some(RoleArn::from_str(arn.trim())?)),
+        None => (s, None),
+    };
+    let name_ok = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.@+-".contains(c));
+    if !name_ok {
+        return Err(format!(
+            "{name:?} is not a profile name: NAME must be 1-64 characters of [A-Za-z0-9_.@+-] \
+             (written NAME=ARN, or NAME for a profile of your AWS config)"
+        ));
+    }
+    if name.eq_ignore_ascii_case("default") {
+        return Err(
+            "default is the default role's profile (what --role-arn or --profile gives); name \
+             the extra role otherwise"
+                .into(),
+        );
+    }
+    Ok(NamedRole {
+        name: name.to_string(),
+        arn,
+    })
+}
+
 /// STS's rule for role session names: `[\w+=,.@-]{2,64}`.
 pub fn is_valid_session_name(s: &str) -> bool {
     (2..=64).contains(&s.len()) && s.chars().all(is_iam_name_char)

@@ -12,7 +12,9 @@ pub mod cli;
 pub mod limits;
 mod precedence;
 mod profiles;
+// Extra roles under profile names of their own.
 pub mod prompt;
+pub mod roles;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -133,6 +135,8 @@ pub struct Plan {
     pub assume: AssumePlan,
     /// What to serve, and to whom.
     pub endpoint: EndpointPlan,
+    /// Extra roles, each served under its own profile name.
+    pub roles: Vec<roles::NamedRolePlan>,
     /// Run a command, or serve the processes started later: one or the other, never both.
     pub mode: Mode,
 }
@@ -288,15 +292,26 @@ pub fn resolve(
             subreaper: cli.subreaper,
         })
     };
+    // One MFA code per device, however many roles need it: a code cannot be used twice.
+    let mut codes: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut ask_once = |serial: &str| -> Result<String, String> {
+        if let Some(code) = codes.get(serial) {
+            return Ok(code.clone());
+        }
+        let code = ask_code(serial)?;
+        codes.insert(serial.to_string(), code.clone());
+        Ok(code)
+    };
     Ok(Plan {
-        assume: assume_plan(cli, env, profiles, ask_code)?,
+        assume: assume_plan(cli, env, profiles, &mut ask_once)?,
+        roles: roles::plan(cli, env, profiles, &mut ask_once)?,
         endpoint,
         mode,
     })
 }
 
 /// What to assume and from what: the AWS CLI's precedence, then every session setting.
-fn assume_plan(
+pub(super) fn assume_plan(
     cli: &Cli,
     env: &Env,
     profiles: &Profiles,

@@ -306,13 +306,29 @@ fn action_inputs(recipe: &str) -> Vec<(String, String)> {
     let with = lines.next().expect("its with:");
     assert_eq!(with.trim(), "with:");
     let indent = with.len() - with.trim_start().len();
-    lines
-        .take_while(|l| l.len() - l.trim_start().len() > indent)
-        .map(|l| {
-            let (k, v) = l.trim().split_once(": ").unwrap();
-            (format!("INPUT_{}", k.to_uppercase()), v.trim().to_string())
-        })
-        .collect()
+    let mut inputs: Vec<(String, String)> = Vec::new();
+    let mut block: Option<usize> = None;
+    for l in lines.take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent) {
+        let depth = l.len() - l.trim_start().len();
+        // The lines of a `key: |` block, as the runner joins them.
+        if let (Some(key_depth), Some((_, v))) = (block, inputs.last_mut()) {
+            if depth > key_depth || l.trim().is_empty() {
+                v.push_str(l.trim());
+                v.push('\n');
+                continue;
+            }
+        }
+        let (k, v) = l.trim().split_once(':').unwrap();
+        let v = v.trim();
+        block = (v == "|").then_some(depth);
+        let v = if v == "|" {
+            String::new()
+        } else {
+            v.to_string()
+        };
+        inputs.push((format!("INPUT_{}", k.to_uppercase()), v));
+    }
+    inputs
 }
 
 #[test]
@@ -731,4 +747,67 @@ fn the_actions_entry_points_run_its_script() {
     let out = run(step(&env, "node").arg(action.join("post.js")));
     assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
     support::assert_stderr_has(&out, "nothing to stop");
+}
+
+/// docs/roles.md's action recipe: the `roles` input, one NAME=ARN a line as the runner passes a
+/// block scalar; later steps select a role as a profile, and get the main role otherwise.
+#[test]
+fn the_actions_roles_input_gives_later_steps_each_role_by_profile() {
+    let sb = ci_sandbox();
+    let github = TokenService::start(Duration::from_secs(TOKEN_LIFETIME));
+    let runner_temp = tempfile::tempdir().unwrap();
+    let env_file = runner_temp.path().join("github_env");
+    std::fs::write(&env_file, "").unwrap();
+    let mut worker = Command::new("sleep").arg("600").spawn().unwrap();
+    let mut env = job_env(&sb);
+    for (k, v) in github.job_env() {
+        env.insert(k.to_string(), v);
+    }
+    env.insert("GITHUB_ENV".into(), env_file.display().to_string());
+    env.insert(
+        "RUNNER_TEMP".into(),
+        runner_temp.path().display().to_string(),
+    );
+    let inputs = action_inputs(&doc_recipe("github-action-roles"));
+    assert!(
+        inputs
+            .iter()
+            .any(|(k, v)| k == "INPUT_ROLES" && v.lines().count() == 2),
+        "{inputs:?}"
+    );
+    let out = run(step(&env, "bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("action/run.sh"))
+        .arg("start")
+        .envs(inputs)
+        .env("CREDWRAP_ACTION_WATCH", worker.id().to_string()));
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    let exported = github_env(&env_file);
+    let pid: i32 = exported
+        .iter()
+        .find(|(k, _)| k == "CREDWRAP_PID")
+        .map(|(_, v)| v.parse().unwrap())
+        .expect("CREDWRAP_PID");
+    let _stop = Stop(pid);
+    let mut later = env.clone();
+    later.extend(exported.iter().cloned());
+    let cli = "aws --endpoint-url \"$AWS_ENDPOINT_URL_STS\" sts get-caller-identity --query Arn --output text";
+    let out = bash(
+        &later,
+        &format!("{cli} --profile registry && AWS_PROFILE=dns {cli} && {cli}"),
+    );
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    let arns: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(arns.len(), 3, "{}", out.stdout);
+    assert!(arns[0].contains(":assumed-role/push/"), "{arns:?}");
+    assert!(arns[1].contains(":assumed-role/dns/"), "{arns:?}");
+    assert!(arns[2].contains(":assumed-role/deploy/"), "{arns:?}");
+    // Every role from the job's OIDC token.
+    let out = run(step(&later, "bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("action/run.sh"))
+        .arg("stop"));
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert!(gone(pid), "credwrap {pid} is still running");
+    assert!(sb.sts.web_identity_subjects().len() >= 3);
+    let _ = worker.kill();
+    let _ = worker.wait();
 }

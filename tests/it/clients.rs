@@ -6,45 +6,18 @@
 
 use crate::support;
 
-use std::path::Path;
 use std::process::Command;
 
 use support::fake_sts::{HOSTILE_KEY_ID, HOSTILE_SECRET};
 use support::moto::Moto;
-use support::{python, run, rust_child, Output, Sandbox};
+use support::{run, Output, Sandbox};
 
 const ASSUMED: &str = "arn:aws:sts::123456789012:assumed-role/deploy/matrix";
 use support::MATRIX as SDKS;
 
-fn node_modules() -> std::path::PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(".deps/js/node_modules");
-    assert!(
-        dir.join("@aws-sdk/client-sts").exists(),
-        "{} lacks @aws-sdk/client-sts: run scripts/test, which installs it",
-        dir.display()
-    );
-    dir
-}
-
-/// Where tests/children/sdk_matrix.sh finds each SDK.
-fn sdk_env(cmd: &mut Command) -> &mut Command {
-    cmd.env("PYTHON", python())
-        .env("AWS_CLI", support::installed(".deps/venv/bin/aws"))
-        .env("NODE_MODULES", node_modules())
-        .env("RUST_CHILD", rust_child())
-        .env("GO_CHILD", support::installed(".deps/go/whoami"))
-        .env(
-            "PYTHON_OLD",
-            support::installed(".deps/venv-old/bin/python"),
-        )
-        .env("AWS_CLI_OLD", support::installed(".deps/venv-old/bin/aws"))
-        .env("AWS_CLI_V2", support::installed("/usr/bin/aws"))
-        .env("CHILDREN", support::script(""))
-}
-
 /// credwrap running tests/children/sdk_matrix.sh: every SDK in turn.
 fn matrix(cmd: &mut Command, endpoint: &str) -> Output {
-    run(sdk_env(cmd)
+    run(support::sdk_env(cmd)
         .args([
             "--endpoint",
             endpoint,
@@ -167,7 +140,7 @@ fn every_sdk_reports_an_unavailable_endpoint_readably() {
         sb.sts.set_lifetime(std::time::Duration::from_secs(4));
         let mut cmd = sb.credwrap();
         // The child waits until the test has let the credential expire with STS refusing.
-        sdk_env(&mut cmd)
+        support::sdk_env(&mut cmd)
             .args(["--endpoint", endpoint, "--"])
             .args([
                 "sh",

@@ -23,6 +23,7 @@ mod hardening;
 mod proxy;
 mod refresh;
 mod release;
+mod roles;
 mod session;
 mod signals;
 mod startup;

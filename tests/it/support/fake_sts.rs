@@ -215,6 +215,16 @@ impl FakeSts {
             .max()
     }
 
+    /// Whose the credential with access key `key` is: the assumed-role ARN it was issued as.
+    pub fn issued_as(&self, key: &str) -> Option<String> {
+        self.state
+            .lock()
+            .unwrap()
+            .issued
+            .get(key)
+            .map(|i| i.arn.clone())
+    }
+
     /// The secret parts of every credential issued so far (for leak checks).
     pub fn issued_secrets(&self) -> Vec<(String, String, String)> {
         self.state

@@ -96,7 +96,19 @@ impl Sandbox {
     /// `credwrap` with a clean environment: source keys, the fake STS, a private HOME, and
     /// IMDS disabled so no SDK falls through to 169.254.169.254.
     pub fn credwrap(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_credwrap"));
+        self.sandboxed(env!("CARGO_BIN_EXE_credwrap"))
+    }
+
+    /// `sh -c SCRIPT` in the same environment as [`Sandbox::credwrap`], with the credwrap under
+    /// test first on PATH: a recipe of the docs, as written.
+    pub fn shell(&self, script: &str) -> Command {
+        let mut cmd = self.sandboxed("sh");
+        cmd.env("PATH", path_with_credwrap()).arg("-c").arg(script);
+        cmd
+    }
+
+    fn sandboxed(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.home.path())
@@ -510,6 +522,29 @@ pub fn path_with_credwrap() -> std::ffi::OsString {
         &std::env::var_os("PATH").unwrap_or_default(),
     ));
     std::env::join_paths(paths).unwrap()
+}
+
+pub fn node_modules() -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(".deps/js/node_modules");
+    assert!(
+        dir.join("@aws-sdk/client-sts").exists(),
+        "{} lacks @aws-sdk/client-sts: run scripts/test, which installs it",
+        dir.display()
+    );
+    dir
+}
+
+/// Where tests/children/sdk_matrix.sh finds each SDK.
+pub fn sdk_env(cmd: &mut Command) -> &mut Command {
+    cmd.env("PYTHON", python())
+        .env("AWS_CLI", installed(".deps/venv/bin/aws"))
+        .env("NODE_MODULES", node_modules())
+        .env("RUST_CHILD", rust_child())
+        .env("GO_CHILD", installed(".deps/go/whoami"))
+        .env("PYTHON_OLD", installed(".deps/venv-old/bin/python"))
+        .env("AWS_CLI_OLD", installed(".deps/venv-old/bin/aws"))
+        .env("AWS_CLI_V2", installed("/usr/bin/aws"))
+        .env("CHILDREN", script(""))
 }
 
 /// The SDKs tests/children/sdk_matrix.sh runs, by the names it prefixes their lines with.

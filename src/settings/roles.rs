@@ -1,0 +1,127 @@
+//! Extra roles, served under profile names of their own (`--role`, `CREDWRAP_ROLES`,
+//! `--roles-file`).
+//!
+//! A named role is resolved exactly as the default role would be with one option changed, so
+//! that every rule of the AWS CLI's precedence, every limit and every message applies to it
+//! unchanged: `NAME=ARN` is what `--role-arn ARN` would give with the other options on the
+//! command line; `NAME` alone is what `--profile NAME` would give (that profile's role, source,
+//! `external_id`, `duration_seconds`, `role_session_name`, `mfa_serial`; the global flags still
+//! win over it, as they do over `--profile`). Neither takes `--via`, which is the default
+//! role's chain.
+
+use std::collections::BTreeSet;
+
+use super::limits::{self, NamedRole};
+use super::{assume_plan, usage, AskCode, AssumePlan, Cli, Env, Profiles, UsageError};
+
+/// One extra role: the profile name its clients select it by, and how it is assumed.
+#[derive(Debug, Clone)]
+pub struct NamedRolePlan {
+    pub name: String,
+    pub assume: AssumePlan,
+}
+
+/// Every named role, checked: names valid and given once, profiles present with a role in
+/// them, ARNs valid. Nothing here calls the network.
+pub fn plan(
+    cli: &Cli,
+    env: &Env,
+    profiles: &Profiles,
+    ask_code: AskCode<'_>,
+) -> Result<Vec<NamedRolePlan>, UsageError> {
+    let mut roles = cli.roles.clone();
+    if let Some(path) = &cli.roles_file {
+        roles.extend(read_roles_file(path)?);
+    }
+    let mut seen = BTreeSet::new();
+    for role in &roles {
+        if !seen.insert(role.name.to_ascii_lowercase()) {
+            return Err(usage(format!(
+                "the role name {} is given twice (--role, CREDWRAP_ROLES, --roles-file): each \
+                 profile name selects one role",
+                role.name
+            )));
+        }
+    }
+    roles
+        .iter()
+        .map(|role| {
+            let derived = derived_cli(cli, role, profiles)?;
+            let assume = assume_plan(&derived, env, profiles, ask_code)
+                .map_err(|e| usage(format!("--role {}: {}", role.name, message_of(&e))))?;
+            Ok(NamedRolePlan {
+                name: role.name.clone(),
+                assume,
+            })
+        })
+        .collect()
+}
+
+/// The command line the default role would have been resolved from, for this role.
+fn derived_cli(cli: &Cli, role: &NamedRole, profiles: &Profiles) -> Result<Cli, UsageError> {
+    let mut derived = cli.clone();
+    derived.via.clear();
+    derived.roles.clear();
+    derived.roles_file = None;
+    match &role.arn {
+        Some(arn) => derived.role_arn = Some(arn.clone()),
+        None => {
+            let name = &role.name;
+            let profile = profiles.get(name).ok_or_else(|| {
+                usage(format!(
+                    "--role {name}: there is no profile {name} in the AWS config or credentials \
+                     file; give --role {name}=ARN, or add [profile {name}] with role_arn"
+                ))
+            })?;
+            if profile.get("role_arn").is_none() {
+                return Err(usage(format!(
+                    "--role {name}: the profile {name} has no role_arn, so it names no role to \
+                     assume; give --role {name}=ARN (an SSO or credential_process profile is \
+                     served to the command as it is not: see docs/roles.md)"
+                )));
+            }
+            // The profile names its own source: whatever names another one for the default
+            // role does not apply to it.
+            derived.profile = Some(name.clone());
+            derived.role_arn = None;
+            derived.web_identity_token_file = None;
+            derived.web_identity_token_env = None;
+            derived.web_identity_token_command = None;
+            derived.web_identity_github = false;
+        }
+    }
+    Ok(derived)
+}
+
+/// The roles a `--roles-file` lists, read once: one `NAME[=ARN]` a line, `#` comments.
+fn read_roles_file(path: &std::path::Path) -> Result<Vec<NamedRole>, UsageError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        usage(format!(
+            "--roles-file {}: cannot read it: {e}",
+            path.display()
+        ))
+    })?;
+    let mut roles = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let role = limits::named_role(line).map_err(|e| {
+            usage(format!(
+                "--roles-file {} line {}: {e}",
+                path.display(),
+                n + 1
+            ))
+        })?;
+        roles.push(role);
+    }
+    Ok(roles)
+}
+
+/// A usage error's own sentence, without clap's "error: " and usage lines.
+fn message_of(e: &UsageError) -> String {
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    first.strip_prefix("error: ").unwrap_or(first).to_string()
+}
