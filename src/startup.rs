@@ -95,7 +95,7 @@ pub async fn prepare(
     let mfa_sessions = MfaSessions::default();
     let (role, first, region) = first_assume(assume, &mfa_sessions).await?;
     let mut named_brokers = Vec::new();
-    let mut named = Vec::new();
+    let (mut named, mut container_roles) = (Vec::new(), Vec::new());
     for plan in roles {
         let what = format!("role {}", plan.name);
         let (role, first, _) = first_assume(plan.assume, &mfa_sessions)
@@ -103,7 +103,12 @@ pub async fn prepare(
             .map_err(|f| f.about(&what))?;
         let span = tracing::info_span!("role", name = %plan.name);
         let broker = Broker::start_in(span, role, first, ecs_min_remaining(), Arc::new(WallClock));
-        named.push((plan.name, broker.reader()));
+        if plan.for_clients {
+            named.push((plan.name.clone(), broker.reader()));
+        }
+        if plan.for_containers {
+            container_roles.push((plan.name, broker.reader()));
+        }
         named_brokers.push(broker);
     }
     let spec = EndpointSpec {
@@ -112,6 +117,7 @@ pub async fn prepare(
         role: role.target_arn().clone(),
         region: region.clone(),
         named,
+        container_roles,
     };
     let broker = Broker::start(role, first, spec.min_remaining(), Arc::new(WallClock));
     let endpoint = Endpoint::start(broker.reader(), spec, &dir).await?;

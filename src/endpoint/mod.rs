@@ -49,6 +49,26 @@ const MAX_HEADER_BYTES: usize = 8192;
 pub const CONTAINER_MIN_REMAINING: Duration = ecs::MIN_REMAINING;
 /// The variable that tells the command where the containers' env file is.
 pub const ENV_CONTAINER_ENV_FILE: &str = "CREDWRAP_CONTAINER_ENV_FILE";
+/// Where the container roles' env files are, one `NAME.env` each.
+pub const ENV_CONTAINER_ENV_DIR: &str = "CREDWRAP_CONTAINER_ENV_DIR";
+
+/// Writes one env file for `docker run --env-file`: `lines`, the region, and no fallback to an
+/// instance role (containers have none of credwrap's).
+fn write_env_file(
+    dir: &PrivateDir,
+    name: &str,
+    mut lines: Vec<String>,
+    region: Option<&str>,
+) -> Result<std::path::PathBuf, StartError> {
+    if let Some(region) = region {
+        lines.push(format!("AWS_REGION={region}"));
+        lines.push(format!("AWS_DEFAULT_REGION={region}"));
+    }
+    lines.push("AWS_EC2_METADATA_DISABLED=true".into());
+    let mut text = lines.join("\n");
+    text.push('\n');
+    dir.write(name, &text).map_err(|e| StartError::files(&e))
+}
 
 /// Why the endpoint could not start, and what to do about it: each cause has its own hint.
 #[derive(Debug)]
@@ -101,6 +121,8 @@ pub struct EndpointSpec {
     pub region: Option<String>,
     /// Extra roles the loopback listener serves under their names, each from its own broker.
     pub named: Vec<(String, CredentialReader)>,
+    /// Roles for the containers of a name, on every gateway, each from its own broker.
+    pub container_roles: Vec<(String, CredentialReader)>,
 }
 
 impl EndpointSpec {
@@ -201,26 +223,27 @@ impl Endpoint {
             Service::Imds(_) => Some(named::NamedRoles::new(spec.named, None)?),
         };
         endpoint.client_env = endpoint.start_loopback(&reader, service, named).await?;
-        let mut env_file = None;
+        let mut env_files = None;
         for gateway in &spec.gateways {
-            let lines = endpoint.start_gateway(&reader, gateway).await?;
-            env_file.get_or_insert(lines);
+            let roles = spec.container_roles.clone();
+            let lines = endpoint.start_gateway(&reader, gateway, roles).await?;
+            env_files.get_or_insert(lines);
         }
-        if let Some(mut lines) = env_file {
-            if let Some(region) = &spec.region {
-                lines.push(format!("AWS_REGION={region}"));
-                lines.push(format!("AWS_DEFAULT_REGION={region}"));
+        if let Some((default, roles)) = env_files {
+            let region = spec.region.as_deref();
+            let path = write_env_file(dir, "container.env", default, region)?;
+            let path = Secret::new(path.to_string_lossy());
+            endpoint.client_env.push((ENV_CONTAINER_ENV_FILE, path));
+            if !roles.is_empty() {
+                let sub = dir
+                    .subdir("containers")
+                    .map_err(|e| StartError::files(&e))?;
+                for (name, lines) in roles {
+                    write_env_file(dir, &format!("containers/{name}.env"), lines, region)?;
+                }
+                let sub = Secret::new(sub.to_string_lossy());
+                endpoint.client_env.push((ENV_CONTAINER_ENV_DIR, sub));
             }
-            // Containers have no instance role of credwrap's to fall back to.
-            lines.push("AWS_EC2_METADATA_DISABLED=true".into());
-            let mut text = lines.join("\n");
-            text.push('\n');
-            let path = dir
-                .write("container.env", &text)
-                .map_err(|e| StartError::files(&e))?;
-            endpoint
-                .client_env
-                .push((ENV_CONTAINER_ENV_FILE, Secret::new(path.to_string_lossy())));
         }
         Ok(endpoint)
     }
@@ -251,16 +274,26 @@ impl Endpoint {
         Ok(env)
     }
 
-    /// A listener for containers on `gateway`; returns its lines of the env file.
+    /// A listener for containers on `gateway`, with a door for each container role; returns
+    /// its lines of the default env file, and each container role's.
     async fn start_gateway(
         &mut self,
         reader: &CredentialReader,
         gateway: &Gateway,
-    ) -> Result<Vec<String>, StartError> {
+        roles: Vec<(String, CredentialReader)>,
+    ) -> Result<(Vec<String>, Vec<(String, Vec<String>)>), StartError> {
         let (listener, form) = gateway.bind().await.map_err(StartError::listen)?;
         let addr = listener.local_addr().map_err(StartError::listen)?;
-        let service = ecs::EcsService::for_gateway(form == gateway::UriForm::Full)?;
+        let full = form == gateway::UriForm::Full;
+        let service = ecs::EcsService::for_gateway(full)?;
         let lines = service.gateway_env_lines(addr, form);
+        let named = (!roles.is_empty())
+            .then(|| named::NamedRoles::for_gateway(roles, full))
+            .transpose()?;
+        let role_lines = named
+            .as_ref()
+            .map(|n| n.gateway_env_lines(addr, form))
+            .unwrap_or_default();
         let name = match gateway.ip {
             IpAddr::V6(ip) => format!("[{ip}]"),
             IpAddr::V4(ip) => ip.to_string(),
@@ -271,10 +304,10 @@ impl Endpoint {
             Service::Ecs(service),
             vec![name],
             Some(gateway.clone()),
-            None,
+            named,
         );
         tracing::info!(%addr, interfaces = %gateway.interfaces.join(","), "serving containers");
-        Ok(lines)
+        Ok((lines, role_lines))
     }
 
     fn spawn_listener(
@@ -507,6 +540,7 @@ mod tests {
         let listeners = EndpointSpec {
             loopback: LoopbackProtocol::Ecs(TokenDelivery::Variable),
             named: Vec::new(),
+            container_roles: Vec::new(),
             gateways: Vec::new(),
             role: "arn:aws:iam::123456789012:role/r".parse().unwrap(),
             region: None,

@@ -1,6 +1,7 @@
 //! Named roles on the loopback listener: each at a random path of its own, read with the
 //! endpoint's secret by `credwrap --credential-process` (which a client's SDK runs for the
-//! profile of that name), in the container-credentials format.
+//! profile of that name), in the container-credentials format. And container roles on a
+//! gateway: each behind a path and a token of its own, handed only to its containers.
 //!
 //! With the container protocol the secret is the loopback listener's own token, so a client
 //! needs nothing it does not already have; with IMDS, which has no secret of its own, it is a
@@ -13,56 +14,69 @@ use hyper::body::Incoming;
 use hyper::header::AUTHORIZATION;
 use hyper::{Method, Request, StatusCode};
 
+use super::gateway::UriForm;
 use super::http::{self, Current, RenderCache, Reply};
-use super::StartError;
+use super::{ecs, StartError};
 use crate::broker::CredentialReader;
 use crate::sys::secret::Secret;
 
 /// The variable that holds the named roles' secret where no container token does (IMDS).
 pub const ENV_ROLES_TOKEN: &str = "CREDWRAP_ROLES_TOKEN";
 
-/// One named role's door: its path, and its broker's credential as this listener renders it.
+/// One named role's door: its path, its secret, and its broker's credential as this listener
+/// renders it.
 struct Door {
     name: String,
     path: String,
+    /// Required in `Authorization`; none where the path is the whole secret (a relative URI,
+    /// which not every SDK sends a token with).
+    token: Option<Secret>,
     reader: CredentialReader,
     rendered: RenderCache,
 }
 
-/// Every named role the loopback listener serves, behind one secret.
+/// The named roles one listener serves: on the loopback listener every role behind the one
+/// endpoint token; on a gateway each container role behind secrets of its own.
 pub struct NamedRoles {
     doors: Vec<Door>,
-    token: Secret,
-    /// Whether the token is the container protocol's (already in the clients' environment).
-    shares_container_token: bool,
+    /// The loopback listener's token, when it is the named roles' own (IMDS has none).
+    own_token: Option<Secret>,
 }
 
 impl NamedRoles {
-    /// Doors at new random paths; `token` is the container protocol's, or none for a new one.
+    /// For the loopback listener: doors at new random paths behind `token`, the container
+    /// protocol's, or with none (IMDS) behind a new token of their own.
     pub fn new(
         roles: Vec<(String, CredentialReader)>,
         token: Option<Secret>,
     ) -> Result<NamedRoles, StartError> {
-        let shares_container_token = token.is_some();
-        let token = match token {
-            Some(token) => token,
-            None => Secret::new(http::random_hex(32).map_err(StartError::random)?),
+        let own_token = match token {
+            Some(_) => None,
+            None => Some(Secret::new(
+                http::random_hex(32).map_err(StartError::random)?,
+            )),
         };
-        let doors = roles
-            .into_iter()
-            .map(|(name, reader)| {
-                Ok(Door {
-                    name,
-                    path: format!("/{}", http::random_hex(16).map_err(StartError::random)?),
-                    reader,
-                    rendered: RenderCache::default(),
-                })
-            })
-            .collect::<Result<Vec<_>, StartError>>()?;
+        let token = token.or_else(|| own_token.clone());
+        let doors = doors(roles, 16, || Ok(token.clone()))?;
+        Ok(NamedRoles { doors, own_token })
+    }
+
+    /// For a gateway: each container role at a 256-bit path of its own and, with
+    /// `with_token` (a full URI), a token of its own, so a container's secret opens its role
+    /// and no other.
+    pub fn for_gateway(
+        roles: Vec<(String, CredentialReader)>,
+        with_token: bool,
+    ) -> Result<NamedRoles, StartError> {
+        let token = || -> Result<Option<Secret>, StartError> {
+            with_token
+                .then(|| http::random_hex(32).map(Secret::new))
+                .transpose()
+                .map_err(StartError::random)
+        };
         Ok(NamedRoles {
-            doors,
-            token,
-            shares_container_token,
+            doors: doors(roles, 32, token)?,
+            own_token: None,
         })
     }
 
@@ -74,12 +88,28 @@ impl NamedRoles {
             .collect()
     }
 
+    /// Each container role's name and its lines of `docker run --env-file`.
+    pub fn gateway_env_lines(&self, addr: SocketAddr, form: UriForm) -> Vec<(String, Vec<String>)> {
+        self.doors
+            .iter()
+            .map(|d| {
+                let mut lines = match form {
+                    UriForm::Relative => vec![format!("{}={}", ecs::ENV_RELATIVE_URI, d.path)],
+                    UriForm::Full => vec![format!("{}=http://{addr}{}", ecs::ENV_FULL_URI, d.path)],
+                };
+                if let Some(token) = &d.token {
+                    lines.push(format!("{}={}", ecs::ENV_TOKEN, token.expose()));
+                }
+                (d.name.clone(), lines)
+            })
+            .collect()
+    }
+
     /// What clients need besides the container protocol's variables: the IMDS mode's token.
     pub fn client_env(&self) -> Vec<(&'static str, Secret)> {
-        if self.shares_container_token || self.doors.is_empty() {
-            Vec::new()
-        } else {
-            vec![(ENV_ROLES_TOKEN, self.token.clone())]
+        match &self.own_token {
+            Some(token) if !self.doors.is_empty() => vec![(ENV_ROLES_TOKEN, token.clone())],
+            _ => Vec::new(),
         }
     }
 
@@ -97,12 +127,14 @@ impl NamedRoles {
         if req.method() != Method::GET {
             return Some(http::method_not_allowed("GET"));
         }
-        if !http::secret_eq(req.headers().get(AUTHORIZATION), self.token.expose()) {
-            return Some(http::error_reply(
-                StatusCode::UNAUTHORIZED,
-                "Unauthorized",
-                "the Authorization header must be the endpoint's token",
-            ));
+        if let Some(token) = &door.token {
+            if !http::secret_eq(req.headers().get(AUTHORIZATION), token.expose()) {
+                return Some(http::error_reply(
+                    StatusCode::UNAUTHORIZED,
+                    "Unauthorized",
+                    "the Authorization header must be this role's token",
+                ));
+            }
         }
         tracing::trace!(role = %door.name, "named role request");
         let current = Current {
@@ -115,4 +147,27 @@ impl NamedRoles {
         };
         Some(current.credential_reply(super::ecs::document))
     }
+}
+
+/// A door for each role, at a random path of `path_bytes` bytes, with the token `token` makes.
+fn doors(
+    roles: Vec<(String, CredentialReader)>,
+    path_bytes: usize,
+    mut token: impl FnMut() -> Result<Option<Secret>, StartError>,
+) -> Result<Vec<Door>, StartError> {
+    roles
+        .into_iter()
+        .map(|(name, reader)| {
+            Ok(Door {
+                name,
+                path: format!(
+                    "/{}",
+                    http::random_hex(path_bytes).map_err(StartError::random)?
+                ),
+                token: token()?,
+                reader,
+                rendered: RenderCache::default(),
+            })
+        })
+        .collect()
 }

@@ -193,6 +193,19 @@ pub struct Cli {
     )]
     pub container_hosts: Vec<std::net::IpAddr>,
 
+    /// A role for the containers of one name (repeatable), with --container-host: NAME=ARN or
+    /// NAME (a profile), as for --role. Those containers get an env file of their own,
+    /// $CREDWRAP_CONTAINER_ENV_DIR/NAME.env, whose secret opens that role and no other
+    #[arg(
+        long = "container-role",
+        env = "CREDWRAP_CONTAINER_ROLES",
+        value_name = "NAME[=ARN]",
+        value_parser = limits::named_role,
+        value_delimiter = ',',
+        requires = "container_hosts"
+    )]
+    pub container_roles: Vec<NamedRole>,
+
     /// Run no command: serve the role to processes started later (the steps of a CI job, a
     /// terminal) and to containers (--container-host), until a signal, --watch or
     /// --max-lifetime stops it; prints what those processes need (see --export)

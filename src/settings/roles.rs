@@ -14,11 +14,16 @@ use std::collections::BTreeSet;
 use super::limits::{self, NamedRole};
 use super::{assume_plan, usage, AskCode, AssumePlan, Cli, Env, Profiles, UsageError};
 
-/// One extra role: the profile name its clients select it by, and how it is assumed.
+/// One extra role: the profile name its clients select it by, how it is assumed, and who gets
+/// it.
 #[derive(Debug, Clone)]
 pub struct NamedRolePlan {
     pub name: String,
     pub assume: AssumePlan,
+    /// The command (and later processes) may select it as a profile (`--role`).
+    pub for_clients: bool,
+    /// The containers of this name get it (`--container-role`).
+    pub for_containers: bool,
 }
 
 /// Every named role, checked: names valid and given once, profiles present with a role in
@@ -29,32 +34,63 @@ pub fn plan(
     profiles: &Profiles,
     ask_code: AskCode<'_>,
 ) -> Result<Vec<NamedRolePlan>, UsageError> {
+    gather(cli)?
+        .into_iter()
+        .map(|(role, for_clients, for_containers)| {
+            let derived = derived_cli(cli, &role, profiles)?;
+            let assume = assume_plan(&derived, env, profiles, ask_code)
+                .map_err(|e| usage(format!("--role {}: {}", role.name, message_of(&e))))?;
+            Ok(NamedRolePlan {
+                name: role.name,
+                assume,
+                for_clients,
+                for_containers,
+            })
+        })
+        .collect()
+}
+
+/// The roles of `--role`, `--roles-file` and `--container-role`, each name once: a name in
+/// both kinds is one role (one broker) for the command and the containers, if both say the same.
+fn gather(cli: &Cli) -> Result<Vec<(NamedRole, bool, bool)>, UsageError> {
     let mut roles = cli.roles.clone();
     if let Some(path) = &cli.roles_file {
         roles.extend(read_roles_file(path)?);
     }
-    let mut seen = BTreeSet::new();
-    for role in &roles {
-        if !seen.insert(role.name.to_ascii_lowercase()) {
-            return Err(usage(format!(
-                "the role name {} is given twice (--role, CREDWRAP_ROLES, --roles-file): each \
-                 profile name selects one role",
-                role.name
-            )));
+    once_each(&roles, "the role name {} is given twice (--role, CREDWRAP_ROLES, --roles-file): each profile name selects one role")?;
+    once_each(
+        &cli.container_roles,
+        "--container-role {} is given twice: each container name gets one role",
+    )?;
+    let mut plans: Vec<(NamedRole, bool, bool)> =
+        roles.into_iter().map(|r| (r, true, false)).collect();
+    for role in &cli.container_roles {
+        let same_name = |r: &NamedRole| r.name.eq_ignore_ascii_case(&role.name);
+        match plans.iter_mut().find(|(r, _, _)| same_name(r)) {
+            Some((same, _, containers)) if same == role => *containers = true,
+            Some(_) => {
+                return Err(usage(format!(
+                    "{} names one role for --role and another for --container-role: a name is \
+                     one role",
+                    role.name
+                )))
+            }
+            None => plans.push((role.clone(), false, true)),
         }
     }
-    roles
+    Ok(plans)
+}
+
+/// `message` (with `{}` for the name) when a name comes twice, in any case.
+fn once_each(roles: &[NamedRole], message: &str) -> Result<(), UsageError> {
+    let mut seen = BTreeSet::new();
+    match roles
         .iter()
-        .map(|role| {
-            let derived = derived_cli(cli, role, profiles)?;
-            let assume = assume_plan(&derived, env, profiles, ask_code)
-                .map_err(|e| usage(format!("--role {}: {}", role.name, message_of(&e))))?;
-            Ok(NamedRolePlan {
-                name: role.name.clone(),
-                assume,
-            })
-        })
-        .collect()
+        .find(|r| !seen.insert(r.name.to_ascii_lowercase()))
+    {
+        Some(twice) => Err(usage(message.replacen("{}", &twice.name, 1))),
+        None => Ok(()),
+    }
 }
 
 /// The command line the default role would have been resolved from, for this role.
@@ -63,6 +99,7 @@ fn derived_cli(cli: &Cli, role: &NamedRole, profiles: &Profiles) -> Result<Cli, 
     derived.via.clear();
     derived.roles.clear();
     derived.roles_file = None;
+    derived.container_roles.clear();
     match &role.arn {
         Some(arn) => derived.role_arn = Some(arn.clone()),
         None => {

@@ -53,6 +53,17 @@ impl PrivateDir {
         self.write(name, value.expose())
     }
 
+    /// Creates the 0700 directory `name` in it; returns its path.
+    pub fn subdir(&self, name: &str) -> anyhow::Result<PathBuf> {
+        use std::os::unix::fs::DirBuilderExt;
+        let path = self.dir.path().join(name);
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .with_context(|| format!("could not create {}", path.display()))?;
+        Ok(path)
+    }
+
     /// Removes the directory and everything in it (dropping it does the same, silently).
     pub fn remove(self) {
         if let Err(e) = self.dir.close() {

@@ -816,3 +816,140 @@ fn an_ambient_bind_capability_is_not_passed_to_the_command() {
         "the control lost its capability"
     );
 }
+
+/// `--container-role`: the containers of a name get an env file of their own whose secret opens
+/// their role and no other; the default env file is still the default role. Port 80 is taken
+/// here so that every door has a token to swap (with a relative URI the 256-bit path is the
+/// whole secret).
+#[test]
+fn each_container_role_opens_its_role_and_no_other() {
+    let _one = support::exclusive(support::GATEWAY_ADDRESS);
+    let Some(net) = Network::create() else { return };
+    let _taken = std::net::TcpListener::bind((GATEWAY, 80)).unwrap();
+    let sb = Sandbox::new();
+    let sts = sb.sts.serve_on(GATEWAY.parse().unwrap());
+    let writer = "arn:aws:iam::210987654321:role/writer";
+    let (child, command_env) = start(
+        &sb,
+        &[
+            "--container-role",
+            &format!("writer={writer}"),
+            "--container-role",
+            &format!("reader={}", support::fake_sts::ROLE_ARN),
+        ],
+    );
+    let dir = std::path::PathBuf::from(&command_env["CREDWRAP_CONTAINER_ENV_DIR"]);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let default_env = read_env_file(&command_env["CREDWRAP_CONTAINER_ENV_FILE"]);
+    let writer_env = read_env_file(dir.join("writer.env").to_str().unwrap());
+    let reader_env = read_env_file(dir.join("reader.env").to_str().unwrap());
+    let whoami = |env: &HashMap<String, String>| {
+        net.exec(
+            "in",
+            &sdk_env(env, &sts),
+            &python().display().to_string(),
+            &[&support::script("whoami.py").display().to_string()],
+        )
+    };
+    let out = whoami(&writer_env);
+    assert!(
+        out.stdout
+            .contains("arn=arn:aws:sts::210987654321:assumed-role/writer/containers"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    let out = whoami(&default_env);
+    assert!(
+        out.stdout.contains(&format!("arn={ASSUMED}")),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    let out = whoami(&reader_env);
+    assert!(
+        out.stdout.contains(&format!("arn={ASSUMED}")),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+
+    // A secret swapped between two containers' files opens nothing; a path of no role is the
+    // same 404 as any other.
+    const URI: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
+    const TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN";
+    let path_env = HashMap::from([("PATH".to_string(), std::env::var("PATH").unwrap())]);
+    let status = |uri: &str, token: &str| {
+        let out = net.exec(
+            "in",
+            &path_env,
+            "curl",
+            &[
+                "-s",
+                "-m",
+                "5",
+                "-H",
+                &format!("Authorization: {token}"),
+                "-w",
+                "\n%{http_code}",
+                uri,
+            ],
+        );
+        out.stdout
+            .trim_end()
+            .rsplit('\n')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(status(&writer_env[URI], &writer_env[TOKEN]), "200");
+    for (uri, token) in [
+        (&writer_env[URI], &reader_env[TOKEN]),
+        (&writer_env[URI], &default_env[TOKEN]),
+        (&default_env[URI], &writer_env[TOKEN]),
+        (&reader_env[URI], &writer_env[TOKEN]),
+    ] {
+        assert_eq!(
+            status(uri, token),
+            "401",
+            "{uri} opened with another's token"
+        );
+    }
+    let (base, _) = writer_env[URI].rsplit_once('/').unwrap();
+    let nobody = format!("{base}/{}", "0".repeat(64));
+    let body = net.exec(
+        "in",
+        &path_env,
+        "curl",
+        &[
+            "-s",
+            "-m",
+            "5",
+            "-H",
+            &format!("Authorization: {}", writer_env[TOKEN]),
+            &nobody,
+        ],
+    );
+    assert!(
+        body.stdout.contains("no such resource") && !body.stdout.contains("writer"),
+        "{}",
+        body.stdout
+    );
+    // One broker per role, shared by all its containers: the three whoami runs and the curls
+    // made no AssumeRole of their own.
+    let writer_assumes = sb
+        .sts
+        .calls()
+        .iter()
+        .filter(|c| {
+            c.action == "AssumeRole" && c.params.get("RoleArn").map(String::as_str) == Some(writer)
+        })
+        .count();
+    assert_eq!(writer_assumes, 1);
+    let out = child.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+}

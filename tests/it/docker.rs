@@ -502,3 +502,70 @@ impl Drop for Stop {
         }
     }
 }
+
+/// docs/roles.md's compose recipe with two services: each gets the role its override names,
+/// from one credwrap, with real Docker.
+#[test]
+fn the_compose_recipe_gives_each_service_its_own_role() {
+    let _turn = one_at_a_time();
+    let Some(images) = images() else { return };
+    let _net = CredwrapNetwork::create();
+    let dir = tempfile::tempdir().unwrap();
+    let service = |name: &str| {
+        format!(
+            "  {name}:\n    image: {}\n    command: [\"/sdk_child\"]\n    networks: [credwrap]\n    \
+             environment:\n      - AWS_ENDPOINT_URL_STS\n",
+            images.child
+        )
+    };
+    std::fs::write(
+        dir.path().join("docker-compose.yml"),
+        format!(
+            "services:\n{}{}networks:\n  credwrap:\n    name: {NETWORK}\n    external: true\n",
+            service("reader"),
+            service("writer")
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("docker-compose.credwrap.yml"),
+        support::doc_recipe("compose-two-roles-override"),
+    )
+    .unwrap();
+    let sb = Sandbox::new();
+    let sts = sb.sts.serve_on(GATEWAY.parse().unwrap());
+    // The recipe as written, with compose v1's spelling and the project name.
+    let line = support::credwrap_line(&support::doc_recipe("compose-two-roles"))
+        .replace("docker compose ", "docker-compose -p credwraptest ");
+    let mut shell = sb.shell(&line);
+    let out = run(shell
+        .current_dir(dir.path())
+        .env("DOCKER_HOST", std::env::var_os("DOCKER_HOST").unwrap())
+        .env("AWS_ENDPOINT_URL_STS", &sts));
+    let _ = run(&mut compose(dir.path(), false, &["down"]));
+    ok(&out, "credwrap -- docker-compose up");
+    let said = |service: &str| {
+        out.stdout
+            .lines()
+            // compose prefixes each line with the container's name, in colour:
+            // `ESC[36mreader_1  |ESC[0m arn=...`.
+            .filter(|l| l.contains(&format!("{service}_1 ")) && l.contains(" arn="))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let (reader, writer) = (said("reader"), said("writer"));
+    assert!(
+        reader
+            .iter()
+            .any(|l| l.contains("123456789012:assumed-role/reader/")),
+        "{reader:?} {:?}",
+        out.stdout
+    );
+    assert!(
+        writer
+            .iter()
+            .any(|l| l.contains("210987654321:assumed-role/writer/")),
+        "{}",
+        out.stdout
+    );
+}
