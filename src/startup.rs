@@ -13,8 +13,9 @@ use crate::endpoint::{Endpoint, EndpointSpec, Gateway};
 use crate::exit::Failure;
 use crate::role::credential;
 use crate::role::credential::RoleCredential;
+use crate::role::profile::ProfileCredentials;
 use crate::role::{MfaSessions, Role};
-use crate::settings::roles::NamedRolePlan;
+use crate::settings::roles::{NamedRolePlan, NamedSource};
 use crate::settings::{AssumePlan, LoopbackProtocol};
 use crate::sys::private_dir::PrivateDir;
 
@@ -97,12 +98,9 @@ pub async fn prepare(
     let mut named_brokers = Vec::new();
     let (mut named, mut container_roles) = (Vec::new(), Vec::new());
     for plan in roles {
-        let what = format!("role {}", plan.name);
-        let (role, first, _) = first_assume(plan.assume, &mfa_sessions)
+        let broker = start_named(&plan, &mfa_sessions)
             .await
-            .map_err(|f| f.about(&what))?;
-        let span = tracing::info_span!("role", name = %plan.name);
-        let broker = Broker::start_in(span, role, first, ecs_min_remaining(), Arc::new(WallClock));
+            .map_err(|f| f.about(&format!("role {}", plan.name)))?;
         if plan.for_clients {
             named.push((plan.name.clone(), broker.reader()));
         }
@@ -138,6 +136,40 @@ pub async fn prepare(
         named_brokers,
         client_env,
     })
+}
+
+/// A named role's first credential and its broker, whose log lines say the role's name.
+async fn start_named(plan: &NamedRolePlan, mfa_sessions: &MfaSessions) -> Result<Broker, Failure> {
+    let span = tracing::info_span!("role", name = %plan.name);
+    let min_remaining = ecs_min_remaining();
+    match &plan.source {
+        NamedSource::Assume(assume) => {
+            let (role, first, _) = first_assume(assume.clone(), mfa_sessions).await?;
+            Ok(Broker::start_in(
+                span,
+                role,
+                first,
+                min_remaining,
+                Arc::new(WallClock),
+            ))
+        }
+        NamedSource::Profile(source) => {
+            let mut profile = ProfileCredentials::connect(source).await?;
+            let first = profile.fetch().await?;
+            tracing::info!(
+                profile = %source.profile,
+                expires = %credential::fmt_time(first.expiration),
+                "got the profile's own credentials"
+            );
+            Ok(Broker::start_in(
+                span,
+                profile,
+                first,
+                min_remaining,
+                Arc::new(WallClock),
+            ))
+        }
+    }
 }
 
 /// Connects to STS for `assume` and assumes its role once, so that a refusal is reported before

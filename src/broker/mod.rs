@@ -159,6 +159,12 @@ impl Reassume for Role {
     }
 }
 
+impl Reassume for crate::role::profile::ProfileCredentials {
+    fn reassume(&mut self) -> impl Future<Output = Result<RoleCredential, AssumeError>> + Send {
+        self.fetch()
+    }
+}
+
 /// The read side, handed to the endpoint.
 #[derive(Clone)]
 pub struct CredentialReader {

@@ -182,6 +182,8 @@ struct Process<'a> {
     version: u8,
     access_key_id: &'a str,
     secret_access_key: &'a str,
+    /// Left out when there is none (a profile's own long-lived-key session has none).
+    #[serde(skip_serializing_if = "str::is_empty")]
     session_token: &'a str,
     expiration: &'a str,
 }

@@ -176,6 +176,8 @@ struct Document<'a> {
     secret_access_key: &'a str,
     token: &'a str,
     expiration: String,
+    /// Unknown for a profile's own credentials (SSO may not say): left out, not sent empty.
+    #[serde(skip_serializing_if = "str::is_empty")]
     account_id: &'a str,
 }
 

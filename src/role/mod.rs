@@ -5,6 +5,8 @@
 // The role credential as STS issued it, and its time formats.
 pub mod credential;
 mod error;
+// A profile's own credentials (SSO, credential_process), served as they are.
+pub mod profile;
 mod source;
 mod token;
 mod trust;

@@ -61,6 +61,27 @@ async fn load_config(
     settings: &AssumePlan,
     roots: &super::trust::Roots,
 ) -> Result<SdkConfig, SetupError> {
+    let default_chain = matches!(settings.source, Source::DefaultChain);
+    let profile = settings.profile.as_deref();
+    load_config_from(
+        &settings.aws_files,
+        settings.region.as_deref(),
+        profile,
+        default_chain,
+        roots,
+    )
+    .await
+}
+
+/// [`load_config`] from its parts: the files as read, the region and profile named, and
+/// whether aws-config's own chain gives the credentials.
+async fn load_config_from(
+    files: &crate::settings::AwsFiles,
+    region: Option<&str>,
+    profile: Option<&str>,
+    default_chain: bool,
+    roots: &super::trust::Roots,
+) -> Result<SdkConfig, SetupError> {
     let http_client = http_client(roots)?;
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(3))
@@ -70,17 +91,40 @@ async fn load_config(
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http_client)
         .timeout_config(timeouts)
-        .profile_files(settings.aws_files.for_sdk());
-    if !matches!(settings.source, Source::DefaultChain) {
+        .profile_files(files.for_sdk());
+    if !default_chain {
         loader = loader.no_credentials();
     }
-    if let Some(r) = &settings.region {
-        loader = loader.region(Region::new(r.clone()));
+    if let Some(r) = region {
+        loader = loader.region(Region::new(r.to_string()));
     }
-    if let Some(p) = &settings.profile {
+    if let Some(p) = profile {
         loader = loader.profile_name(p);
     }
     Ok(loader.load().await)
+}
+
+/// The credentials of a profile served as it is (SSO, `credential_process`), through the same
+/// HTTP client, timeouts and files as STS.
+pub async fn profile_provider(
+    source: &crate::settings::roles::ProfileSource,
+    roots: &super::trust::Roots,
+) -> Result<SharedCredentialsProvider, SetupError> {
+    let name = source.profile.as_str();
+    let base = load_config_from(
+        &source.aws_files,
+        source.region.as_deref(),
+        Some(name),
+        false,
+        roots,
+    )
+    .await?;
+    let provider = ProfileFileCredentialsProvider::builder()
+        .configure(&provider_config(&base))
+        .profile_files(source.aws_files.for_sdk())
+        .profile_name(name)
+        .build();
+    Ok(SharedCredentialsProvider::new(provider))
 }
 
 /// rustls on ring, through `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` as the AWS CLI goes, trusting

@@ -31,6 +31,10 @@ const KEYS: &[&str] = &[
     "ca_bundle",
     "ec2_metadata_service_endpoint",
     "ec2_metadata_service_endpoint_mode",
+    // Whether a profile's own credentials renew (a named role served as it is).
+    "sso_session",
+    "sso_start_url",
+    "credential_process",
 ];
 
 /// The contents of the config and credentials files, as read at start.

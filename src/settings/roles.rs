@@ -19,12 +19,35 @@ use super::{assume_plan, usage, AskCode, AssumePlan, Cli, Env, Profiles, UsageEr
 #[derive(Debug, Clone)]
 pub struct NamedRolePlan {
     pub name: String,
-    pub assume: AssumePlan,
+    pub source: NamedSource,
     /// The command (and later processes) may select it as a profile (`--role`).
     pub for_clients: bool,
     /// The containers of this name get it (`--container-role`).
     pub for_containers: bool,
 }
+
+/// Where a named role's credentials come from.
+#[derive(Debug, Clone)]
+pub enum NamedSource {
+    /// AssumeRole (or a chain, or web identity), refreshed as the default role is.
+    Assume(AssumePlan),
+    /// An SSO or `credential_process` profile's own credentials, fetched again at every refresh.
+    Profile(ProfileSource),
+}
+
+/// A profile whose own credentials are served (no `role_arn`): what aws-config needs to read
+/// them, from the files as read at start.
+#[derive(Debug, Clone)]
+pub struct ProfileSource {
+    pub profile: String,
+    pub region: Option<String>,
+    pub ca_bundle: Option<super::CaBundle>,
+    pub aws_files: super::AwsFiles,
+}
+
+/// Stands for the role while an as-is profile is resolved as the source of `--role-arn` would
+/// be; only the source, region, CA bundle and files are kept from that resolution.
+const AS_IS_PLACEHOLDER: &str = "arn:aws:iam::000000000000:role/credwrap-profile-as-is";
 
 /// Every named role, checked: names valid and given once, profiles present with a role in
 /// them, ARNs valid. Nothing here calls the network.
@@ -37,12 +60,21 @@ pub fn plan(
     gather(cli)?
         .into_iter()
         .map(|(role, for_clients, for_containers)| {
-            let derived = derived_cli(cli, &role, profiles)?;
-            let assume = assume_plan(&derived, env, profiles, ask_code)
+            let (derived, as_is) = derived_cli(cli, &role, profiles)?;
+            let plan = assume_plan(&derived, env, profiles, ask_code)
                 .map_err(|e| usage(format!("--role {}: {}", role.name, message_of(&e))))?;
+            let source = match as_is {
+                false => NamedSource::Assume(plan),
+                true => NamedSource::Profile(ProfileSource {
+                    profile: role.name.clone(),
+                    region: plan.region,
+                    ca_bundle: plan.ca_bundle,
+                    aws_files: plan.aws_files,
+                }),
+            };
             Ok(NamedRolePlan {
                 name: role.name,
-                assume,
+                source,
                 for_clients,
                 for_containers,
             })
@@ -93,8 +125,13 @@ fn once_each(roles: &[NamedRole], message: &str) -> Result<(), UsageError> {
     }
 }
 
-/// The command line the default role would have been resolved from, for this role.
-fn derived_cli(cli: &Cli, role: &NamedRole, profiles: &Profiles) -> Result<Cli, UsageError> {
+/// The command line the default role would have been resolved from, for this role, and whether
+/// it is a profile whose own credentials are served (SSO, `credential_process`).
+fn derived_cli(
+    cli: &Cli,
+    role: &NamedRole,
+    profiles: &Profiles,
+) -> Result<(Cli, bool), UsageError> {
     let mut derived = cli.clone();
     derived.via.clear();
     derived.roles.clear();
@@ -110,24 +147,43 @@ fn derived_cli(cli: &Cli, role: &NamedRole, profiles: &Profiles) -> Result<Cli, 
                      file; give --role {name}=ARN, or add [profile {name}] with role_arn"
                 ))
             })?;
-            if profile.get("role_arn").is_none() {
+            // Without role_arn, the profile's own credentials are served, if they can renew:
+            // long-term keys are no role, and never go to the command.
+            let as_is = profile.get("role_arn").is_none();
+            if as_is && !renews_by_itself(profiles, name) {
                 return Err(usage(format!(
-                    "--role {name}: the profile {name} has no role_arn, so it names no role to \
-                     assume; give --role {name}=ARN (an SSO or credential_process profile is \
-                     served to the command as it is not: see docs/roles.md)"
+                    "--role {name}: the profile {name} has no role_arn, and its own credentials \
+                     are not SSO or credential_process ones that renew; give --role {name}=ARN, \
+                     or add role_arn to the profile"
                 )));
             }
             // The profile names its own source: whatever names another one for the default
             // role does not apply to it.
             derived.profile = Some(name.clone());
             derived.role_arn = None;
+            if as_is {
+                // Resolved as the source of a role, which it is not: only the source is kept.
+                derived.role_arn = AS_IS_PLACEHOLDER.parse().ok();
+                derived.mfa_serial = None;
+                derived.mfa_code = None;
+                return Ok((derived, true));
+            }
             derived.web_identity_token_file = None;
             derived.web_identity_token_env = None;
             derived.web_identity_token_command = None;
             derived.web_identity_github = false;
         }
     }
-    Ok(derived)
+    Ok((derived, false))
+}
+
+/// Whether profile `name` yields credentials that renew: SSO, or a `credential_process`.
+fn renews_by_itself(profiles: &Profiles, name: &str) -> bool {
+    profiles.get(name).is_some_and(|p| {
+        ["sso_session", "sso_start_url", "credential_process"]
+            .iter()
+            .any(|k| p.get(k).is_some())
+    })
 }
 
 /// The roles a `--roles-file` lists, read once: one `NAME[=ARN]` a line, `#` comments.

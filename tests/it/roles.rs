@@ -330,7 +330,7 @@ fn bad_roles_fail_before_anything_runs_and_say_which() {
     let sb = Sandbox::new();
     sb.write(
         ".aws/config",
-        "[profile sso]\nsso_session = corp\nsso_account_id = 123456789012\nsso_role_name = x\n",
+        "[profile keys]\naws_access_key_id = AKIAFAKEKEYS00001\naws_secret_access_key = s\n",
     );
     let roles_file = sb.write(
         "roles",
@@ -359,7 +359,10 @@ fn bad_roles_fail_before_anything_runs_and_say_which() {
             "given twice",
         ),
         (vec!["--role", "missing"], "there is no profile missing"),
-        (vec!["--role", "sso"], "has no role_arn"),
+        (
+            vec!["--role", "keys"],
+            "are not SSO or credential_process ones that renew",
+        ),
         (vec!["--roles-file", roles_file.to_str().unwrap()], "line 4"),
     ] {
         let out = run(sb.credwrap().args(&args).args(["--", "true"]));
@@ -503,5 +506,88 @@ fn the_read_here_write_there_recipe_reads_and_writes_as_two_roles() {
             .contains("writing as arn:aws:sts::210987654321:assumed-role/archive-writer/"),
         "{}",
         out.stdout
+    );
+}
+
+/// `--role vault` for a profile with no role_arn whose `credential_process` renews (as
+/// aws-vault's or a secrets manager's does): its own credentials are served under its name,
+/// the process is run once per refresh for the whole tree, not per client, and the child's
+/// config holds none of it.
+#[test]
+fn a_credential_process_profile_is_served_as_it_is_and_refreshed() {
+    let sb = Sandbox::new();
+    let (lifetime, seconds) = (8u64, 32u64);
+    sb.sts.set_lifetime(Duration::from_secs(lifetime));
+    let helper = sb.write(
+        "vault.py",
+        &format!(
+            "#!{}\nimport boto3, json, os\n\
+             open(os.environ['VAULT_COUNT'], 'a').write('run\\n')\n\
+             c = boto3.client('sts', region_name='us-east-1').assume_role(RoleArn='{PROD}', RoleSessionName='vault')['Credentials']\n\
+             print(json.dumps({{'Version': 1, 'AccessKeyId': c['AccessKeyId'], \
+             'SecretAccessKey': c['SecretAccessKey'], 'SessionToken': c['SessionToken'], \
+             'Expiration': c['Expiration'].strftime('%Y-%m-%dT%H:%M:%SZ')}}))\n",
+            python().display()
+        ),
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    sb.write(
+        ".aws/config",
+        &format!(
+            "[profile vault]\ncredential_process = {}\n",
+            helper.display()
+        ),
+    );
+    let count = sb.path("count");
+    let soak = format!("{} {}", python().display(), script("soak.py").display());
+    let out = run(sb
+        .credwrap()
+        .arg("-v")
+        .args(["--role", "vault"])
+        .env("VAULT_COUNT", &count)
+        .env("SOAK_LIFETIME", lifetime.to_string())
+        .env("SOAK_SECONDS", seconds.to_string())
+        .args(["--", "sh", "-c"])
+        .arg(format!(
+            "grep -c vault.py \"$AWS_CONFIG_FILE\"; \
+             AWS_PROFILE=vault {soak} & a=$!; AWS_PROFILE=vault {soak} & b=$!; \
+             wait $a && wait $b"
+        )));
+    ok(&out);
+    assert!(
+        out.stdout.starts_with("0\n"),
+        "the helper reached the child's config: {}",
+        out.stdout
+    );
+    assert_eq!(out.stdout.matches("errors=0").count(), 2, "{}", out.stdout);
+    let runs = std::fs::read_to_string(&count).unwrap().lines().count();
+    let refreshes = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("role{name=vault}") && l.contains("refreshed role credentials"))
+        .count();
+    assert_eq!(
+        runs,
+        1 + refreshes,
+        "{runs} runs of the helper, {refreshes} refreshes"
+    );
+    assert!(
+        refreshes as u64 >= seconds / lifetime - 1,
+        "{refreshes} refreshes"
+    );
+    let keys = sb.sts.keys_used_for("GetCallerIdentity");
+    let vault_keys = keys
+        .iter()
+        .filter(|k| {
+            sb.sts
+                .issued_as(k)
+                .unwrap_or_default()
+                .contains(":assumed-role/prod/vault")
+        })
+        .count();
+    assert!(
+        vault_keys >= 3,
+        "the children used {vault_keys} of the helper's credentials"
     );
 }
