@@ -144,7 +144,7 @@ async fn start_named(plan: &NamedRolePlan, mfa_sessions: &MfaSessions) -> Result
     let min_remaining = ecs_min_remaining();
     match &plan.source {
         NamedSource::Assume(assume) => {
-            let (role, first, _) = first_assume(assume.clone(), mfa_sessions).await?;
+            let (role, first, _) = first_assume((**assume).clone(), mfa_sessions).await?;
             Ok(Broker::start_in(
                 span,
                 role,

@@ -30,7 +30,7 @@ pub struct NamedRolePlan {
 #[derive(Debug, Clone)]
 pub enum NamedSource {
     /// AssumeRole (or a chain, or web identity), refreshed as the default role is.
-    Assume(AssumePlan),
+    Assume(Box<AssumePlan>),
     /// An SSO or `credential_process` profile's own credentials, fetched again at every refresh.
     Profile(ProfileSource),
 }
@@ -64,7 +64,7 @@ pub fn plan(
             let plan = assume_plan(&derived, env, profiles, ask_code)
                 .map_err(|e| usage(format!("--role {}: {}", role.name, message_of(&e))))?;
             let source = match as_is {
-                false => NamedSource::Assume(plan),
+                false => NamedSource::Assume(Box::new(plan)),
                 true => NamedSource::Profile(ProfileSource {
                     profile: role.name.clone(),
                     region: plan.region,
