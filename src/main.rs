@@ -72,13 +72,8 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
     let plan = settings::from_command_line(&cli)?;
     drop(cli);
     let gateways = gateways(&plan)?;
-    let Plan {
-        assume,
-        endpoint,
-        roles,
-        mode,
-    } = plan;
-    let supervision = match &mode {
+    let mode = &plan.mode;
+    let supervision = match mode {
         Mode::Run(child) => {
             child::find(&child.command)?;
             child::Supervision::of_child(child, limits, !gateways.is_empty())
@@ -86,7 +81,7 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
         Mode::Serve(_) => child::Supervision::of_server(limits, !gateways.is_empty()),
     };
     // Before any thread exists: the fork of --detach is safe only then.
-    let readiness = match &mode {
+    let readiness = match mode {
         Mode::Serve(serve) if serve.detach => Some(serve::detach::detach()?),
         _ => None,
     };
@@ -111,11 +106,14 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
     let stop = runtime
         .block_on(async { supervisor.stop_signals() })
         .map_err(no_signals)?;
-    let private_parent = match &mode {
-        Mode::Serve(serve) => serve.private_parent.clone(),
-        Mode::Run(_) => None,
-    };
-    let prepare = startup::prepare(assume, roles, endpoint.loopback, gateways, private_parent);
+    let prepare = startup::prepare(
+        plan.assume,
+        plan.roles,
+        plan.aws_files.config,
+        plan.endpoint.loopback,
+        gateways,
+        mode.private_parent(),
+    );
     let mut started = match runtime.block_on(startup::unless_stopped(prepare, stop)) {
         Ok(started) => started,
         Err(stopped) => {
@@ -124,7 +122,7 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
             return stopped.into_result();
         }
     };
-    let outcome = match &mode {
+    let outcome = match mode {
         Mode::Serve(serve) => serve::run(serve, &started, readiness, &runtime, supervisor),
         Mode::Run(child) => supervisor
             .spawn(&child.command, std::mem::take(&mut started.client_env))

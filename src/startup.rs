@@ -7,7 +7,7 @@
 use std::ffi::OsString;
 use std::sync::Arc;
 
-use crate::broker::{Broker, WallClock};
+use crate::broker::{Broker, CredentialReader, WallClock};
 use crate::client::{aws_files, env};
 use crate::endpoint::{Endpoint, EndpointSpec, Gateway};
 use crate::exit::Failure;
@@ -18,13 +18,15 @@ use crate::role::{MfaSessions, Role};
 use crate::settings::roles::{NamedRolePlan, NamedSource};
 use crate::settings::{AssumePlan, LoopbackProtocol};
 use crate::sys::private_dir::PrivateDir;
+use crate::sys::secret::Secret;
 
 /// What the command runs with; dropping it removes the files (the runtime going away ends the
 /// rest), [`Started::stop`] does it all in order.
 pub struct Started {
     pub dir: PrivateDir,
     pub endpoint: Endpoint,
-    pub broker: Broker,
+    /// The default role's broker; none in a job of named roles only.
+    pub broker: Option<Broker>,
     /// The named roles' brokers, one per role.
     pub named_brokers: Vec<Broker>,
     /// The environment of the endpoint's clients: the command's, or with `--serve` what the
@@ -80,10 +82,11 @@ pub async fn unless_stopped(
 
 /// Everything before the command: the private directory, the first AssumeRole of every role,
 /// their brokers, the endpoint (`loopback` is the protocol of its loopback listener), and the
-/// environment of the processes it serves.
+/// environment of the processes it serves. `assume` is the default role, if there is one.
 pub async fn prepare(
-    assume: AssumePlan,
+    assume: Option<AssumePlan>,
     roles: Vec<NamedRolePlan>,
+    config: Secret,
     loopback: LoopbackProtocol,
     gateways: Vec<Gateway>,
     private_parent: Option<std::path::PathBuf>,
@@ -91,66 +94,106 @@ pub async fn prepare(
     let temp_failed =
         |e: anyhow::Error| Failure::setup(format!("{e:#}"), "check that TMPDIR is writable");
     let dir = PrivateDir::create(private_parent.as_deref()).map_err(temp_failed)?;
-    let role_arn = assume.target.role_arn.to_string();
-    let config = assume.aws_files.config.clone();
     let mfa_sessions = MfaSessions::default();
-    let (role, first, region) = first_assume(assume, &mfa_sessions).await?;
-    let mut named_brokers = Vec::new();
-    let (mut named, mut container_roles) = (Vec::new(), Vec::new());
-    for plan in roles {
-        let broker = start_named(&plan, &mfa_sessions)
-            .await
-            .map_err(|f| f.about(&format!("role {}", plan.name)))?;
-        if plan.for_clients {
-            named.push((plan.name.clone(), broker.reader()));
-        }
-        if plan.for_containers {
-            container_roles.push((plan.name, broker.reader()));
-        }
-        named_brokers.push(broker);
-    }
+    let default = match assume {
+        Some(assume) => Some(first_assume(assume, &mfa_sessions).await?),
+        None => None,
+    };
+    let named = start_all_named(roles, &mfa_sessions).await?;
+    let default_arn = default
+        .as_ref()
+        .map(|(role, _, _)| role.target_arn().to_string());
+    let region = match &default {
+        Some((_, _, region)) => region.clone(),
+        None => named.region.clone(),
+    };
     let spec = EndpointSpec {
         loopback,
         gateways,
-        role: role.target_arn().clone(),
+        role: default
+            .as_ref()
+            .map(|(role, _, _)| role.target_arn().clone()),
         region: region.clone(),
-        named,
-        container_roles,
+        named: named.for_clients,
+        container_roles: named.for_containers,
     };
-    let broker = Broker::start(role, first, spec.min_remaining(), Arc::new(WallClock));
-    let endpoint = Endpoint::start(broker.reader(), spec, &dir).await?;
+    let min_remaining = spec.min_remaining();
+    let broker = default
+        .map(|(role, first, _)| Broker::start(role, first, min_remaining, Arc::new(WallClock)));
+    let endpoint = Endpoint::start(broker.as_ref().map(Broker::reader), spec, &dir).await?;
     let profiles = aws_files::credential_processes(endpoint.named_uris());
     let files =
         aws_files::write_stand_ins(&dir, config.expose(), &profiles).map_err(temp_failed)?;
+    let marker = default_arn.unwrap_or_else(|| "none (named roles only)".to_string());
     let additions = env::Additions {
         endpoint: &endpoint.client_env(),
         files: &files,
         region: region.as_deref(),
-        role_arn: &role_arn,
+        role_arn: &marker,
     };
     let client_env = env::build(std::env::vars_os(), &additions);
     Ok(Started {
         dir,
         endpoint,
         broker,
-        named_brokers,
+        named_brokers: named.brokers,
         client_env,
     })
 }
 
-/// A named role's first credential and its broker, whose log lines say the role's name.
-async fn start_named(plan: &NamedRolePlan, mfa_sessions: &MfaSessions) -> Result<Broker, Failure> {
+/// The named roles, started: their brokers, their readers for the command and for containers,
+/// and the first region one of them found.
+struct NamedStarted {
+    brokers: Vec<Broker>,
+    for_clients: Vec<(String, CredentialReader)>,
+    for_containers: Vec<(String, CredentialReader)>,
+    region: Option<String>,
+}
+
+/// Every named role's first credential and broker; one that cannot be had fails the run, named.
+async fn start_all_named(
+    roles: Vec<NamedRolePlan>,
+    mfa_sessions: &MfaSessions,
+) -> Result<NamedStarted, Failure> {
+    let mut started = NamedStarted {
+        brokers: Vec::new(),
+        for_clients: Vec::new(),
+        for_containers: Vec::new(),
+        region: None,
+    };
+    for plan in roles {
+        let (broker, region) = start_named(&plan, mfa_sessions)
+            .await
+            .map_err(|f| f.about(&format!("role {}", plan.name)))?;
+        started.region = started.region.or(region);
+        if plan.for_clients {
+            started
+                .for_clients
+                .push((plan.name.clone(), broker.reader()));
+        }
+        if plan.for_containers {
+            started.for_containers.push((plan.name, broker.reader()));
+        }
+        started.brokers.push(broker);
+    }
+    Ok(started)
+}
+
+/// A named role's first credential and its broker, whose log lines say the role's name; with
+/// the region its source found.
+async fn start_named(
+    plan: &NamedRolePlan,
+    mfa_sessions: &MfaSessions,
+) -> Result<(Broker, Option<String>), Failure> {
     let span = tracing::info_span!("role", name = %plan.name);
     let min_remaining = ecs_min_remaining();
     match &plan.source {
         NamedSource::Assume(assume) => {
-            let (role, first, _) = first_assume((**assume).clone(), mfa_sessions).await?;
-            Ok(Broker::start_in(
-                span,
-                role,
-                first,
-                min_remaining,
-                Arc::new(WallClock),
+            let (role, first, region) = first_assume((**assume).clone(), mfa_sessions).await?;
+            let clock = Arc::new(WallClock);
+            Ok((
+                Broker::start_in(span, role, first, min_remaining, clock),
+                region,
             ))
         }
         NamedSource::Profile(source) => {
@@ -161,12 +204,10 @@ async fn start_named(plan: &NamedRolePlan, mfa_sessions: &MfaSessions) -> Result
                 expires = %credential::fmt_time(first.expiration),
                 "got the profile's own credentials"
             );
-            Ok(Broker::start_in(
-                span,
-                profile,
-                first,
-                min_remaining,
-                Arc::new(WallClock),
+            let clock = Arc::new(WallClock);
+            Ok((
+                Broker::start_in(span, profile, first, min_remaining, clock),
+                None,
             ))
         }
     }

@@ -115,8 +115,9 @@ pub struct EndpointSpec {
     pub loopback: LoopbackProtocol,
     /// Gateway addresses containers reach, checked.
     pub gateways: Vec<Gateway>,
-    /// The role IMDS lists under `security-credentials/`.
-    pub role: RoleArn,
+    /// The default role, which IMDS lists under `security-credentials/`; none in a job of
+    /// named roles only.
+    pub role: Option<RoleArn>,
     /// For IMDS's placement and the containers' env file.
     pub region: Option<String>,
     /// Extra roles the loopback listener serves under their names, each from its own broker.
@@ -158,7 +159,8 @@ impl Service {
 
 /// What one listener's connections share.
 struct Shared {
-    reader: CredentialReader,
+    /// The default role's credential; none in a job of named roles only.
+    reader: Option<CredentialReader>,
     service: Service,
     /// The names a request's Host may give, with our port or none.
     names: Vec<String>,
@@ -189,7 +191,7 @@ impl Endpoint {
     /// Binds the listeners and starts serving on the current tokio runtime. Files (the token
     /// file, the containers' env file) go into `dir`.
     pub async fn start(
-        reader: CredentialReader,
+        reader: Option<CredentialReader>,
         spec: EndpointSpec,
         dir: &PrivateDir,
     ) -> Result<Endpoint, StartError> {
@@ -206,21 +208,27 @@ impl Endpoint {
                 Service::Ecs(ecs::EcsService::new(dir, delivery == TokenDelivery::File)?)
             }
             LoopbackProtocol::Imds => {
+                let Some(role) = spec.role.clone() else {
+                    return Err(StartError::listen(
+                        "IMDS serves the default role; there is none",
+                    ));
+                };
                 tracing::warn!(
                     "IMDS mode: any local process that can reach 127.0.0.1 can read the \
                      role's credentials from the endpoint; the default container mode \
                      requires a token"
                 );
-                Service::Imds(imds::ImdsService::new(
-                    spec.role.clone(),
-                    spec.region.clone(),
-                ))
+                Service::Imds(imds::ImdsService::new(role, spec.region.clone()))
             }
         };
+        // With no default role, nothing points an SDK at the loopback listener: the named
+        // roles' secret is then their own.
         let named = match &service {
             _ if spec.named.is_empty() => None,
-            Service::Ecs(ecs) => Some(named::NamedRoles::new(spec.named, ecs.token())?),
-            Service::Imds(_) => Some(named::NamedRoles::new(spec.named, None)?),
+            Service::Ecs(ecs) if reader.is_some() => {
+                Some(named::NamedRoles::new(spec.named, ecs.token())?)
+            }
+            _ => Some(named::NamedRoles::new(spec.named, None)?),
         };
         endpoint.client_env = endpoint.start_loopback(&reader, service, named).await?;
         let mut env_files = None;
@@ -231,9 +239,11 @@ impl Endpoint {
         }
         if let Some((default, roles)) = env_files {
             let region = spec.region.as_deref();
-            let path = write_env_file(dir, "container.env", default, region)?;
-            let path = Secret::new(path.to_string_lossy());
-            endpoint.client_env.push((ENV_CONTAINER_ENV_FILE, path));
+            if reader.is_some() {
+                let path = write_env_file(dir, "container.env", default, region)?;
+                let path = Secret::new(path.to_string_lossy());
+                endpoint.client_env.push((ENV_CONTAINER_ENV_FILE, path));
+            }
             if !roles.is_empty() {
                 let sub = dir
                     .subdir("containers")
@@ -251,7 +261,7 @@ impl Endpoint {
     /// The command's listener on 127.0.0.1; returns the variables that point its SDK there.
     async fn start_loopback(
         &mut self,
-        reader: &CredentialReader,
+        reader: &Option<CredentialReader>,
         service: Service,
         named: Option<named::NamedRoles>,
     ) -> Result<Vec<(&'static str, Secret)>, StartError> {
@@ -260,9 +270,10 @@ impl Endpoint {
         let addr = listener.local_addr().map_err(StartError::listen)?;
         // URIs use the literal 127.0.0.1, the one host every SDK version accepts over plain
         // HTTP (`localhost` may resolve to ::1).
-        let mut env = match &service {
-            Service::Ecs(c) => c.client_env(addr),
-            Service::Imds(i) => i.client_env(addr),
+        let mut env = match (&service, reader) {
+            (_, None) => vec![("AWS_EC2_METADATA_DISABLED", Secret::new("true"))],
+            (Service::Ecs(c), Some(_)) => c.client_env(addr),
+            (Service::Imds(i), Some(_)) => i.client_env(addr),
         };
         if let Some(named) = &named {
             env.extend(named.client_env());
@@ -278,7 +289,7 @@ impl Endpoint {
     /// its lines of the default env file, and each container role's.
     async fn start_gateway(
         &mut self,
-        reader: &CredentialReader,
+        reader: &Option<CredentialReader>,
         gateway: &Gateway,
         roles: Vec<(String, CredentialReader)>,
     ) -> Result<(Vec<String>, Vec<(String, Vec<String>)>), StartError> {
@@ -313,7 +324,7 @@ impl Endpoint {
     fn spawn_listener(
         &mut self,
         listener: TcpListener,
-        reader: &CredentialReader,
+        reader: &Option<CredentialReader>,
         service: Service,
         names: Vec<String>,
         peers: Option<Gateway>,
@@ -441,17 +452,24 @@ fn answer(shared: &Shared, req: &Request<Incoming>) -> Reply {
             "the Host header must name this endpoint (127.0.0.1 or localhost)",
         );
     }
-    let current = Current {
-        reader: &shared.reader,
-        revoked: shared.revoked.load(Ordering::SeqCst),
-        min_remaining: shared.service.min_remaining(),
-        rendered: &shared.rendered,
-    };
-    let named = shared.named.as_ref().and_then(|n| n.respond(&current, req));
-    let resp = match (named, &shared.service) {
+    let revoked = shared.revoked.load(Ordering::SeqCst);
+    let named = shared.named.as_ref().and_then(|n| n.respond(revoked, req));
+    let resp = match (named, &shared.reader) {
         (Some(resp), _) => resp,
-        (None, Service::Ecs(c)) => c.respond(&current, req),
-        (None, Service::Imds(i)) => i.respond(&current, req),
+        // No default role: what is no named role's door is nothing at all.
+        (None, None) => http::error_reply(StatusCode::NOT_FOUND, "NotFound", "no such resource"),
+        (None, Some(reader)) => {
+            let current = Current {
+                reader,
+                revoked,
+                min_remaining: shared.service.min_remaining(),
+                rendered: &shared.rendered,
+            };
+            match &shared.service {
+                Service::Ecs(c) => c.respond(&current, req),
+                Service::Imds(i) => i.respond(&current, req),
+            }
+        }
     };
     tracing::trace!(method = %req.method(), status = resp.status().as_u16(), "endpoint request");
     resp
@@ -542,10 +560,10 @@ mod tests {
             named: Vec::new(),
             container_roles: Vec::new(),
             gateways: Vec::new(),
-            role: "arn:aws:iam::123456789012:role/r".parse().unwrap(),
+            role: "arn:aws:iam::123456789012:role/r".parse().ok(),
             region: None,
         };
-        let endpoint = Endpoint::start(broker.reader(), listeners, &dir)
+        let endpoint = Endpoint::start(Some(broker.reader()), listeners, &dir)
             .await
             .unwrap();
         let env = endpoint.client_env();

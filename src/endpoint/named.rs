@@ -114,7 +114,7 @@ impl NamedRoles {
     }
 
     /// The answer when the request's path is a named role's, or `None` when it is no door.
-    pub fn respond(&self, current: &Current<'_>, req: &Request<Incoming>) -> Option<Reply> {
+    pub fn respond(&self, revoked: bool, req: &Request<Incoming>) -> Option<Reply> {
         let path = req.uri().path().as_bytes();
         // Every door is compared, in constant time: which one matched does not show.
         let mut found = None;
@@ -139,7 +139,7 @@ impl NamedRoles {
         tracing::trace!(role = %door.name, "named role request");
         let current = Current {
             reader: &door.reader,
-            revoked: current.revoked,
+            revoked,
             // credential_process clients get the container protocol's floor, whatever the
             // listener speaks: botocore refreshes both kinds in the same 15/10-minute windows.
             min_remaining: super::ecs::MIN_REMAINING,

@@ -131,8 +131,11 @@ impl std::fmt::Debug for Mfa {
 /// The run, resolved: what [`resolve`] returns, after which nothing reads the command line.
 #[derive(Debug)]
 pub struct Plan {
-    /// What to assume, from what.
-    pub assume: AssumePlan,
+    /// The default role (what a process that selects no profile gets): what to assume, from
+    /// what. None in a job of named roles only.
+    pub assume: Option<AssumePlan>,
+    /// The AWS files as read at start, for the clients' stand-ins.
+    pub aws_files: AwsFiles,
     /// What to serve, and to whom.
     pub endpoint: EndpointPlan,
     /// Extra roles, each served under its own profile name.
@@ -148,6 +151,17 @@ pub enum Mode {
     Run(ChildPlan),
     /// `--serve`: run nothing; hand the later processes what they need.
     Serve(ServePlan),
+}
+
+impl Mode {
+    /// Where the private directory goes: `$RUNNER_TEMP` for `--serve --export github`, which
+    /// the runner wipes; elsewhere the system's temporary directory.
+    pub fn private_parent(&self) -> Option<PathBuf> {
+        match self {
+            Mode::Serve(serve) => serve.private_parent.clone(),
+            Mode::Run(_) => None,
+        }
+    }
 }
 
 /// Whole-job mode: no command; the endpoint serves processes started later.
@@ -302,12 +316,40 @@ pub fn resolve(
         codes.insert(serial.to_string(), code.clone());
         Ok(code)
     };
+    let roles = roles::plan(cli, env, profiles, &mut ask_once)?;
+    let assume = match assume_plan(cli, env, profiles, &mut ask_once) {
+        Ok(plan) => Some(plan),
+        // Named roles alone are a job too: a process that selects no profile gets nothing.
+        Err(e) if !roles.is_empty() && e.to_string().contains(precedence::NO_ROLE) => {
+            named_roles_only(cli, &endpoint)?;
+            None
+        }
+        Err(e) => return Err(e),
+    };
     Ok(Plan {
-        assume: assume_plan(cli, env, profiles, &mut ask_once)?,
-        roles: roles::plan(cli, env, profiles, &mut ask_once)?,
+        assume,
+        aws_files: profiles.files().clone(),
+        roles,
         endpoint,
         mode,
     })
+}
+
+/// What a job of named roles only cannot have: the default role's own options.
+fn named_roles_only(cli: &Cli, endpoint: &EndpointPlan) -> Result<(), UsageError> {
+    if endpoint.loopback == LoopbackProtocol::Imds {
+        return Err(usage(
+            "--endpoint imds serves the default role, and there is none: give --role-arn (or \
+             --profile), or leave --endpoint at ecs for named roles only",
+        ));
+    }
+    if !cli.via.is_empty() {
+        return Err(usage(
+            "--via chains to the default role, and there is none: give --role-arn, or chain \
+             in the named role's profile",
+        ));
+    }
+    Ok(())
 }
 
 /// What to assume and from what: the AWS CLI's precedence, then every session setting.

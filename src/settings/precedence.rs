@@ -120,6 +120,9 @@ fn plain<'p>(arn: RoleArn) -> RoleToAssume<'p> {
     }
 }
 
+/// How a missing default role is said, so that a job of named roles only can tell it apart.
+pub const NO_ROLE: &str = "no role to assume";
+
 fn target(cli: &Cli) -> Result<RoleArn, UsageError> {
     cli.role_arn.clone().ok_or_else(|| {
         usage(

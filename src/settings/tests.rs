@@ -48,8 +48,8 @@ impl Case<'_> {
         let profiles = Profiles::from_pairs(&pairs);
         let mut ask = |_: &str| Ok("123456".to_string());
         resolve(&cli, &env, &profiles, &mut ask)
-            .map(|plan| plan.assume)
             .map_err(|e| e.to_string())
+            .and_then(|plan| plan.assume.ok_or_else(|| "no default role".to_string()))
     }
 }
 
@@ -422,7 +422,7 @@ fn the_mfa_prompt_is_asked_once_and_its_answer_checked() {
     };
     let s = resolve(&cli, &env, &profiles, &mut ask).unwrap();
     assert_eq!(asked, ["arn:aws:iam::111111111111:mfa/me"]);
-    assert_eq!(s.assume.mfa.unwrap().code.expose(), "246810");
+    assert_eq!(s.assume.unwrap().mfa.unwrap().code.expose(), "246810");
     let mut bad = |_: &str| Ok("12345".to_string());
     let err = resolve(&cli, &env, &profiles, &mut bad)
         .unwrap_err()
