@@ -114,14 +114,18 @@ def proc_stat(pid):
 
 
 def credwrap_endpoint(env, home):
-    """Starts credwrap with a child that parks; returns (process, url, token)."""
+    """Starts credwrap with a named role and a child that parks; returns (process, url, token,
+    the named role's credential_process line)."""
     info = os.path.join(home, "endpoint")
-    child = ("printf '%s %s\\n' \"$AWS_CONTAINER_CREDENTIALS_FULL_URI\" "
-             f"\"$AWS_CONTAINER_AUTHORIZATION_TOKEN\" > {info}; exec sleep 100000")
-    proc = subprocess.Popen([CREDWRAP, "--role-arn", ROLE, "--", "sh", "-c", child], env=env)
+    child = ("line=$(grep credential_process \"$AWS_CONFIG_FILE\"); "
+             "printf '%s %s %s\\n' \"$AWS_CONTAINER_CREDENTIALS_FULL_URI\" "
+             f"\"$AWS_CONTAINER_AUTHORIZATION_TOKEN\" \"${{line#credential_process = }}\" > {info}.tmp; "
+             f"mv {info}.tmp {info}; exec sleep 100000")
+    proc = subprocess.Popen([CREDWRAP, "--role-arn", ROLE, "--role", f"named={ROLE}", "--",
+                             "sh", "-c", child], env=env)
     line = wait_for(lambda: os.path.exists(info) and open(info).read().strip(), "credwrap start")
-    url, token = line.split()
-    return proc, url, token
+    url, token, process = line.split(" ", 2)
+    return proc, url, token, process
 
 
 def main():
@@ -156,7 +160,7 @@ def main():
                 st <= dyn * 1.1)
 
         # 2. Endpoint throughput and latency: credwrap, aws-export-credentials, bare hyper.
-        cw, url, token = credwrap_endpoint(env, home)
+        cw, url, token, process = credwrap_endpoint(env, home)
         procs.append(cw)
         body = subprocess.run(["curl", "-sf", "-H", f"Authorization: {token}", url],
                               capture_output=True, text=True, check=True).stdout
@@ -198,6 +202,21 @@ def main():
                 f"peer {peer_p50:.2f} / {peer_p99:.2f} ms; bare {bare_p50:.3f} / {bare_p99:.3f} ms",
                 "", "p99 <= 1 ms at 16 conn" if conns == 16 else "",
                 conns != 16 or p99 <= 1.0)
+
+        # 2b. A named role: its door on the same listener, and the credential_process client an
+        # SDK runs at each refresh (process start included), against what a per-profile
+        # credential_process that assumes the role itself (aws-vault, granted) costs per call.
+        named_url = process.split()[-1]
+        named_rps, _, named_p99 = wrk(named_url, token, 16)
+        row("named role req/s, 16 conn", f"{named_rps:,.0f}", f"{rps:,.0f} (default role)",
+            f"{named_rps / rps:.0%}", ">= 80% of the default role's", named_rps >= 0.8 * rps)
+        client_env = dict(env, AWS_CONTAINER_AUTHORIZATION_TOKEN=token)
+        per_call = (f"aws sts assume-role --role-arn {ROLE} --role-session-name bench "
+                    "--output json > /dev/null")
+        ours, theirs = hyperfine([f"{process} > /dev/null", per_call], client_env)
+        row("credential_process client, per call", f"{ours * 1e3:.1f} ms",
+            f"{theirs * 1e3:.0f} ms (an AssumeRole per call)", f"{theirs / ours:.0f}x faster",
+            "<= 10 ms", ours <= 0.010)
 
         # 3. Memory under load and CPU while idle.
         _, hwm = proc_stat(cw.pid)
