@@ -635,3 +635,144 @@ fn a_job_of_named_roles_only_gives_nothing_to_a_process_that_selects_none() {
         support::assert_stderr_has(&out, says);
     }
 }
+
+/// The AWS CLI, JS v3 and Go v2 select the named role by profile in a process per call, as a
+/// job's tools run, for three lifetimes side by side: 0 failed calls, and still one AssumeRole
+/// per refresh (boto3 and Rust refresh in one process: the soaks above).
+#[test]
+fn the_cli_js_and_go_select_a_named_role_for_three_lifetimes() {
+    let sb = Sandbox::new();
+    let (lifetime, seconds) = (6u64, 18u64);
+    sb.sts.set_lifetime(Duration::from_secs(lifetime));
+    let step = script("ci_step.sh");
+    let mut cmd = sb.credwrap();
+    support::sdk_env(&mut cmd)
+        .arg("-v")
+        .args(["--role", &format!("prod={PROD}"), "--", "sh", "-c"])
+        .arg(format!(
+            "for sdk in awscli js go; do AWS_PROFILE=prod WANT_ROLE=prod sh {step} $sdk {seconds} & \
+             p=\"$p $!\"; done; s=0; for pid in $p; do wait $pid || s=1; done; exit $s",
+            step = step.display()
+        ));
+    let out = run(&mut cmd);
+    ok(&out);
+    for sdk in ["awscli", "js", "go"] {
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("sdk={sdk} ")))
+            .unwrap_or_else(|| panic!("{sdk}: {}", out.stdout));
+        assert!(line.ends_with(" errors=0"), "{line}\n{}", out.stderr);
+        let calls: usize = line
+            .split("calls=")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(calls >= 3, "{line}");
+    }
+    let refreshed = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("role{name=prod}") && l.contains("refreshed role credentials"))
+        .count();
+    assert!(refreshed >= 2, "{refreshed} refreshes in {seconds}s");
+    assert_eq!(assumes_of(&sb, PROD), 1 + refreshed);
+}
+
+/// A named role whose refresh fails mid-job keeps serving what it holds while that lasts, and
+/// the other role goes on refreshing, untouched.
+#[test]
+fn a_failing_role_disturbs_no_other() {
+    let sb = Sandbox::new();
+    let lifetime = 8u64;
+    sb.sts.set_lifetime(Duration::from_secs(lifetime));
+    let run_ = support::start(
+        sb.credwrap()
+            .arg("-v")
+            .args([
+                "--role",
+                &format!("prod={PROD}"),
+                "--role",
+                &format!("dns={DNS}"),
+            ])
+            .env("SOAK_LIFETIME", lifetime.to_string())
+            .env("SOAK_SECONDS", (3 * lifetime).to_string())
+            .args(["--", "env", "AWS_PROFILE=prod"])
+            .arg(python())
+            .arg(script("soak.py")),
+    );
+    run_.line_until("ready", |l| l == "ready");
+    sb.sts.deny_role(DNS);
+    run_.log_until("dns failing", |l| {
+        l.contains("role{name=dns}") && l.contains("refreshing role credentials failed")
+    });
+    let out = run_.finish();
+    ok(&out);
+    assert!(out.stdout.contains("errors=0"), "{}", out.stdout);
+    let prod_refreshes = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("role{name=prod}") && l.contains("refreshed role credentials"))
+        .count();
+    assert!(
+        prod_refreshes >= 2,
+        "prod stopped refreshing: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.contains("role{name=dns}") && l.contains("AccessDenied")),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Two profiles with the same MFA device: one code, one MFA session (GetSessionToken), both
+/// roles assumed from it.
+#[test]
+fn one_mfa_code_and_session_serve_every_role_that_needs_it() {
+    let sb = Sandbox::new();
+    let serial = "arn:aws:iam::111111111111:mfa/me";
+    sb.write(
+        ".aws/config",
+        &format!(
+            "[profile prod]\nrole_arn = {PROD}\ncredential_source = Environment\nmfa_serial = {serial}\n\
+             [profile dns]\nrole_arn = {DNS}\ncredential_source = Environment\nmfa_serial = {serial}\n"
+        ),
+    );
+    let out = run(sb
+        .credwrap()
+        .args(["--mfa-serial", serial, "--mfa-code", "123456"])
+        .args(["--role", "prod", "--role", "dns", "--", "true"]));
+    ok(&out);
+    assert_eq!(
+        sb.sts.count("GetSessionToken"),
+        1,
+        "{:?}",
+        sb.sts.calls().iter().map(|c| &c.action).collect::<Vec<_>>()
+    );
+    assert_eq!((assumes_of(&sb, PROD), assumes_of(&sb, DNS)), (1, 1));
+    // Both roles were assumed with the MFA session's keys, not the source's.
+    let mfa_keys: Vec<_> = sb
+        .sts
+        .calls()
+        .into_iter()
+        .filter(|c| {
+            c.action == "AssumeRole"
+                && c.params.get("RoleArn").map(String::as_str) != Some(ROLE_ARN)
+        })
+        .filter_map(|c| c.access_key_id)
+        .collect();
+    assert_eq!(mfa_keys.len(), 2);
+    assert!(
+        mfa_keys
+            .iter()
+            .all(|k| k != support::fake_sts::SOURCE_KEY_ID),
+        "{mfa_keys:?}"
+    );
+}
