@@ -360,25 +360,65 @@ fn the_action_has_the_inputs_the_readme_names() {
     }
 }
 
+/// A GitHub job as the runner runs an action: the job's environment with a token service,
+/// `$GITHUB_ENV` and `$RUNNER_TEMP` of its own, and the long-lived worker credwrap watches.
+struct GithubJob {
+    env: HashMap<String, String>,
+    env_file: PathBuf,
+    runner_temp: tempfile::TempDir,
+    worker: std::process::Child,
+}
+
+impl GithubJob {
+    fn new(sb: &Sandbox, github: &TokenService) -> GithubJob {
+        let runner_temp = tempfile::tempdir().unwrap();
+        let env_file = runner_temp.path().join("github_env");
+        std::fs::write(&env_file, "").unwrap();
+        let worker = Command::new("sleep").arg("600").spawn().unwrap();
+        let mut env = job_env(sb);
+        for (k, v) in github.job_env() {
+            env.insert(k.to_string(), v);
+        }
+        env.insert("GITHUB_ENV".into(), env_file.display().to_string());
+        env.insert(
+            "RUNNER_TEMP".into(),
+            runner_temp.path().display().to_string(),
+        );
+        GithubJob {
+            env,
+            env_file,
+            runner_temp,
+            worker,
+        }
+    }
+
+    /// The action's script (`start` or `stop`) as main.js and post.js run it.
+    fn action(&self, env: &HashMap<String, String>, what: &str) -> Command {
+        let mut cmd = step(env, "bash");
+        cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("action/run.sh"))
+            .arg(what)
+            .env("CREDWRAP_ACTION_WATCH", self.worker.id().to_string());
+        cmd
+    }
+}
+
+impl Drop for GithubJob {
+    fn drop(&mut self) {
+        let _ = self.worker.kill();
+        let _ = self.worker.wait();
+    }
+}
+
 #[test]
 fn a_github_job_is_served_for_every_step_and_leaves_nothing() {
     let sb = ci_sandbox();
     let github = TokenService::start(Duration::from_secs(TOKEN_LIFETIME));
-    let runner_temp = tempfile::tempdir().unwrap();
-    let env_file = runner_temp.path().join("github_env");
-    std::fs::write(&env_file, "").unwrap();
-    // The runner's worker, which credwrap watches.
-    let mut worker = Command::new("sleep").arg("600").spawn().unwrap();
-
-    let mut env = job_env(&sb);
-    for (k, v) in github.job_env() {
-        env.insert(k.to_string(), v);
-    }
+    // The runner's worker, which credwrap watches, lives as long as `job`.
+    let job = GithubJob::new(&sb, &github);
+    let mut env = job.env.clone();
     for (k, v) in [
         ("GITHUB_ACTIONS", "true".to_string()),
         ("GITHUB_RUN_ID", "4242".into()),
-        ("GITHUB_ENV", env_file.display().to_string()),
-        ("RUNNER_TEMP", runner_temp.path().display().to_string()),
         // An earlier configure-aws-credentials step left static keys to every later step.
         ("AWS_ACCESS_KEY_ID", HOSTILE_KEY_ID.to_string()),
         ("AWS_SECRET_ACCESS_KEY", HOSTILE_SECRET.to_string()),
@@ -390,11 +430,9 @@ fn a_github_job_is_served_for_every_step_and_leaves_nothing() {
     // Step 1: the action, as main.js runs it (with the worker as the process to watch), with
     // docs/ci.md's inputs; credwrap is on PATH, so it installs nothing.
     let started = Instant::now();
-    let out = run(step(&env, "bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("action/run.sh"))
-        .arg("start")
-        .envs(action_inputs(&doc_recipe("github-action")))
-        .env("CREDWRAP_ACTION_WATCH", worker.id().to_string()));
+    let out = run(job
+        .action(&env, "start")
+        .envs(action_inputs(&doc_recipe("github-action"))));
     let took = started.elapsed();
     assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
     println!("step 1 (the action) returned in {took:?}");
@@ -402,7 +440,7 @@ fn a_github_job_is_served_for_every_step_and_leaves_nothing() {
         took < Duration::from_secs(30),
         "the action's step blocked: {took:?}"
     );
-    let exported = github_env(&env_file);
+    let exported = github_env(&job.env_file);
     let token = exported
         .iter()
         .find(|(k, _)| k == "AWS_CONTAINER_AUTHORIZATION_TOKEN")
@@ -463,9 +501,7 @@ fn a_github_job_is_served_for_every_step_and_leaves_nothing() {
     assert!(github.audiences().iter().all(|a| a == "sts.amazonaws.com"));
 
     // The job ends: the post step stops credwrap; nothing is left.
-    let out = run(step(&later, "bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("action/run.sh"))
-        .arg("stop"));
+    let out = run(&mut job.action(&later, "stop"));
     assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
     assert!(
         out.stdout.contains("::group::credwrap log"),
@@ -490,16 +526,14 @@ fn a_github_job_is_served_for_every_step_and_leaves_nothing() {
     assert!(!out.stdout.contains("eyJ"), "an OIDC token is in the log");
     assert!(gone(pid), "credwrap {pid} is still running");
     assert!(
-        left_in(runner_temp.path()).is_empty(),
+        left_in(job.runner_temp.path()).is_empty(),
         "left {:?}",
-        left_in(runner_temp.path())
+        left_in(job.runner_temp.path())
     );
     assert!(
-        !runner_temp.path().join("credwrap.log").exists(),
+        !job.runner_temp.path().join("credwrap.log").exists(),
         "the log was left"
     );
-    let _ = worker.kill();
-    let _ = worker.wait();
 }
 
 /// docs/ci.md's one-step recipe without the action: later steps are the role, and its log is
@@ -755,19 +789,7 @@ fn the_actions_entry_points_run_its_script() {
 fn the_actions_roles_input_gives_later_steps_each_role_by_profile() {
     let sb = ci_sandbox();
     let github = TokenService::start(Duration::from_secs(TOKEN_LIFETIME));
-    let runner_temp = tempfile::tempdir().unwrap();
-    let env_file = runner_temp.path().join("github_env");
-    std::fs::write(&env_file, "").unwrap();
-    let mut worker = Command::new("sleep").arg("600").spawn().unwrap();
-    let mut env = job_env(&sb);
-    for (k, v) in github.job_env() {
-        env.insert(k.to_string(), v);
-    }
-    env.insert("GITHUB_ENV".into(), env_file.display().to_string());
-    env.insert(
-        "RUNNER_TEMP".into(),
-        runner_temp.path().display().to_string(),
-    );
+    let job = GithubJob::new(&sb, &github);
     let inputs = action_inputs(&doc_recipe("github-action-roles"));
     assert!(
         inputs
@@ -775,20 +797,16 @@ fn the_actions_roles_input_gives_later_steps_each_role_by_profile() {
             .any(|(k, v)| k == "INPUT_ROLES" && v.lines().count() == 2),
         "{inputs:?}"
     );
-    let out = run(step(&env, "bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("action/run.sh"))
-        .arg("start")
-        .envs(inputs)
-        .env("CREDWRAP_ACTION_WATCH", worker.id().to_string()));
+    let out = run(job.action(&job.env, "start").envs(inputs));
     assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
-    let exported = github_env(&env_file);
+    let exported = github_env(&job.env_file);
     let pid: i32 = exported
         .iter()
         .find(|(k, _)| k == "CREDWRAP_PID")
         .map(|(_, v)| v.parse().unwrap())
         .expect("CREDWRAP_PID");
     let _stop = Stop(pid);
-    let mut later = env.clone();
+    let mut later = job.env.clone();
     later.extend(exported.iter().cloned());
     let cli = "aws --endpoint-url \"$AWS_ENDPOINT_URL_STS\" sts get-caller-identity --query Arn --output text";
     let out = bash(
@@ -801,13 +819,10 @@ fn the_actions_roles_input_gives_later_steps_each_role_by_profile() {
     assert!(arns[0].contains(":assumed-role/push/"), "{arns:?}");
     assert!(arns[1].contains(":assumed-role/dns/"), "{arns:?}");
     assert!(arns[2].contains(":assumed-role/deploy/"), "{arns:?}");
-    // Every role from the job's OIDC token.
-    let out = run(step(&later, "bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("action/run.sh"))
-        .arg("stop"));
+    // Every role from the job's OIDC token; the post step stops credwrap.
+    assert!(sb.sts.web_identity_subjects().len() >= 3);
+    let out = run(&mut job.action(&later, "stop"));
     assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
     assert!(gone(pid), "credwrap {pid} is still running");
-    assert!(sb.sts.web_identity_subjects().len() >= 3);
-    let _ = worker.kill();
-    let _ = worker.wait();
+    assert!(left_in(job.runner_temp.path()).is_empty());
 }

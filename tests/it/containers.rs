@@ -855,28 +855,15 @@ fn each_container_role_opens_its_role_and_no_other() {
             &[&support::script("whoami.py").display().to_string()],
         )
     };
-    let out = whoami(&writer_env);
-    assert!(
-        out.stdout
-            .contains("arn=arn:aws:sts::210987654321:assumed-role/writer/containers"),
-        "{}\n{}",
-        out.stdout,
-        out.stderr
-    );
-    let out = whoami(&default_env);
-    assert!(
-        out.stdout.contains(&format!("arn={ASSUMED}")),
-        "{}\n{}",
-        out.stdout,
-        out.stderr
-    );
-    let out = whoami(&reader_env);
-    assert!(
-        out.stdout.contains(&format!("arn={ASSUMED}")),
-        "{}\n{}",
-        out.stdout,
-        out.stderr
-    );
+    let writer_arn = "arn=arn:aws:sts::210987654321:assumed-role/writer/containers".to_string();
+    for (env, want) in [
+        (&writer_env, writer_arn),
+        (&default_env, format!("arn={ASSUMED}")),
+        (&reader_env, format!("arn={ASSUMED}")),
+    ] {
+        let out = whoami(env);
+        assert!(out.stdout.contains(&want), "{}\n{}", out.stdout, out.stderr);
+    }
 
     // A secret swapped between two containers' files opens nothing; a path of no role is the
     // same 404 as any other.
