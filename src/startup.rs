@@ -14,7 +14,7 @@ use crate::exit::Failure;
 use crate::role::credential;
 use crate::role::credential::RoleCredential;
 use crate::role::profile::ProfileCredentials;
-use crate::role::{MfaSessions, Role};
+use crate::role::{Role, Shared};
 use crate::settings::roles::{NamedRolePlan, NamedSource};
 use crate::settings::{AssumePlan, LoopbackProtocol};
 use crate::sys::private_dir::PrivateDir;
@@ -94,12 +94,12 @@ pub async fn prepare(
     let temp_failed =
         |e: anyhow::Error| Failure::setup(format!("{e:#}"), "check that TMPDIR is writable");
     let dir = PrivateDir::create(private_parent.as_deref()).map_err(temp_failed)?;
-    let mfa_sessions = MfaSessions::default();
+    let shared = Shared::default();
     let default = match assume {
-        Some(assume) => Some(first_assume(assume, &mfa_sessions).await?),
+        Some(assume) => Some(first_assume(assume, &shared).await?),
         None => None,
     };
-    let named = start_all_named(roles, &mfa_sessions).await?;
+    let named = start_all_named(roles, &shared).await?;
     let default_arn = default
         .as_ref()
         .map(|(role, _, _)| role.target_arn().to_string());
@@ -153,7 +153,7 @@ struct NamedStarted {
 /// Every named role's first credential and broker; one that cannot be had fails the run, named.
 async fn start_all_named(
     roles: Vec<NamedRolePlan>,
-    mfa_sessions: &MfaSessions,
+    shared: &Shared,
 ) -> Result<NamedStarted, Failure> {
     let mut started = NamedStarted {
         brokers: Vec::new(),
@@ -162,7 +162,7 @@ async fn start_all_named(
         region: None,
     };
     for plan in roles {
-        let (broker, region) = start_named(&plan, mfa_sessions)
+        let (broker, region) = start_named(&plan, shared)
             .await
             .map_err(|f| f.about(&format!("role {}", plan.name)))?;
         started.region = started.region.or(region);
@@ -183,13 +183,14 @@ async fn start_all_named(
 /// the region its source found.
 async fn start_named(
     plan: &NamedRolePlan,
-    mfa_sessions: &MfaSessions,
+    shared: &Shared,
 ) -> Result<(Broker, Option<String>), Failure> {
     let span = tracing::info_span!("role", name = %plan.name);
-    let min_remaining = ecs_min_remaining();
+    // Named roles are read as the container protocol is, through `credential_process`.
+    let min_remaining = crate::endpoint::CONTAINER_MIN_REMAINING;
     match &plan.source {
         NamedSource::Assume(assume) => {
-            let (role, first, region) = first_assume((**assume).clone(), mfa_sessions).await?;
+            let (role, first, region) = first_assume((**assume).clone(), shared).await?;
             let clock = Arc::new(WallClock);
             Ok((
                 Broker::start_in(span, role, first, min_remaining, clock),
@@ -197,7 +198,7 @@ async fn start_named(
             ))
         }
         NamedSource::Profile(source) => {
-            let mut profile = ProfileCredentials::connect(source).await?;
+            let mut profile = ProfileCredentials::connect(source, shared).await?;
             let first = profile.fetch().await?;
             tracing::info!(
                 profile = %source.profile,
@@ -217,9 +218,9 @@ async fn start_named(
 /// anything starts; returns the role, its first credential and the region clients should use.
 async fn first_assume(
     assume: AssumePlan,
-    mfa_sessions: &MfaSessions,
+    shared: &Shared,
 ) -> Result<(Role, RoleCredential, Option<String>), Failure> {
-    let mut role = Role::connect(assume, mfa_sessions.clone()).await?;
+    let mut role = Role::connect(assume, shared.clone()).await?;
     let first = role.assume().await?;
     tracing::info!(
         role = %first.assumed_role_arn,
@@ -228,10 +229,4 @@ async fn first_assume(
     );
     let region = role.client_region().map(str::to_string);
     Ok((role, first, region))
-}
-
-/// How long a named role's credential must have left: they are read as the container protocol
-/// is, through `credential_process`.
-fn ecs_min_remaining() -> std::time::Duration {
-    crate::endpoint::CONTAINER_MIN_REMAINING
 }

@@ -85,15 +85,7 @@ impl EcsService {
 
     /// The lines of `docker run --env-file` that point a container's SDK here.
     pub fn gateway_env_lines(&self, addr: SocketAddr, form: UriForm) -> Vec<String> {
-        let mut lines = match form {
-            UriForm::Relative => vec![format!("{ENV_RELATIVE_URI}={}", self.path)],
-            // SocketAddr prints an IPv6 address in brackets, as a URL needs.
-            UriForm::Full => vec![format!("{ENV_FULL_URI}=http://{addr}{}", self.path)],
-        };
-        if let Some(token) = &self.token {
-            lines.push(format!("{ENV_TOKEN}={}", token.expose()));
-        }
-        lines
+        env_lines(addr, form, &self.path, self.token.as_ref())
     }
 
     /// The variables that point an SDK at this endpoint on `addr`.
@@ -164,6 +156,24 @@ impl EcsService {
             );
         }
     }
+}
+
+/// The lines of `docker run --env-file` for a door at `path` on `addr`, with its token if any.
+pub(super) fn env_lines(
+    addr: SocketAddr,
+    form: UriForm,
+    path: &str,
+    token: Option<&Secret>,
+) -> Vec<String> {
+    let mut lines = match form {
+        UriForm::Relative => vec![format!("{ENV_RELATIVE_URI}={path}")],
+        // SocketAddr prints an IPv6 address in brackets, as a URL needs.
+        UriForm::Full => vec![format!("{ENV_FULL_URI}=http://{addr}{path}")],
+    };
+    if let Some(token) = token {
+        lines.push(format!("{ENV_TOKEN}={}", token.expose()));
+    }
+    lines
 }
 
 #[derive(Serialize)]

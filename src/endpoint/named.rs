@@ -93,13 +93,7 @@ impl NamedRoles {
         self.doors
             .iter()
             .map(|d| {
-                let mut lines = match form {
-                    UriForm::Relative => vec![format!("{}={}", ecs::ENV_RELATIVE_URI, d.path)],
-                    UriForm::Full => vec![format!("{}=http://{addr}{}", ecs::ENV_FULL_URI, d.path)],
-                };
-                if let Some(token) = &d.token {
-                    lines.push(format!("{}={}", ecs::ENV_TOKEN, token.expose()));
-                }
+                let lines = ecs::env_lines(addr, form, &d.path, d.token.as_ref());
                 (d.name.clone(), lines)
             })
             .collect()

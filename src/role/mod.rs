@@ -13,6 +13,9 @@ mod trust;
 
 pub use error::{AssumeError, SetupError};
 
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials as SdkCredentials;
@@ -20,7 +23,7 @@ use aws_sdk_sts::types::Credentials as StsCredentials;
 
 use crate::role::credential::{fmt_time, RoleCredential};
 use crate::settings::limits::RoleArn;
-use crate::settings::{AssumePlan, Hop, Source};
+use crate::settings::{AssumePlan, CaBundle, Hop, Source};
 use crate::sys::secret::Secret;
 
 /// The MFA session from GetSessionToken, reused for every refresh.
@@ -30,12 +33,45 @@ struct MfaSession {
     expires: SystemTime,
 }
 
-/// The MFA sessions of a run, by device: every role that needs one shares it, since the code it
-/// was made with cannot be used again.
+/// What the roles of one run share. The MFA sessions, by device: every role that needs one
+/// shares it, since the code it was made with cannot be used again. The trust roots and the
+/// HTTP client, by CA bundle: one connection pool, and one copy of the roots in memory.
 #[derive(Clone, Default)]
-pub struct MfaSessions(
-    std::sync::Arc<tokio::sync::Mutex<std::collections::HashMap<String, MfaSession>>>,
-);
+pub struct Shared {
+    mfa: Arc<tokio::sync::Mutex<HashMap<String, MfaSession>>>,
+    connections: Arc<std::sync::Mutex<HashMap<Option<PathBuf>, Connection>>>,
+}
+
+/// The trust roots for one CA bundle (or the system's), and the HTTP client that trusts them.
+#[derive(Clone)]
+struct Connection {
+    roots: Arc<trust::Roots>,
+    http: aws_sdk_sts::config::SharedHttpClient,
+}
+
+impl Shared {
+    /// The roots and client for `bundle`, made on the first request for it.
+    fn connection(&self, bundle: Option<&CaBundle>) -> Result<Connection, SetupError> {
+        let key = bundle.map(|b| b.path.clone());
+        let mut made = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(connection) = made.get(&key) {
+            return Ok(connection.clone());
+        }
+        let roots = Arc::new(trust::Roots::load(bundle));
+        let http = source::http_client(&roots)?;
+        let connection = Connection { roots, http };
+        made.insert(key, connection.clone());
+        Ok(connection)
+    }
+
+    /// The HTTP client for `bundle`, for a profile's own provider.
+    pub fn http_client(
+        &self,
+        bundle: Option<&CaBundle>,
+    ) -> Result<aws_sdk_sts::config::SharedHttpClient, SetupError> {
+        Ok(self.connection(bundle)?.http)
+    }
+}
 
 /// STS clients bound to one plan of what to assume.
 pub struct Role {
@@ -46,7 +82,7 @@ pub struct Role {
     refresh_conf: aws_sdk_sts::Config,
     settings: AssumePlan,
     client_region: Option<String>,
-    mfa_sessions: MfaSessions,
+    shared: Shared,
     warned_mfa_end: bool,
     /// Where AssumeRoleWithWebIdentity's token comes from, when that is the source.
     tokens: Option<token::Tokens>,
@@ -54,13 +90,10 @@ pub struct Role {
 
 impl Role {
     /// Finds the source credentials and prepares the STS clients; no STS call yet. Roles made
-    /// with the same `mfa_sessions` share an MFA session per device.
-    pub async fn connect(
-        settings: AssumePlan,
-        mfa_sessions: MfaSessions,
-    ) -> Result<Role, SetupError> {
-        let roots = trust::Roots::load(settings.ca_bundle.as_ref());
-        let connection = source::configure(&settings, &roots).await?;
+    /// with the same `shared` share an MFA session per device and an HTTP client per CA bundle.
+    pub async fn connect(settings: AssumePlan, shared: Shared) -> Result<Role, SetupError> {
+        let Connection { roots, http } = shared.connection(settings.ca_bundle.as_ref())?;
+        let connection = source::configure(&settings, http).await?;
         let tokens = match &settings.source {
             Source::WebIdentity { token } => {
                 token::warn_if_it_expires(token, settings.target.duration, settings.max_lifetime);
@@ -78,7 +111,7 @@ impl Role {
             refresh_conf,
             settings,
             client_region: connection.region,
-            mfa_sessions,
+            shared,
             warned_mfa_end: false,
             tokens,
         })
@@ -155,7 +188,7 @@ impl Role {
             return Ok(None);
         };
         // Held across GetSessionToken: a second role waits for the session the first makes.
-        let mut sessions = self.mfa_sessions.0.lock().await;
+        let mut sessions = self.shared.mfa.lock().await;
         if let Some(session) = sessions.get(&mfa.serial) {
             return Ok(Some(session.credentials.clone()));
         }
@@ -187,7 +220,7 @@ impl Role {
         let Some(mfa) = &self.settings.mfa else {
             return;
         };
-        let Some(session) = self.mfa_sessions.0.lock().await.get(&mfa.serial).cloned() else {
+        let Some(session) = self.shared.mfa.lock().await.get(&mfa.serial).cloned() else {
             return;
         };
         // The next refresh will come before `fresh` expires; if the session ends first, it fails.

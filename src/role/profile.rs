@@ -20,9 +20,12 @@ pub struct ProfileCredentials {
 
 impl ProfileCredentials {
     /// Builds the profile's provider; nothing is fetched yet.
-    pub async fn connect(source: &ProfileSource) -> Result<ProfileCredentials, SetupError> {
-        let roots = super::trust::Roots::load(source.ca_bundle.as_ref());
-        let provider = super::source::profile_provider(source, &roots).await?;
+    pub async fn connect(
+        source: &ProfileSource,
+        shared: &super::Shared,
+    ) -> Result<ProfileCredentials, SetupError> {
+        let http = shared.http_client(source.ca_bundle.as_ref())?;
+        let provider = super::source::profile_provider(source, http).await?;
         Ok(ProfileCredentials {
             provider,
             profile: source.profile.clone(),

@@ -34,9 +34,9 @@ pub struct StsSetup {
 /// credentials, so that a missing login is reported as such rather than as an STS failure.
 pub async fn configure(
     settings: &AssumePlan,
-    roots: &super::trust::Roots,
+    http: SharedHttpClient,
 ) -> Result<StsSetup, SetupError> {
-    let base = load_config(settings, roots).await?;
+    let base = load_config(settings, http).await?;
     let provider = source_provider(settings, &base).await;
     if let Some(provider) = &provider {
         require_credentials(&settings.source, provider).await?;
@@ -59,7 +59,7 @@ pub async fn configure(
 /// aws-config builds itself; every other source is built by [`source_provider`].
 async fn load_config(
     settings: &AssumePlan,
-    roots: &super::trust::Roots,
+    http: SharedHttpClient,
 ) -> Result<SdkConfig, SetupError> {
     let default_chain = matches!(settings.source, Source::DefaultChain);
     let profile = settings.profile.as_deref();
@@ -68,7 +68,7 @@ async fn load_config(
         settings.region.as_deref(),
         profile,
         default_chain,
-        roots,
+        http,
     )
     .await
 }
@@ -80,9 +80,8 @@ async fn load_config_from(
     region: Option<&str>,
     profile: Option<&str>,
     default_chain: bool,
-    roots: &super::trust::Roots,
+    http_client: SharedHttpClient,
 ) -> Result<SdkConfig, SetupError> {
-    let http_client = http_client(roots)?;
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(3))
         .operation_attempt_timeout(Duration::from_secs(20))
@@ -108,7 +107,7 @@ async fn load_config_from(
 /// HTTP client, timeouts and files as STS.
 pub async fn profile_provider(
     source: &crate::settings::roles::ProfileSource,
-    roots: &super::trust::Roots,
+    http: SharedHttpClient,
 ) -> Result<SharedCredentialsProvider, SetupError> {
     let name = source.profile.as_str();
     let base = load_config_from(
@@ -116,7 +115,7 @@ pub async fn profile_provider(
         source.region.as_deref(),
         Some(name),
         false,
-        roots,
+        http,
     )
     .await?;
     let provider = ProfileFileCredentialsProvider::builder()
@@ -129,7 +128,7 @@ pub async fn profile_provider(
 
 /// rustls on ring, through `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` as the AWS CLI goes, trusting
 /// what [`super::trust`] chooses.
-fn http_client(roots: &super::trust::Roots) -> Result<SharedHttpClient, SetupError> {
+pub fn http_client(roots: &super::trust::Roots) -> Result<SharedHttpClient, SetupError> {
     let trust = roots.trust_store();
     let failed = |what: String| SetupError {
         message: format!("could not set up the HTTP client for STS: {what}"),
