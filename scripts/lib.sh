@@ -141,8 +141,11 @@ host_target() {
 static_example() {
     local target src=/tmp/credwrap-release/src
     target="$(host_target)"
+    # SOURCE_DATE_EPOCH as scripts/release sets it: ring's C build reads it, and a different
+    # value rebuilt ring and everything above it at every switch between the two builds.
     (cd "$src" && CARGO_TARGET_DIR="$ROOT/target/release-static" RUSTFLAGS="$(release_rustflags "$src")" \
         CREDWRAP_COMMIT="$(git -C "$ROOT" rev-parse --short=12 HEAD)" \
+        SOURCE_DATE_EPOCH="$(git -C "$ROOT" log -1 --format=%ct HEAD)" \
         cargo build --locked --quiet --release --target "$target" --example "$1")
     echo "$ROOT/target/release-static/$target/release/examples/$1"
 }
