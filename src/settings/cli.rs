@@ -122,8 +122,9 @@ pub struct Cli {
 
     /// An extra role the command may use, under the profile name NAME (repeatable): NAME=ARN,
     /// assumed as --role-arn ARN would be with the other options given here, or NAME alone for
-    /// the role of the profile NAME in your AWS config, with that profile's settings. The
-    /// command selects it as it selects any profile (AWS_PROFILE=NAME, aws --profile NAME,
+    /// the role of the profile NAME in your AWS config, with that profile's settings (an SSO or
+    /// credential_process profile without role_arn: its own credentials). The command selects
+    /// it as it selects any profile (AWS_PROFILE=NAME, aws --profile NAME,
     /// boto3.Session(profile_name=NAME), Terraform's profile); each is assumed at start and
     /// refreshed once for the whole process tree
     #[arg(long = "role", env = "CREDWRAP_ROLES", value_name = "NAME[=ARN]", value_parser = limits::named_role, value_delimiter = ',')]
