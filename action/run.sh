@@ -10,10 +10,31 @@
 #        log in a folded group.
 set -euo pipefail
 
-# An input, as the runner passes it: INPUT_<NAME> with the name upper-cased, dashes kept.
-input() { printenv "INPUT_$1" || true; }
+# An input, as @actions/core's getInput reads it: INPUT_<NAME> (the name upper-cased, dashes
+# kept), trimmed. Only `roles` may hold line breaks: in any other input one is refused, since a
+# line break is how a value would start a workflow command in the job's log.
+input() {
+    local value
+    value="$(printenv "INPUT_$1" || true)"
+    value="${value#"${value%%[![:space:]]*}"}"
+    value="${value%"${value##*[![:space:]]}"}"
+    if [ "$1" != ROLES ] && [[ "$value" == *$'\n'* || "$value" == *$'\r'* ]]; then
+        die "the $(printf '%s' "$1" | tr '[:upper:]' '[:lower:]') input holds a line break: give it on one line"
+    fi
+    printf '%s' "$value"
+}
 say() { printf 'credwrap action: %s\n' "$*" >&2; }
-die() { printf '::error title=credwrap::%s\n' "$*"; exit 1; }
+# As the toolkit escapes data in a workflow command: %, CR and LF, so that a value can neither
+# end the command nor start another. On stderr, which the runner reads for commands too, so
+# that it reaches the log even from inside a command substitution.
+escape() {
+    local s="$*"
+    s="${s//'%'/%25}"
+    s="${s//$'\r'/%0D}"
+    s="${s//$'\n'/%0A}"
+    printf '%s' "$s"
+}
+die() { printf '::error title=credwrap::%s\n' "$(escape "$*")" >&2; exit 1; }
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 temp="${RUNNER_TEMP:?RUNNER_TEMP is not set: this runs in a GitHub Actions job}"
@@ -58,22 +79,26 @@ start() {
     max="$(input MAX-LIFETIME)"
     local args=(-v --serve --detach --export github --role-arn "$role" --log-file "$log"
         --watch "${CREDWRAP_ACTION_WATCH:-$PPID}" --max-lifetime "${max:-6h}")
-    case "$(input TOKEN-SOURCE)" in
+    local source
+    source="$(input TOKEN-SOURCE)"
+    case "$source" in
         "" | github)
             args+=(--web-identity-github)
             audience="$(input AUDIENCE)"
             [ -z "$audience" ] || args+=(--web-identity-audience "$audience")
             ;;
         job) ;; # whatever the job already has: keys from an earlier step, a profile
-        *) die "token-source is github or job, not $(input TOKEN-SOURCE)" ;;
+        *) die "token-source is github or job, not $source" ;;
     esac
     for name in ROLE-SESSION-NAME DURATION REGION; do
         value="$(input "$name")"
         [ -z "$value" ] || args+=("--$(echo "$name" | tr '[:upper:]' '[:lower:]')" "$value")
     done
-    [ "$(input TOKEN-FILE)" != true ] || args+=(--token-file)
+    value="$(input TOKEN-FILE)"
+    [ "$value" != true ] || args+=(--token-file)
     # Extra roles, one NAME=ARN a line; later steps select one as a profile (AWS_PROFILE=NAME).
-    local line
+    local line roles
+    roles="$(input ROLES)"
     while IFS= read -r line; do
         line="${line#"${line%%[![:space:]]*}"}"
         line="${line%"${line##*[![:space:]]}"}"
@@ -81,7 +106,7 @@ start() {
             "" | "#"*) ;;
             *) args+=(--role "$line") ;;
         esac
-    done <<< "$(input ROLES)"
+    done <<< "$roles"
     # credwrap appends to $GITHUB_ENV and masks the endpoint's token on stdout; it returns once
     # it serves, or fails with its own message.
     "$bin" "${args[@]}"

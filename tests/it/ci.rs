@@ -771,12 +771,9 @@ fn the_actions_entry_points_run_its_script() {
     let action = Path::new(env!("CARGO_MANIFEST_DIR")).join("action");
     let out = run(step(&env, "node").arg(action.join("main.js")));
     assert_eq!(out.code(), Some(1), "{}\n{}", out.stdout, out.stderr);
-    assert!(
-        out.stdout
-            .contains("::error title=credwrap::the role-arn input is required"),
-        "{}\n{}",
-        out.stdout,
-        out.stderr
+    support::assert_stderr_has(
+        &out,
+        "::error title=credwrap::the role-arn input is required",
     );
     let out = run(step(&env, "node").arg(action.join("post.js")));
     assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
@@ -825,4 +822,55 @@ fn the_actions_roles_input_gives_later_steps_each_role_by_profile() {
     assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
     assert!(gone(pid), "credwrap {pid} is still running");
     assert!(left_in(job.runner_temp.path()).is_empty());
+}
+
+/// Inputs are trimmed as `@actions/core`'s getInput trims them, and no input can start a
+/// workflow command: a line break in a single-line input is refused with an `::error` naming
+/// the input, and what an error message quotes is escaped as the toolkit escapes data.
+#[test]
+fn the_actions_inputs_are_trimmed_and_cannot_inject_workflow_commands() {
+    let sb = ci_sandbox();
+    let github = TokenService::start(Duration::from_secs(TOKEN_LIFETIME));
+    let job = GithubJob::new(&sb, &github);
+    let role = support::fake_sts::ROLE_ARN;
+    let out = run(job
+        .action(&job.env, "start")
+        .env("INPUT_ROLE-ARN", format!("  {role} \n"))
+        .env("INPUT_DURATION", " 2h ")
+        .env("INPUT_TOKEN-SOURCE", "\tgithub "));
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    let pid: i32 = github_env(&job.env_file)
+        .iter()
+        .find(|(k, _)| k == "CREDWRAP_PID")
+        .map(|(_, v)| v.parse().unwrap())
+        .expect("CREDWRAP_PID");
+    let _stop = Stop(pid);
+    // A runner reads commands on both streams, at the start of a line.
+    let commands = |out: &Output| -> Vec<String> {
+        out.stdout
+            .lines()
+            .chain(out.stderr.lines())
+            .filter(|l| l.trim_start().starts_with("::"))
+            .map(str::to_string)
+            .collect()
+    };
+    for (name, value, says) in [
+        (
+            "INPUT_ROLE-ARN",
+            format!("{role}\n::warning title=x::injected"),
+            "::error title=credwrap::the role-arn input holds a line break: give it on one line",
+        ),
+        (
+            "INPUT_TOKEN-SOURCE",
+            "x%0A::warning title=x::injected".to_string(),
+            "::error title=credwrap::token-source is github or job, not x%250A::warning title=x::injected",
+        ),
+    ] {
+        let out = run(job
+            .action(&job.env, "start")
+            .env("INPUT_ROLE-ARN", role)
+            .env(name, value));
+        assert_eq!(out.code(), Some(1), "{name}: {}\n{}", out.stdout, out.stderr);
+        assert_eq!(commands(&out), [says], "{name}");
+    }
 }
