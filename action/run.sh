@@ -38,7 +38,6 @@ die() { printf '::error title=credwrap::%s\n' "$(escape "$*")" >&2; exit 1; }
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 temp="${RUNNER_TEMP:?RUNNER_TEMP is not set: this runs in a GitHub Actions job}"
-log="$temp/credwrap.log"
 
 find_credwrap() {
     local given
@@ -71,12 +70,14 @@ find_credwrap() {
 }
 
 start() {
-    local role bin max audience name value
+    local role bin max audience name value log env_before pid
     role="$(input ROLE-ARN)"
     [ -n "$role" ] || die "the role-arn input is required"
     bin="$(find_credwrap)"
     say "using $("$bin" --version)"
     max="$(input MAX-LIFETIME)"
+    # Each use of the action has a log of its own: a job may use it twice (two roles, a matrix).
+    log="$(mktemp "$temp/credwrap-XXXXXX.log")"
     local args=(-v --serve --detach --export github --role-arn "$role" --log-file "$log"
         --watch "${CREDWRAP_ACTION_WATCH:-$PPID}" --max-lifetime "${max:-6h}")
     local source
@@ -109,11 +110,20 @@ start() {
     done <<< "$roles"
     # credwrap appends to $GITHUB_ENV and masks the endpoint's token on stdout; it returns once
     # it serves, or fails with its own message.
+    env_before="$(wc -c < "${GITHUB_ENV:?GITHUB_ENV is not set: this runs in a GitHub Actions job}")"
     "$bin" "${args[@]}"
+    # This use's credwrap and log, for this use's post step alone: $GITHUB_STATE comes back to
+    # the same action instance as STATE_*, where the job-wide CREDWRAP_PID is the last use's.
+    pid="$(tail -c "+$((env_before + 1))" "$GITHUB_ENV" | sed -n 's/^CREDWRAP_PID=//p' | tail -n 1)"
+    if [ -n "${GITHUB_STATE:-}" ]; then
+        printf 'CREDWRAP_PID=%s\nCREDWRAP_LOG=%s\n' "$pid" "$log" >> "$GITHUB_STATE"
+    fi
 }
 
 stop() {
-    local pid="${CREDWRAP_PID:-}"
+    # This use's own credwrap (see start); a runner without $GITHUB_STATE has only the job's.
+    local pid="${STATE_CREDWRAP_PID:-${CREDWRAP_PID:-}}"
+    local log="${STATE_CREDWRAP_LOG:-${CREDWRAP_LOG_FILE:-}}"
     if [ -z "$pid" ]; then
         say "credwrap was not started: nothing to stop"
         return 0
@@ -127,7 +137,7 @@ stop() {
         done
         kill -0 "$pid" 2>/dev/null && say "credwrap ($pid) is still running after SIGTERM"
     fi
-    if [ -f "$log" ]; then
+    if [ -n "$log" ] && [ -f "$log" ]; then
         echo "::group::credwrap log"
         cat "$log"
         echo "::endgroup::"

@@ -874,3 +874,75 @@ fn the_actions_inputs_are_trimmed_and_cannot_inject_workflow_commands() {
         assert_eq!(commands(&out), [says], "{name}");
     }
 }
+
+/// The action used twice in one job (two roles, or a matrix that repeats it): each post step
+/// stops its own credwrap and prints its own log, from its own `$GITHUB_STATE`, whatever the
+/// job-wide `CREDWRAP_PID` says (the last use's).
+#[test]
+fn each_use_of_the_action_stops_its_own_credwrap() {
+    let sb = ci_sandbox();
+    let github = TokenService::start(Duration::from_secs(TOKEN_LIFETIME));
+    let job = GithubJob::new(&sb, &github);
+    let other = "arn:aws:iam::123456789012:role/other";
+    // The runner gives each action instance a state file of its own, and hands what it wrote
+    // back to that instance's post step as STATE_* variables.
+    let mut uses = Vec::new();
+    for (n, role) in [(1, support::fake_sts::ROLE_ARN), (2, other)] {
+        let state = job.runner_temp.path().join(format!("state-{n}"));
+        std::fs::write(&state, "").unwrap();
+        let out = run(job
+            .action(&job.env, "start")
+            .env("INPUT_ROLE-ARN", role)
+            .env("GITHUB_STATE", &state));
+        assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+        let saved = github_env(&state);
+        let pid: i32 = saved
+            .iter()
+            .find(|(k, _)| k == "CREDWRAP_PID")
+            .map(|(_, v)| v.parse().unwrap())
+            .expect("CREDWRAP_PID in $GITHUB_STATE");
+        uses.push((pid, Stop(pid), saved, role));
+    }
+    assert_ne!(uses[0].0, uses[1].0);
+    let mut later = job.env.clone();
+    later.extend(github_env(&job.env_file));
+    // Post steps run in reverse order of their mains.
+    let log_of = |saved: &[(String, String)]| {
+        let log = saved
+            .iter()
+            .find(|(k, _)| k == "CREDWRAP_LOG")
+            .map(|(_, v)| v.clone());
+        PathBuf::from(log.expect("CREDWRAP_LOG in $GITHUB_STATE"))
+    };
+    assert_ne!(
+        log_of(&uses[0].2),
+        log_of(&uses[1].2),
+        "two uses share a log"
+    );
+    for (i, (pid, _stop, saved, role)) in uses.iter().enumerate().rev() {
+        let mut env = later.clone();
+        env.extend(saved.iter().map(|(k, v)| (format!("STATE_{k}"), v.clone())));
+        let out = run(&mut job.action(&env, "stop"));
+        assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+        assert!(gone(*pid), "credwrap {pid} ({role}) is still running");
+        assert!(
+            out.stdout.contains("::group::credwrap log"),
+            "{}",
+            out.stdout
+        );
+        // This use's log was printed and removed; an earlier use's is still there for its own.
+        assert!(
+            !log_of(saved).exists(),
+            "{role}: its log was not the one printed"
+        );
+        if i > 0 {
+            assert!(
+                log_of(&uses[0].2).exists(),
+                "the first use's log went with the second's"
+            );
+        }
+    }
+    assert!(left_in(job.runner_temp.path())
+        .iter()
+        .all(|f| f.starts_with("state-") || f == "github_env"));
+}
