@@ -870,29 +870,15 @@ fn each_container_role_opens_its_role_and_no_other() {
     const URI: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
     const TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN";
     let path_env = HashMap::from([("PATH".to_string(), std::env::var("PATH").unwrap())]);
-    let status = |uri: &str, token: &str| {
-        let out = net.exec(
-            "in",
-            &path_env,
-            "curl",
-            &[
-                "-s",
-                "-m",
-                "5",
-                "-H",
-                &format!("Authorization: {token}"),
-                "-w",
-                "\n%{http_code}",
-                uri,
-            ],
-        );
-        out.stdout
-            .trim_end()
-            .rsplit('\n')
-            .next()
-            .unwrap_or_default()
-            .to_string()
+    // (status, body) of a GET of `uri` with `token`, from inside the container.
+    let get = |uri: &str, token: &str| {
+        let auth = format!("Authorization: {token}");
+        let args = ["-s", "-m", "5", "-H", &auth, "-w", "\n%{http_code}", uri];
+        let out = net.exec("in", &path_env, "curl", &args);
+        let (body, status) = out.stdout.trim_end().rsplit_once('\n').unwrap_or(("", ""));
+        (status.to_string(), body.to_string())
     };
+    let status = |uri: &str, token: &str| get(uri, token).0;
     assert_eq!(status(&writer_env[URI], &writer_env[TOKEN]), "200");
     for (uri, token) in [
         (&writer_env[URI], &reader_env[TOKEN]),
@@ -908,23 +894,12 @@ fn each_container_role_opens_its_role_and_no_other() {
     }
     let (base, _) = writer_env[URI].rsplit_once('/').unwrap();
     let nobody = format!("{base}/{}", "0".repeat(64));
-    let body = net.exec(
-        "in",
-        &path_env,
-        "curl",
-        &[
-            "-s",
-            "-m",
-            "5",
-            "-H",
-            &format!("Authorization: {}", writer_env[TOKEN]),
-            &nobody,
-        ],
-    );
+    let (status_of_nobody, body) = get(&nobody, &writer_env[TOKEN]);
+    assert_eq!(status_of_nobody, "404", "{body}");
     assert!(
-        body.stdout.contains("no such resource") && !body.stdout.contains("writer"),
+        body.contains("no such resource") && !body.contains("writer"),
         "{}",
-        body.stdout
+        body
     );
     // One broker per role, shared by all its containers: the three whoami runs and the curls
     // made no AssumeRole of their own.

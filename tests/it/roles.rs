@@ -25,6 +25,32 @@ fn assumes_of(sb: &Sandbox, arn: &str) -> usize {
         .count()
 }
 
+/// How many of credwrap's log lines say `what` for the named role `role`, or with `None` for
+/// the default role (whose lines carry no `role{name=...}` span).
+fn logged(out: &Output, role: Option<&str>, what: &str) -> usize {
+    out.stderr
+        .lines()
+        .filter(|l| l.contains(what))
+        .filter(|l| match role {
+            Some(name) => l.contains(&format!("role{{name={name}}}")),
+            None => !l.contains("role{name="),
+        })
+        .count()
+}
+
+const REFRESHED: &str = "refreshed role credentials";
+const REFRESH_FAILED: &str = "refreshing role credentials failed";
+
+/// How many distinct credentials issued as `issued_as` (`:assumed-role/NAME/...`) the
+/// children signed GetCallerIdentity with.
+fn credentials_used(sb: &Sandbox, issued_as: &str) -> usize {
+    sb.sts
+        .keys_used_for("GetCallerIdentity")
+        .iter()
+        .filter(|k| sb.sts.issued_as(k).unwrap_or_default().contains(issued_as))
+        .count()
+}
+
 fn ok(out: &Output) {
     assert_eq!(
         out.code(),
@@ -119,15 +145,8 @@ fn each_role_is_assumed_once_per_refresh_for_the_whole_tree() {
     assert_eq!(out.stdout.matches("errors=0").count(), 6, "{}", out.stdout);
     // Every AssumeRole is a broker's: the first, then one per refresh it logged, whatever the
     // three processes of each role asked; and the refreshes kept pace with the lifetimes.
-    let refreshes = |named: bool| {
-        out.stderr
-            .lines()
-            .filter(|l| l.contains("refreshed role credentials"))
-            .filter(|l| l.contains("role{name=prod}") == named)
-            .count()
-    };
-    for (arn, named) in [(PROD, true), (ROLE_ARN, false)] {
-        let (n, refreshed) = (assumes_of(&sb, arn), refreshes(named));
+    for (arn, role) in [(PROD, Some("prod")), (ROLE_ARN, None)] {
+        let (n, refreshed) = (assumes_of(&sb, arn), logged(&out, role, REFRESHED));
         assert_eq!(
             n,
             1 + refreshed,
@@ -139,13 +158,8 @@ fn each_role_is_assumed_once_per_refresh_for_the_whole_tree() {
         );
     }
     // Each role's processes went through several of its own credentials.
-    let keys = sb.sts.keys_used_for("GetCallerIdentity");
     for role in ["prod", "deploy"] {
-        let own = format!(":assumed-role/{role}/");
-        let used = keys
-            .iter()
-            .filter(|k| sb.sts.issued_as(k).unwrap_or_default().contains(&own))
-            .count();
+        let used = credentials_used(&sb, &format!(":assumed-role/{role}/"));
         assert!(
             used >= 3,
             "{role}: only {used} of its credentials were used"
@@ -415,13 +429,11 @@ fn the_rust_sdk_refreshes_a_named_role_by_itself() {
     assert!(out.stdout.contains("errors=0"), "{}", out.stdout);
     let keys = sb.sts.keys_used_for("GetCallerIdentity");
     assert!(keys.len() >= 3, "the Rust SDK used {keys:?}");
-    for key in &keys {
-        let arn = sb.sts.issued_as(key).unwrap_or_default();
-        assert!(
-            arn.contains(":assumed-role/prod/"),
-            "{key} is {arn}, not the named role"
-        );
-    }
+    assert_eq!(
+        credentials_used(&sb, ":assumed-role/prod/"),
+        keys.len(),
+        "a credential that was not the named role's was used"
+    );
 }
 
 /// docs/roles.md's Terraform recipe: its configuration as written, and its credwrap line with a
@@ -564,14 +576,8 @@ fn a_credential_process_profile_is_served_as_it_is_and_refreshed() {
     );
     assert_eq!(out.stdout.matches("errors=0").count(), 2, "{}", out.stdout);
     let runs = std::fs::read_to_string(&count).unwrap().lines().count();
-    let attempts = |what: &str| {
-        out.stderr
-            .lines()
-            .filter(|l| l.contains("role{name=vault}") && l.contains(what))
-            .count()
-    };
-    let refreshes = attempts("refreshed role credentials");
-    let failed = attempts("refreshing role credentials failed");
+    let refreshes = logged(&out, Some("vault"), REFRESHED);
+    let failed = logged(&out, Some("vault"), REFRESH_FAILED);
     assert_eq!(
         runs,
         1 + refreshes + failed,
@@ -581,16 +587,7 @@ fn a_credential_process_profile_is_served_as_it_is_and_refreshed() {
         refreshes as u64 >= seconds / lifetime - 1,
         "{refreshes} refreshes"
     );
-    let keys = sb.sts.keys_used_for("GetCallerIdentity");
-    let vault_keys = keys
-        .iter()
-        .filter(|k| {
-            sb.sts
-                .issued_as(k)
-                .unwrap_or_default()
-                .contains(":assumed-role/prod/vault")
-        })
-        .count();
+    let vault_keys = credentials_used(&sb, ":assumed-role/prod/vault");
     assert!(
         vault_keys >= 3,
         "the children used {vault_keys} of the helper's credentials"
@@ -674,11 +671,7 @@ fn the_cli_js_and_go_select_a_named_role_for_three_lifetimes() {
             .unwrap();
         assert!(calls >= 3, "{line}");
     }
-    let refreshed = out
-        .stderr
-        .lines()
-        .filter(|l| l.contains("role{name=prod}") && l.contains("refreshed role credentials"))
-        .count();
+    let refreshed = logged(&out, Some("prod"), REFRESHED);
     assert!(refreshed >= 2, "{refreshed} refreshes in {seconds}s");
     assert_eq!(assumes_of(&sb, PROD), 1 + refreshed);
 }
@@ -713,11 +706,7 @@ fn a_failing_role_disturbs_no_other() {
     let out = run_.finish();
     ok(&out);
     assert!(out.stdout.contains("errors=0"), "{}", out.stdout);
-    let prod_refreshes = out
-        .stderr
-        .lines()
-        .filter(|l| l.contains("role{name=prod}") && l.contains("refreshed role credentials"))
-        .count();
+    let prod_refreshes = logged(&out, Some("prod"), REFRESHED);
     assert!(
         prod_refreshes >= 2,
         "prod stopped refreshing: {}",
