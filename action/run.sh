@@ -9,19 +9,53 @@
 # stop:  stops it (SIGTERM: it revokes the credentials and removes its files) and prints its
 #        log in a folded group.
 set -euo pipefail
+# A failure inside $(...) (find_credwrap's install or build) ends the script, not just the
+# substitution.
+shopt -s inherit_errexit
 
 # An input, as @actions/core's getInput reads it: INPUT_<NAME> (the name upper-cased, dashes
-# kept), trimmed. Only `roles` may hold line breaks: in any other input one is refused, since a
+# kept), trimmed. Only the lists (`roles`, `managed-session-policies`) may hold line breaks, and
+# a policy's JSON, whose line breaks become spaces: in any other input one is refused, since a
 # line break is how a value would start a workflow command in the job's log.
 input() {
     local value
     value="$(printenv "INPUT_$1" || true)"
     value="${value#"${value%%[![:space:]]*}"}"
     value="${value%"${value##*[![:space:]]}"}"
-    if [ "$1" != ROLES ] && [[ "$value" == *$'\n'* || "$value" == *$'\r'* ]]; then
-        die "the $(printf '%s' "$1" | tr '[:upper:]' '[:lower:]') input holds a line break: give it on one line"
-    fi
+    case "$1" in
+        ROLES | MANAGED-SESSION-POLICIES) ;;
+        INLINE-SESSION-POLICY) value="${value//[$'\r\n']/ }" ;;
+        *)
+            if [[ "$value" == *$'\n'* || "$value" == *$'\r'* ]]; then
+                die "the $(lower "$1") input holds a line break: give it on one line"
+            fi
+            ;;
+    esac
     printf '%s' "$value"
+}
+lower() { printf '%s' "$1" | tr '[:upper:]' '[:lower:]'; }
+# An input that configure-aws-credentials names ALIAS: either name, so that switching is a
+# one-word change; both given must agree.
+either() {
+    local ours theirs
+    ours="$(input "$1")"
+    theirs="$(input "$2")"
+    if [ -n "$ours" ] && [ -n "$theirs" ] && [ "$ours" != "$theirs" ]; then
+        die "the $(lower "$1") and $(lower "$2") inputs are one input under two names, and they differ: give one"
+    fi
+    printf '%s' "${ours:-$theirs}"
+}
+# The non-empty lines of a list input, trimmed, without `#` comments.
+lines_of() {
+    local line
+    while IFS= read -r line; do
+        line="${line#"${line%%[![:space:]]*}"}"
+        line="${line%"${line##*[![:space:]]}"}"
+        case "$line" in
+            "" | "#"*) ;;
+            *) printf '%s\n' "$line" ;;
+        esac
+    done <<< "$1"
 }
 say() { printf 'credwrap action: %s\n' "$*" >&2; }
 # As the toolkit escapes data in a workflow command: %, CR and LF, so that a value can neither
@@ -70,9 +104,23 @@ find_credwrap() {
 }
 
 start() {
-    local role bin max audience name value log env_before pid
-    role="$(input ROLE-ARN)"
-    [ -n "$role" ] || die "the role-arn input is required"
+    local role bin max audience name value log env_before pid region chaining
+    role="$(either ROLE-ARN ROLE-TO-ASSUME)"
+    [ -n "$role" ] || die "the role-arn input (or role-to-assume) is required"
+    value="$(input OUTPUT-CREDENTIALS)"
+    if [ "$value" = true ]; then
+        die "output-credentials: credwrap hands later steps credentials that refresh, not keys that expire in an hour; a step that needs the keys themselves can run \`aws configure export-credentials --format env\`"
+    fi
+    # Every later SDK call needs a region: the input's, else the one the job already has.
+    region="$(either REGION AWS-REGION)"
+    if [ -z "$region" ] && [ -z "${AWS_REGION:-}" ] && [ -z "${AWS_DEFAULT_REGION:-}" ]; then
+        die "the region input (or aws-region) is required: the later steps' SDKs need one (or set AWS_REGION in the job's env)"
+    fi
+    value="$(input MASK-AWS-ACCOUNT-ID)"
+    if [ "$value" = true ]; then
+        # Before credwrap says anything: the role's ARN carries the account.
+        printf '::add-mask::%s\n' "$(escape "$(printf '%s' "$role" | cut -d: -f5)")"
+    fi
     bin="$(find_credwrap)"
     say "using $("$bin" --version)"
     max="$(input MAX-LIFETIME)"
@@ -80,38 +128,51 @@ start() {
     log="$(mktemp "$temp/credwrap-XXXXXX.log")"
     local args=(-v --serve --detach --export github --role-arn "$role" --log-file "$log"
         --watch "${CREDWRAP_ACTION_WATCH:-$PPID}" --max-lifetime "${max:-6h}")
+    [ -z "$region" ] || args+=(--region "$region")
     local source
     source="$(input TOKEN-SOURCE)"
+    chaining="$(input ROLE-CHAINING)"
+    if [ "$chaining" = true ]; then
+        [ "$source" != github ] || die "role-chaining assumes the role from the credentials the job already has; token-source github says the job's OIDC token: give one"
+        source=job
+    fi
+    # What credwrap is started without: with `job`, the job's OIDC token service, so that it
+    # assumes the role from what the job already has and never from the token by itself.
+    local without=()
     case "$source" in
         "" | github)
             args+=(--web-identity-github)
             audience="$(input AUDIENCE)"
             [ -z "$audience" ] || args+=(--web-identity-audience "$audience")
             ;;
-        job) ;; # whatever the job already has: keys from an earlier step, a profile
+        job) without=(-u ACTIONS_ID_TOKEN_REQUEST_URL -u ACTIONS_ID_TOKEN_REQUEST_TOKEN) ;;
         *) die "token-source is github or job, not $source" ;;
     esac
-    for name in ROLE-SESSION-NAME DURATION REGION; do
-        value="$(input "$name")"
-        [ -z "$value" ] || args+=("--$(echo "$name" | tr '[:upper:]' '[:lower:]')" "$value")
-    done
+    value="$(input ROLE-SESSION-NAME)"
+    [ -z "$value" ] || args+=(--role-session-name "$value")
+    value="$(either DURATION ROLE-DURATION-SECONDS)"
+    [ -z "$value" ] || args+=(--duration "$value")
+    value="$(input ROLE-EXTERNAL-ID)"
+    [ -z "$value" ] || args+=(--external-id "$value")
+    value="$(input INLINE-SESSION-POLICY)"
+    [ -z "$value" ] || args+=(--policy "$value")
+    local line list
+    list="$(lines_of "$(input MANAGED-SESSION-POLICIES)")"
+    while IFS= read -r line; do
+        [ -z "$line" ] || args+=(--policy-arn "$line")
+    done <<< "$list"
     value="$(input TOKEN-FILE)"
     [ "$value" != true ] || args+=(--token-file)
     # Extra roles, one NAME=ARN a line; later steps select one as a profile (AWS_PROFILE=NAME).
-    local line roles
-    roles="$(input ROLES)"
+    list="$(lines_of "$(input ROLES)")"
     while IFS= read -r line; do
-        line="${line#"${line%%[![:space:]]*}"}"
-        line="${line%"${line##*[![:space:]]}"}"
-        case "$line" in
-            "" | "#"*) ;;
-            *) args+=(--role "$line") ;;
-        esac
-    done <<< "$roles"
-    # credwrap appends to $GITHUB_ENV and masks the endpoint's token on stdout; it returns once
-    # it serves, or fails with its own message.
+        [ -z "$line" ] || args+=(--role "$line")
+    done <<< "$list"
+    # credwrap appends to $GITHUB_ENV, sets the outputs aws-account-id and authenticated-arn
+    # in $GITHUB_OUTPUT, and masks the endpoint's token on stdout; it returns once it serves,
+    # or fails with its own message.
     env_before="$(wc -c < "${GITHUB_ENV:?GITHUB_ENV is not set: this runs in a GitHub Actions job}")"
-    "$bin" "${args[@]}"
+    env "${without[@]}" "$bin" "${args[@]}"
     # This use's credwrap and log, for this use's post step alone: $GITHUB_STATE comes back to
     # the same action instance as STATE_*, where the job-wide CREDWRAP_PID is the last use's.
     pid="$(tail -c "+$((env_before + 1))" "$GITHUB_ENV" | sed -n 's/^CREDWRAP_PID=//p' | tail -n 1)"
@@ -123,7 +184,7 @@ start() {
 stop() {
     # This use's own credwrap (see start); a runner without $GITHUB_STATE has only the job's.
     local pid="${STATE_CREDWRAP_PID:-${CREDWRAP_PID:-}}"
-    local log="${STATE_CREDWRAP_LOG:-${CREDWRAP_LOG_FILE:-}}"
+    local log="${STATE_CREDWRAP_LOG:-${CREDWRAP_LOG_PATH:-}}"
     if [ -z "$pid" ]; then
         say "credwrap was not started: nothing to stop"
         return 0

@@ -113,6 +113,7 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
         plan.endpoint.loopback,
         gateways,
         mode.private_parent(),
+        plan.endpoint.default_profile,
     );
     let mut started = match runtime.block_on(startup::unless_stopped(prepare, stop)) {
         Ok(started) => started,

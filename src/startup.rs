@@ -90,6 +90,7 @@ pub async fn prepare(
     loopback: LoopbackProtocol,
     gateways: Vec<Gateway>,
     private_parent: Option<std::path::PathBuf>,
+    default_profile: bool,
 ) -> Result<Started, Failure> {
     let temp_failed =
         |e: anyhow::Error| Failure::setup(format!("{e:#}"), "check that TMPDIR is writable");
@@ -121,7 +122,11 @@ pub async fn prepare(
     let broker = default
         .map(|(role, first, _)| Broker::start(role, first, min_remaining, Arc::new(WallClock)));
     let endpoint = Endpoint::start(broker.as_ref().map(Broker::reader), spec, &dir).await?;
-    let profiles = aws_files::credential_processes(endpoint.named_uris());
+    let mut uris = endpoint.named_uris().to_vec();
+    if let (true, Some(uri)) = (default_profile, endpoint.default_uri()) {
+        uris.push(("default".to_string(), uri));
+    }
+    let profiles = aws_files::credential_processes(&uris);
     let files =
         aws_files::write_stand_ins(&dir, config.expose(), &profiles).map_err(temp_failed)?;
     let marker = default_arn.unwrap_or_else(|| "none (named roles only)".to_string());

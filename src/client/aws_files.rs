@@ -96,9 +96,13 @@ pub fn with_credential_processes(config: &str, profiles: &[(String, String)]) ->
     }
     for (i, (profile, process)) in profiles.iter().enumerate() {
         if !placed[i] {
-            out.push_str(&format!(
-                "\n[profile {profile}]\ncredential_process = {process}\n"
-            ));
+            // `[default]` is how every SDK's config file names the default profile.
+            let header = if profile == "default" {
+                "[default]".to_string()
+            } else {
+                format!("[profile {profile}]")
+            };
+            out.push_str(&format!("\n{header}\ncredential_process = {process}\n"));
         }
     }
     out
@@ -110,6 +114,8 @@ fn profile_header(line: &str) -> Option<&str> {
     let mut words = inner.split_whitespace();
     match (words.next(), words.next(), words.next()) {
         (Some("profile"), Some(name), None) => Some(name),
+        // The default profile's own section, as the config file may also write it.
+        (Some("default"), None, None) => Some("default"),
         _ => None,
     }
 }
@@ -162,6 +168,21 @@ mod tests {
              credential_process = /bin/credwrap --credential-process http://a/p\n\
              region = us-east-2\n[profile production]\nregion = x\n\
              \n[profile dns]\ncredential_process = /bin/credwrap --credential-process http://a/d\n"
+        );
+    }
+
+    #[test]
+    fn the_default_profile_goes_into_its_own_section_as_the_config_writes_it() {
+        let line = "/bin/credwrap --credential-process http://a/x".to_string();
+        let profiles = vec![("default".to_string(), line)];
+        assert_eq!(
+            with_credential_processes("[default]\nregion = eu-west-1\n", &profiles),
+            "[default]\ncredential_process = /bin/credwrap --credential-process http://a/x\n\
+             region = eu-west-1\n"
+        );
+        assert_eq!(
+            with_credential_processes("", &profiles),
+            "\n[default]\ncredential_process = /bin/credwrap --credential-process http://a/x\n"
         );
     }
 

@@ -1,6 +1,7 @@
 //! The container-credentials protocol, as every SDK's container provider reads it: one random
 //! path, `Authorization: <token>` (raw, no scheme), a JSON credential.
 
+use crate::settings::TokenDelivery;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,15 +37,17 @@ pub struct EcsService {
     token: Option<Secret>,
     /// With `--token-file`: the 0600 file holding the token, instead of the environment.
     token_file: Option<PathBuf>,
+    /// Whether the token also goes into the environment (`AWS_CONTAINER_AUTHORIZATION_TOKEN`).
+    token_variable: bool,
     warned_missing_token: AtomicBool,
 }
 
 impl EcsService {
     /// New random secrets; with `token_file`, the token is written to `dir` (0600) instead of
     /// going into the child's environment, which any process of the same user can read.
-    pub fn new(dir: &PrivateDir, token_file: bool) -> Result<EcsService, StartError> {
+    pub fn new(dir: &PrivateDir, delivery: TokenDelivery) -> Result<EcsService, StartError> {
         let token = Secret::new(http::random_hex(32).map_err(StartError::random)?);
-        let token_file = if token_file {
+        let token_file = if delivery != TokenDelivery::Variable {
             Some(
                 dir.write_secret("token", &token)
                     .map_err(|e| StartError::files(&e))?,
@@ -56,6 +59,7 @@ impl EcsService {
             path: format!("/{}", http::random_hex(16).map_err(StartError::random)?),
             token: Some(token),
             token_file,
+            token_variable: delivery != TokenDelivery::File,
             warned_missing_token: AtomicBool::new(false),
         })
     }
@@ -74,6 +78,7 @@ impl EcsService {
             path: format!("/{}", http::random_hex(32).map_err(StartError::random)?),
             token,
             token_file: None,
+            token_variable: true,
             warned_missing_token: AtomicBool::new(false),
         })
     }
@@ -92,10 +97,11 @@ impl EcsService {
     pub fn client_env(&self, addr: SocketAddr) -> Vec<(&'static str, Secret)> {
         let uri = Secret::new(format!("http://{addr}{}", self.path));
         let mut env = vec![(ENV_FULL_URI, uri)];
-        match (&self.token_file, &self.token) {
-            (Some(file), _) => env.push((ENV_TOKEN_FILE, Secret::new(file.to_string_lossy()))),
-            (None, Some(token)) => env.push((ENV_TOKEN, token.clone())),
-            (None, None) => {}
+        if let Some(file) = &self.token_file {
+            env.push((ENV_TOKEN_FILE, Secret::new(file.to_string_lossy())));
+        }
+        if let (true, Some(token)) = (self.token_variable, &self.token) {
+            env.push((ENV_TOKEN, token.clone()));
         }
         // Java falls through to the real IMDS when the container endpoint fails, and the JS and
         // Rust chains would too: the endpoint must be the child's only source.

@@ -36,7 +36,7 @@ use tokio::task::JoinHandle;
 
 use crate::broker::CredentialReader;
 use crate::settings::limits::RoleArn;
-use crate::settings::{LoopbackProtocol, TokenDelivery};
+use crate::settings::LoopbackProtocol;
 use crate::sys::private_dir::PrivateDir;
 use crate::sys::secret::Secret;
 pub use gateway::Gateway;
@@ -204,9 +204,7 @@ impl Endpoint {
             accept_loops: Vec::new(),
         };
         let service = match spec.loopback {
-            LoopbackProtocol::Ecs(delivery) => {
-                Service::Ecs(ecs::EcsService::new(dir, delivery == TokenDelivery::File)?)
-            }
+            LoopbackProtocol::Ecs(delivery) => Service::Ecs(ecs::EcsService::new(dir, delivery)?),
             LoopbackProtocol::Imds => {
                 let Some(role) = spec.role.clone() else {
                     return Err(StartError::listen(
@@ -350,6 +348,15 @@ impl Endpoint {
     /// the later processes) at the containers' env file.
     pub fn client_env(&self) -> Vec<(&'static str, Secret)> {
         self.client_env.clone()
+    }
+
+    /// Where the loopback listener serves the default role as a container endpoint (which
+    /// `credwrap --credential-process` reads too), if it does.
+    pub fn default_uri(&self) -> Option<String> {
+        self.client_env
+            .iter()
+            .find(|(k, _)| *k == ecs::ENV_FULL_URI)
+            .map(|(_, v)| v.expose().to_string())
     }
 
     /// Each named role's name and the URI `credwrap --credential-process` reads it from.
@@ -556,7 +563,7 @@ mod tests {
             Arc::new(WallClock),
         );
         let listeners = EndpointSpec {
-            loopback: LoopbackProtocol::Ecs(TokenDelivery::Variable),
+            loopback: LoopbackProtocol::Ecs(crate::settings::TokenDelivery::Variable),
             named: Vec::new(),
             container_roles: Vec::new(),
             gateways: Vec::new(),

@@ -2,8 +2,15 @@
 //! and Kubernetes hand out tokens that live minutes, so a long job needs a new one at each
 //! refresh. A fetch that fails is an STS call that fails: retried with the broker's backoff
 //! mid-job (the current credential is kept), reported before the command starts at start-up.
+//!
+//! Until a first token is had, GitHub's token service is asked again after an error that may
+//! pass (`--web-identity-token-retry`), as @actions/core's getIDToken and
+//! configure-aws-credentials do: a bad minute of GitHub's must not fail the job. A token command
+//! is run once at start: its exit status cannot tell a passing failure from a wrong command,
+//! and the CIs' own (buildkite-agent: 5 attempts, 2 s apart and more) retry inside it.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use http_body_util::{BodyExt, Empty};
@@ -18,8 +25,9 @@ use crate::role::credential::fmt_time;
 use crate::settings::TokenSource;
 use crate::sys::secret::Secret;
 
-/// How long a token service or a token command may take.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
+/// The first pause between two asks of a failing token service at start, and the longest.
+const FIRST_PAUSE: Duration = Duration::from_millis(500);
+const LONGEST_PAUSE: Duration = Duration::from_secs(8);
 /// How much of a failed command's stderr, or of a token service's error, is quoted.
 const QUOTED: usize = 400;
 
@@ -30,6 +38,8 @@ pub struct Tokens {
     /// what STS's client trusts. Only made for that source: the others never need the roots
     /// parsed.
     tls: Option<rustls::ClientConfig>,
+    /// Whether a token was had yet: until then, a failing service is asked again.
+    had_one: AtomicBool,
 }
 
 impl Tokens {
@@ -49,7 +59,11 @@ impl Tokens {
             }
             _ => None,
         };
-        Ok(Tokens { source, tls })
+        Ok(Tokens {
+            source,
+            tls,
+            had_one: AtomicBool::new(false),
+        })
     }
 
     /// What the token is, for messages: "the token file /x", "GitHub's token service".
@@ -77,7 +91,16 @@ impl Tokens {
                 url,
                 bearer,
                 audience,
-            } => self.ask_github(url, bearer, audience).await?,
+                timeout,
+                start_retry,
+            } => {
+                let ask = || self.ask_github(url, bearer, audience, *timeout);
+                if self.had_one.load(Ordering::Relaxed) {
+                    ask().await?
+                } else {
+                    patiently(ask, *start_retry).await?
+                }
+            }
         };
         let token = token.trim();
         if token.is_empty() {
@@ -87,15 +110,18 @@ impl Tokens {
                 true,
             ));
         }
+        self.had_one.store(true, Ordering::Relaxed);
         Ok(Secret::new(token))
     }
 
-    /// `GET URL&audience=AUD` with `Authorization: bearer TOKEN`; the answer's `value`.
+    /// `GET URL&audience=AUD` with `Authorization: bearer TOKEN`; the answer's `value`, all
+    /// within `timeout`.
     async fn ask_github(
         &self,
         url: &str,
         bearer: &Secret,
         audience: &str,
+        timeout: Duration,
     ) -> Result<String, AssumeError> {
         let what = "GitHub's OIDC token service (ACTIONS_ID_TOKEN_REQUEST_URL)";
         let fail = |message: String, retryable: bool| token_error(&self.source, message, retryable);
@@ -122,22 +148,32 @@ impl Tokens {
             )
             .body(Empty::<Bytes>::new())
             .map_err(|e| fail(format!("{what}: {e}"), false))?;
-        let late = |_| {
-            fail(
-                format!("{what} did not answer within {}s", HTTP_TIMEOUT.as_secs()),
-                true,
-            )
+        let exchange = async {
+            let response = send(tls, &uri, request)
+                .await
+                .map_err(|e| fail(format!("{what} could not be reached: {e}"), true))?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| fail(format!("{what}: {e}"), true))?
+                .to_bytes();
+            Ok::<_, AssumeError>((status, body))
         };
-        let response = tokio::time::timeout(HTTP_TIMEOUT, send(tls, &uri, request))
+        // One deadline for the headers and the body: a service that drips its answer is as late
+        // as one that never answers.
+        let (status, body) = tokio::time::timeout(timeout, exchange)
             .await
-            .map_err(late)?
-            .map_err(|e| fail(format!("{what} could not be reached: {e}"), true))?;
-        let status = response.status();
-        let body = tokio::time::timeout(HTTP_TIMEOUT, response.into_body().collect())
-            .await
-            .map_err(late)?
-            .map_err(|e| fail(format!("{what}: {e}"), true))?
-            .to_bytes();
+            .map_err(|_| {
+                fail(
+                    format!(
+                        "{what} did not answer within {}s (--web-identity-token-timeout)",
+                        timeout.as_secs()
+                    ),
+                    true,
+                )
+            })??;
         if !status.is_success() {
             // Its error bodies carry no token; quoted for the user, cut short.
             let text: String = String::from_utf8_lossy(&body)
@@ -156,6 +192,37 @@ impl Tokens {
             .as_str()
             .map(str::to_string)
             .ok_or_else(|| fail(format!("{what} answered JSON without a `value`"), true))
+    }
+}
+
+/// `ask` until it gives a token, fails for good, or `budget` has passed since the first ask;
+/// then its last error, saying how often it was asked.
+async fn patiently<F, Fut>(ask: F, budget: Duration) -> Result<String, AssumeError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<String, AssumeError>>,
+{
+    let started = Instant::now();
+    let mut pause = FIRST_PAUSE;
+    let mut attempts = 1;
+    loop {
+        match ask().await {
+            Err(e) if e.retryable && started.elapsed() + pause <= budget => {
+                tracing::warn!("{e}; asking again in {} ms", pause.as_millis());
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(LONGEST_PAUSE);
+                attempts += 1;
+            }
+            Err(mut e) if attempts > 1 => {
+                e.message = format!(
+                    "{} (asked {attempts} times in {}s)",
+                    e.message,
+                    started.elapsed().as_secs()
+                );
+                return Err(e);
+            }
+            other => return other,
+        }
     }
 }
 

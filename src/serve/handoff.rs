@@ -30,6 +30,11 @@ const BLANKED: &[&str] = &[
     "AWS_SECURITY_TOKEN",
 ];
 
+/// What a runner can only blank, where it holds them: a runner pod's IRSA variables (EKS),
+/// whose provider comes before the container one. Not blanked otherwise: the Rust SDK reads a
+/// blank file name as a file (the stand-in config's default profile then serves it).
+const BLANKED_IF_SET: &[&str] = &["AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"];
+
 /// From `current` (credwrap's environment) to `target` (what a command would get), plus
 /// `extra` (CREDWRAP_PID and the like), in a stable order.
 pub fn changes(
@@ -101,7 +106,11 @@ pub fn github(changes: &[Change], delimiter: &str) -> Github {
     for c in changes {
         let value = match &c.value {
             Some(v) => v.as_str(),
-            None if BLANKED.contains(&c.name.as_str()) => "",
+            None if BLANKED.contains(&c.name.as_str())
+                || BLANKED_IF_SET.contains(&c.name.as_str()) =>
+            {
+                ""
+            }
             None => {
                 kept.push(c.name.clone());
                 continue;
@@ -131,9 +140,30 @@ pub fn github(changes: &[Change], delimiter: &str) -> Github {
     }
 }
 
+/// The step's outputs, as configure-aws-credentials sets them, for the assumed-role session
+/// `arn` (`arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`): its account and itself. An ARN
+/// holds no line break, so the one-line form is safe.
+pub fn github_outputs(arn: &str) -> String {
+    let mut out = String::new();
+    if let Some(account) = arn.split(':').nth(4).filter(|a| !a.is_empty()) {
+        out.push_str(&format!("aws-account-id={account}\n"));
+    }
+    out.push_str(&format!("authenticated-arn={arn}\n"));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_outputs_are_the_sessions_account_and_arn() {
+        assert_eq!(
+            github_outputs("arn:aws:sts::123456789012:assumed-role/deploy/s"),
+            "aws-account-id=123456789012\n\
+             authenticated-arn=arn:aws:sts::123456789012:assumed-role/deploy/s\n"
+        );
+    }
 
     fn os(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
         pairs

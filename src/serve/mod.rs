@@ -20,6 +20,11 @@ use crate::settings::cli::ExportFormat;
 use crate::settings::ServePlan;
 use crate::startup::Started;
 
+/// What whole-job mode exports of its own, besides what every client gets. No option reads
+/// these (the test below checks), so a later credwrap parses its options as anywhere else.
+pub const EXPORTED_PID: &str = "CREDWRAP_PID";
+pub const EXPORTED_LOG: &str = "CREDWRAP_LOG_PATH";
+
 /// Whole-job mode, started: hands off, then serves until a signal, `--watch` or
 /// `--max-lifetime` stops it; a service stopped on purpose exits 0.
 pub fn run(
@@ -33,7 +38,18 @@ pub fn run(
         .log_file
         .clone()
         .unwrap_or_else(|| started.dir.path().join("credwrap.log"));
-    hand_off(plan, &started.client_env, readiness, &log)?;
+    // The default role's session, as configure-aws-credentials' outputs give it.
+    let identity = started
+        .broker
+        .as_ref()
+        .map(|b| b.reader().held().credential.assumed_role_arn.clone());
+    hand_off(
+        plan,
+        &started.client_env,
+        identity.as_deref(),
+        readiness,
+        &log,
+    )?;
     let ended =
         runtime.block_on(async { stop_when(plan.watch, plan.max_lifetime, supervisor.stopper()) });
     let why = match (supervisor.wait_for_stop(), ended) {
@@ -51,12 +67,13 @@ pub fn run(
 fn hand_off(
     plan: &ServePlan,
     target: &[(OsString, OsString)],
+    identity: Option<&str>,
     readiness: Option<Readiness>,
     log: &std::path::Path,
 ) -> Result<(), Failure> {
-    let mut extra = vec![("CREDWRAP_PID", std::process::id().to_string())];
+    let mut extra = vec![(EXPORTED_PID, std::process::id().to_string())];
     if readiness.is_some() {
-        extra.push(("CREDWRAP_LOG_FILE", log.display().to_string()));
+        extra.push((EXPORTED_LOG, log.display().to_string()));
     }
     let changes = handoff::changes(std::env::vars_os(), target, &extra);
     let stdout = match plan.export {
@@ -87,6 +104,14 @@ fn hand_off(
                     "check that this runs in a GitHub Actions step",
                 )
             })?;
+            if let (Some(path), Some(arn)) = (&plan.github_output, identity) {
+                append(path, &handoff::github_outputs(arn)).map_err(|e| {
+                    Failure::setup(
+                        format!("could not write to {} (GITHUB_OUTPUT): {e}", path.display()),
+                        "check that this runs in a GitHub Actions step",
+                    )
+                })?;
+            }
             out.stdout
         }
     };
@@ -181,6 +206,33 @@ async fn watch_exit(pid: i32) {
         tick.tick().await;
         if !crate::settings::process_exists(pid) {
             return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every `CREDWRAP_*` name credwrap hands a later process, none of them an option's.
+    #[test]
+    fn nothing_exported_is_read_as_an_option() {
+        use clap::CommandFactory;
+        let options: Vec<String> = crate::settings::cli::Cli::command()
+            .get_arguments()
+            .filter_map(|a| a.get_env())
+            .map(|e| e.to_string_lossy().into_owned())
+            .collect();
+        assert!(options.iter().any(|e| e == "CREDWRAP_LOG_FILE"));
+        for exported in [
+            super::EXPORTED_PID,
+            super::EXPORTED_LOG,
+            crate::client::env::NESTED_MARKER,
+            crate::endpoint::named::ENV_ROLES_TOKEN,
+            crate::endpoint::ENV_CONTAINER_ENV_DIR,
+        ] {
+            assert!(
+                !options.iter().any(|o| o == exported),
+                "{exported} is exported and read as an option"
+            );
         }
     }
 }

@@ -105,6 +105,12 @@ pub struct Cli {
     #[arg(long, env = "CREDWRAP_WEB_IDENTITY_TOKEN_TIMEOUT", value_name = "DURATION", default_value = "15s", value_parser = limits::token_timeout)]
     pub web_identity_token_timeout: Duration,
 
+    /// At start, how long to keep asking GitHub's token service after an error that may pass
+    /// (HTTP 5xx or 429, no answer), with backoff; 0 to fail at the first. Other errors fail at
+    /// once, and mid-job the refresh's own retries apply
+    #[arg(long, env = "CREDWRAP_WEB_IDENTITY_TOKEN_RETRY", value_name = "DURATION", default_value = "60s", value_parser = limits::token_retry)]
+    pub web_identity_token_retry: Duration,
+
     /// GitHub Actions (and Forgejo/Gitea Actions): ask the job's OIDC token service for a fresh
     /// token before every AssumeRoleWithWebIdentity; needs `permissions: id-token: write`.
     /// Used by itself when the job has that and nothing else says where credentials come from
@@ -239,7 +245,7 @@ pub struct Cli {
     pub max_lifetime: Option<Duration>,
 
     /// With --detach, where the log goes once detached [default: credwrap.log in the private
-    /// directory, exported as CREDWRAP_LOG_FILE, removed at stop]
+    /// directory, exported as CREDWRAP_LOG_PATH, removed at stop]
     #[arg(
         long,
         env = "CREDWRAP_LOG_FILE",

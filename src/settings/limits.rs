@@ -274,6 +274,11 @@ pub fn token_timeout(s: &str) -> Result<Duration, String> {
     duration_within(s, 1..=600, "1s to 10m, e.g. 15s")
 }
 
+/// How long to keep asking a token service at start: 0 (not again) to 10m.
+pub fn token_retry(s: &str) -> Result<Duration, String> {
+    duration_within(s, 0..=600, "0 to 10m, e.g. 60s")
+}
+
 /// How long whole-job mode (`--serve`) may serve: 1m to 30 days (self-hosted runners keep jobs
 /// for days).
 pub fn max_lifetime(s: &str) -> Result<Duration, String> {

@@ -66,6 +66,10 @@ pub enum TokenSource {
         url: String,
         bearer: Secret,
         audience: String,
+        /// How long one request may take, answer included.
+        timeout: Duration,
+        /// At start, how long to keep asking after an error that may pass (5xx, 429, no answer).
+        start_retry: Duration,
     },
 }
 
@@ -170,6 +174,9 @@ pub struct ServePlan {
     pub export: crate::settings::cli::ExportFormat,
     /// Where `--export github` appends (`$GITHUB_ENV`).
     pub github_env: Option<PathBuf>,
+    /// Where `--export github` sets the step's outputs (`$GITHUB_OUTPUT`), when the runner
+    /// gives the step one.
+    pub github_output: Option<PathBuf>,
     /// Where the private directory goes (`$RUNNER_TEMP` under GitHub, which wipes it).
     pub private_parent: Option<PathBuf>,
     /// Return once serving, and go on in the background.
@@ -189,6 +196,10 @@ pub struct EndpointPlan {
     /// `--container-host` addresses, for containers the command starts (checked against this
     /// host's interfaces before anything is assumed).
     pub gateways: Vec<std::net::IpAddr>,
+    /// The default role also as the clients' AWS config's default profile (through
+    /// `credential_process`), for SDKs whose earlier providers a variable they cannot lose
+    /// would break.
+    pub default_profile: bool,
 }
 
 /// How the command's SDK gets its credentials.
@@ -207,6 +218,10 @@ pub enum TokenDelivery {
     Variable,
     /// `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`, a 0600 file in the private directory.
     File,
+    /// Both: where a later step's environment names a token file of its own that a step
+    /// cannot unset (EKS Pod Identity's, under GitHub), ours must replace it for the SDKs that
+    /// read the file first, and the variable still serves those that read only it.
+    Both,
 }
 
 /// The command and its supervision.
@@ -296,9 +311,13 @@ pub fn resolve(
     profiles: &Profiles,
     ask_code: AskCode<'_>,
 ) -> Result<Plan, UsageError> {
-    let endpoint = endpoint_plan(cli)?;
+    let mut endpoint = endpoint_plan(cli)?;
     let mode = if cli.serve {
-        Mode::Serve(serve_plan(cli, env)?)
+        let serve = serve_plan(cli, env)?;
+        if serve.export == crate::settings::cli::ExportFormat::Github {
+            outrank_the_runners_own(&mut endpoint, env);
+        }
+        Mode::Serve(serve)
     } else {
         Mode::Run(ChildPlan {
             command: cli.command.clone(),
@@ -466,7 +485,32 @@ fn endpoint_plan(cli: &Cli) -> Result<EndpointPlan, UsageError> {
     Ok(EndpointPlan {
         loopback,
         gateways: cli.container_hosts.clone(),
+        default_profile: false,
     })
+}
+
+/// Under GitHub, a later step keeps whatever the runner's own environment holds, since a step
+/// can only set variables: where that is a self-hosted runner pod's EKS credentials, the
+/// endpoint must still come first for every SDK.
+fn outrank_the_runners_own(endpoint: &mut EndpointPlan, env: &Env) {
+    if endpoint.loopback == LoopbackProtocol::Ecs(TokenDelivery::Variable)
+        && var(env, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").is_some()
+    {
+        tracing::info!(
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE is set (EKS Pod Identity) and a later step \
+             cannot unset it: the endpoint's token goes to the later steps in a file of its own \
+             under that name, and in AWS_CONTAINER_AUTHORIZATION_TOKEN"
+        );
+        endpoint.loopback = LoopbackProtocol::Ecs(TokenDelivery::Both);
+    }
+    if var(env, "AWS_WEB_IDENTITY_TOKEN_FILE").is_some() {
+        tracing::info!(
+            "AWS_WEB_IDENTITY_TOKEN_FILE is set (EKS IRSA) and a later step cannot unset it: \
+             it is blanked for the later steps, and the default role is also the default \
+             profile's credential_process, since the Rust SDK reads a blank file name as a file"
+        );
+        endpoint.default_profile = true;
+    }
 }
 
 /// `--serve`: where the exports go and what stops it, checked now.
@@ -486,6 +530,10 @@ fn serve_plan(cli: &Cli, env: &Env) -> Result<ServePlan, UsageError> {
     }
     Ok(ServePlan {
         export: cli.export,
+        github_output: github_env
+            .as_ref()
+            .and_then(|_| var(env, "GITHUB_OUTPUT"))
+            .map(PathBuf::from),
         github_env,
         private_parent: var(env, "RUNNER_TEMP")
             .filter(|_| cli.export == crate::settings::cli::ExportFormat::Github)

@@ -153,7 +153,11 @@ pub fn choose<'p>(
         from_role_profile(cli, p, profiles)?
     } else if let Some(file) = web_identity_env {
         from_web_identity_env(cli, env, file)?
-    } else if let (None, Some(github)) = (selection.profile, github_actions(cli, env)) {
+    } else if let (None, None, Some(github)) = (
+        selection.profile,
+        container_credentials(env),
+        github_actions(cli, env),
+    ) {
         tracing::info!(
             "GitHub Actions' OIDC token service is there (the job has `permissions: id-token: \
              write`) and nothing else says where credentials come from: assuming the role with \
@@ -231,6 +235,30 @@ fn named_token_source(cli: &Cli, env: &Env) -> Result<Option<TokenSource>, Usage
     Ok(None)
 }
 
+/// The SDKs' container credentials variable, when set: a credential source the default chain
+/// uses (an earlier credwrap's endpoint, ECS, EKS Pod Identity), so GitHub's token service is
+/// not used in its place unless named.
+fn container_credentials(env: &Env) -> Option<String> {
+    let name = [
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    ]
+    .into_iter()
+    .find(|n| var(env, n).is_some())?;
+    if github_actions_env(env) {
+        tracing::info!(
+            "{name} is set: its container credentials are the source, as for the AWS CLI \
+             (--web-identity-github to use the job's OIDC token instead)"
+        );
+    }
+    Some(name.to_string())
+}
+
+fn github_actions_env(env: &Env) -> bool {
+    var(env, "ACTIONS_ID_TOKEN_REQUEST_URL").is_some()
+        && var(env, "ACTIONS_ID_TOKEN_REQUEST_TOKEN").is_some()
+}
+
 /// GitHub Actions' token service, when the job may use it.
 fn github_actions(cli: &Cli, env: &Env) -> Option<TokenSource> {
     let url = var(env, "ACTIONS_ID_TOKEN_REQUEST_URL")?;
@@ -239,6 +267,8 @@ fn github_actions(cli: &Cli, env: &Env) -> Option<TokenSource> {
         url,
         bearer: Secret::new(bearer),
         audience: cli.web_identity_audience.clone(),
+        timeout: cli.web_identity_token_timeout,
+        start_retry: cli.web_identity_token_retry,
     })
 }
 

@@ -776,6 +776,41 @@ const SOURCE_ROWS: &[SourceRow] = &[
         false,
         Ok(("profile:plain", ROLE_A)),
     ),
+    // Container credentials (an earlier credwrap's endpoint, ECS, EKS Pod Identity) are the
+    // default chain's, and win over the token service unless it is named.
+    (
+        &["--role-arn", ROLE_A],
+        &[],
+        &[
+            GITHUB_MARK,
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:9/x"),
+        ],
+        false,
+        Ok(("chain", ROLE_A)),
+    ),
+    (
+        &["--role-arn", ROLE_A],
+        &[],
+        &[
+            GITHUB_MARK,
+            (
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                "/v2/credentials/x",
+            ),
+        ],
+        false,
+        Ok(("chain", ROLE_A)),
+    ),
+    (
+        &["--web-identity-github", "--role-arn", ROLE_A],
+        &[],
+        &[
+            GITHUB_MARK,
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:9/x"),
+        ],
+        false,
+        Ok(("github", ROLE_A)),
+    ),
     // Named but not there.
     (
         &["--web-identity-github", "--role-arn", ROLE_A],

@@ -331,6 +331,18 @@ fn action_inputs(recipe: &str) -> Vec<(String, String)> {
     inputs
 }
 
+/// The inputs of each use of the action in `recipe`, in order.
+fn action_uses(recipe: &str) -> Vec<Vec<(String, String)>> {
+    let marker = "uses: credwrap/credwrap@";
+    recipe
+        .match_indices(marker)
+        .map(|(i, _)| {
+            let line_start = recipe[..i].rfind('\n').map_or(0, |n| n + 1);
+            action_inputs(&recipe[line_start..])
+        })
+        .collect()
+}
+
 #[test]
 fn the_action_has_the_inputs_the_readme_names() {
     let yml =
@@ -493,6 +505,25 @@ fn a_github_job_is_served_for_every_step_and_leaves_nothing() {
             .all(|k| k.starts_with("ASIAFAKEROLE")),
         "a step signed with the static keys"
     );
+    // Step 7: credwrap in front of one command, as usage.md shows it, in a later step: nothing
+    // whole-job mode exported changes its options, and the job's role is its source.
+    let nested = bash(
+        &later,
+        "credwrap --role-arn arn:aws:iam::123456789012:role/other -- \
+         aws --endpoint-url \"$AWS_ENDPOINT_URL_STS\" sts get-caller-identity --query Arn --output text",
+    );
+    assert_eq!(
+        nested.code(),
+        Some(0),
+        "{}\n{}",
+        nested.stdout,
+        nested.stderr
+    );
+    assert!(
+        nested.stdout.contains(":assumed-role/other/"),
+        "{}",
+        nested.stdout
+    );
     let (requests, issued) = github.counts();
     let assumes = sb.sts.web_identity_subjects().len();
     report("GitHub, the action", &sb, Some((requests, issued)));
@@ -652,8 +683,8 @@ fn a_buildkite_job_survives_its_token_command_failing_for_a_while() {
     // The step's command: docs/ci.md's line, then the tools; the log is copied out before the
     // shell exits (credwrap removes it when it stops).
     let script_text = format!(
-        "set -e\n{}\necho \"$CREDWRAP_LOG_FILE\" > {}\necho pid=$CREDWRAP_PID\n\
-         sh \"$CHILDREN/ci_step.sh\" go {STEP_SECONDS}\ncat \"$CREDWRAP_LOG_FILE\" >&2\n",
+        "set -e\n{}\necho \"$CREDWRAP_LOG_PATH\" > {}\necho pid=$CREDWRAP_PID\n\
+         sh \"$CHILDREN/ci_step.sh\" go {STEP_SECONDS}\ncat \"$CREDWRAP_LOG_PATH\" >&2\n",
         credwrap_line(&doc_recipe("buildkite")),
         log_path.display()
     );
@@ -945,4 +976,310 @@ fn each_use_of_the_action_stops_its_own_credwrap() {
     assert!(left_in(job.runner_temp.path())
         .iter()
         .all(|f| f.starts_with("state-") || f == "github_env"));
+}
+
+/// A self-hosted runner on EKS: the runner pod's own IRSA or Pod Identity variables are in every
+/// step's environment, and a step cannot unset them. In a later step every SDK of the matrix is
+/// the action's role, not the pod's, and none fails.
+#[test]
+fn later_steps_are_the_actions_role_whatever_the_runner_pods_variables() {
+    let sb = ci_sandbox();
+    let github = TokenService::start(Duration::from_secs(300));
+    // The pod's projected token: a JWT the STS would take, so an SDK that used it would be the
+    // pod's role rather than fail.
+    let irsa_token = sb.path("eks-token");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({"iss": ISSUER, "sub": "system:serviceaccount:runners:runner",
+        "aud": "sts.amazonaws.com", "iat": now, "exp": now + 3600});
+    std::fs::write(&irsa_token, jwt(claims)).unwrap();
+    // The Pod Identity agent's token; its address answers nothing (nothing listens there).
+    let pod_identity_token = sb.path("eks-pod-identity-token");
+    std::fs::write(&pod_identity_token, "pod-identity-agent-token").unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let agent = format!("http://{}/v1/credentials", closed.local_addr().unwrap());
+    drop(closed);
+    let runners: [(&str, Vec<(&str, String)>); 2] = [
+        (
+            "IRSA",
+            vec![
+                (
+                    "AWS_ROLE_ARN",
+                    "arn:aws:iam::123456789012:role/runner-pod".to_string(),
+                ),
+                (
+                    "AWS_WEB_IDENTITY_TOKEN_FILE",
+                    irsa_token.display().to_string(),
+                ),
+            ],
+        ),
+        (
+            "Pod Identity",
+            vec![
+                ("AWS_CONTAINER_CREDENTIALS_FULL_URI", agent),
+                (
+                    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                    pod_identity_token.display().to_string(),
+                ),
+            ],
+        ),
+    ];
+    for (runner, vars) in runners {
+        let job = GithubJob::new(&sb, &github);
+        let mut env = job.env.clone();
+        env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        let out = run(job.action(&env, "start").env("INPUT_ROLE-ARN", ROLE_ARN));
+        assert_eq!(
+            out.code(),
+            Some(0),
+            "{runner}: {}\n{}",
+            out.stdout,
+            out.stderr
+        );
+        let exported = github_env(&job.env_file);
+        let pid: i32 = exported
+            .iter()
+            .find(|(k, _)| k == "CREDWRAP_PID")
+            .map(|(_, v)| v.parse().unwrap())
+            .expect("CREDWRAP_PID");
+        let _stop = Stop(pid);
+        let mut later = env.clone();
+        later.extend(exported.iter().cloned());
+        let matrix = run(step(&later, "sh").arg(script("sdk_matrix.sh")));
+        let mut wrong = Vec::new();
+        for sdk in support::MATRIX {
+            let line = matrix
+                .stdout
+                .lines()
+                .find(|l| l.starts_with(&format!("{sdk}: arn=")));
+            println!("{runner}: {sdk}: {}", line.unwrap_or("no identity"));
+            if !line.is_some_and(|l| l.contains(":assumed-role/deploy/")) {
+                wrong.push(sdk);
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "{runner}: {wrong:?} were not the action's role:\n{}",
+            matrix.stdout
+        );
+        assert_eq!(matrix.code(), Some(0), "{runner}: {}", matrix.stdout);
+        let out = run(&mut job.action(&later, "stop"));
+        assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+        assert!(gone(pid), "credwrap {pid} is still running");
+    }
+}
+
+/// The `CREDWRAP_PID` a use of the action saved in its `$GITHUB_STATE` (or the job's).
+fn saved_pid(file: &Path) -> i32 {
+    github_env(file)
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "CREDWRAP_PID")
+        .map(|(_, v)| v.parse().unwrap())
+        .expect("CREDWRAP_PID")
+}
+
+/// configure-aws-credentials' `role-chaining: true` (credwrap's `token-source: job`), as
+/// docs/ci.md's recipe gives it: the second use assumes its role from the role the first use
+/// serves, and refreshes from it as it refreshes. The target trusts only the first role, so the
+/// job's OIDC token would be refused; and with nothing in the job to chain from, it fails rather
+/// than fall back to the token.
+#[test]
+fn role_chaining_assumes_from_the_role_the_job_already_has() {
+    let sb = ci_sandbox();
+    let github = TokenService::start(Duration::from_secs(TOKEN_LIFETIME));
+    let uses = action_uses(&doc_recipe("github-action-chaining"));
+    let role_of = |inputs: &[(String, String)]| -> String {
+        inputs
+            .iter()
+            .find(|(k, _)| k == "INPUT_ROLE-TO-ASSUME")
+            .map(|(_, v)| v.clone())
+            .expect("role-to-assume")
+    };
+    let (hub, target) = (role_of(&uses[0]), role_of(&uses[1]));
+    assert!(uses[1].contains(&("INPUT_ROLE-CHAINING".into(), "true".into())));
+    sb.sts.trust_only(&target, &hub);
+
+    // Nothing to chain from: refused, and the token service never asked.
+    let job = GithubJob::new(&sb, &github);
+    let out = run(job.action(&job.env, "start").envs(uses[1].clone()));
+    assert_ne!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(github.counts().0, 0, "fell back to the job's OIDC token");
+    println!("chaining from nothing: {}", out.stderr.trim());
+
+    let mut state = Vec::new();
+    let mut env = job.env.clone();
+    for (n, inputs) in uses.iter().enumerate() {
+        let file = job.runner_temp.path().join(format!("state-{n}"));
+        std::fs::write(&file, "").unwrap();
+        let out = run(job
+            .action(&env, "start")
+            .envs(inputs.clone())
+            .env("GITHUB_STATE", &file));
+        assert_eq!(
+            out.code(),
+            Some(0),
+            "use {n}: {}\n{}",
+            out.stdout,
+            out.stderr
+        );
+        state.push((Stop(saved_pid(&file)), file));
+        // What the runner gives the next step: the job's environment and every export so far.
+        env = job.env.clone();
+        env.extend(github_env(&job.env_file));
+    }
+    // The later steps are the target, across several lifetimes of both roles.
+    sdk_steps(&env, &["boto3", "awscli"], STEP_SECONDS);
+    let cli = "aws --endpoint-url \"$AWS_ENDPOINT_URL_STS\" sts get-caller-identity --query Arn --output text";
+    let out = bash(&env, cli);
+    assert!(
+        out.stdout.contains(":222222222222:assumed-role/deploy/"),
+        "{}",
+        out.stdout
+    );
+    let chained: Vec<_> = sb
+        .sts
+        .calls()
+        .into_iter()
+        .filter(|c| c.params.get("RoleArn") == Some(&target))
+        .collect();
+    assert!(
+        chained.len() >= 3,
+        "the target was assumed {} times",
+        chained.len()
+    );
+    let mut sources = std::collections::HashSet::new();
+    for call in &chained {
+        assert_eq!(call.action, "AssumeRole", "{call:?}");
+        let key = call.access_key_id.clone().unwrap();
+        let signer = sb.sts.issued_as(&key).unwrap_or_default();
+        assert!(
+            signer.contains(":assumed-role/ci-hub/"),
+            "signed as {signer}"
+        );
+        sources.insert(key);
+    }
+    // The first role refreshed meanwhile, and the target was assumed from its new keys.
+    assert!(sources.len() >= 2, "always from the same keys: {sources:?}");
+    println!(
+        "chained: {} AssumeRole calls for the target from {} keys of the first role",
+        chained.len(),
+        sources.len()
+    );
+    for (stop, file) in state.iter().rev() {
+        let mut post = env.clone();
+        post.extend(
+            github_env(file)
+                .into_iter()
+                .map(|(k, v)| (format!("STATE_{k}"), v)),
+        );
+        let out = run(&mut job.action(&post, "stop"));
+        assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+        assert!(gone(stop.0));
+    }
+}
+
+/// Switching from configure-aws-credentials is a one-word change: its input names are taken,
+/// the region is required unless the job has one and is exported as both variables, the outputs
+/// `aws-account-id` and `authenticated-arn` are set, the account is masked before anything
+/// prints it when asked, and `output-credentials` says what to do instead.
+#[test]
+fn configure_aws_credentials_inputs_and_outputs_are_taken_as_they_are() {
+    let sb = ci_sandbox();
+    let github = TokenService::start(Duration::from_secs(TOKEN_LIFETIME));
+    let job = GithubJob::new(&sb, &github);
+    let mut env = job.env.clone();
+    env.remove("AWS_REGION");
+    let refused = |inputs: &[(&str, &str)], says: &str| {
+        let out = run(job.action(&env, "start").envs(inputs.iter().copied()));
+        assert_eq!(out.code(), Some(1), "{}\n{}", out.stdout, out.stderr);
+        support::assert_stderr_has(&out, says);
+    };
+    refused(
+        &[("INPUT_ROLE-TO-ASSUME", ROLE_ARN)],
+        "::error title=credwrap::the region input (or aws-region) is required",
+    );
+    refused(
+        &[
+            ("INPUT_ROLE-TO-ASSUME", ROLE_ARN),
+            ("INPUT_AWS-REGION", "eu-west-1"),
+            ("INPUT_OUTPUT-CREDENTIALS", "true"),
+        ],
+        "aws configure export-credentials --format env",
+    );
+    refused(
+        &[
+            ("INPUT_ROLE-TO-ASSUME", ROLE_ARN),
+            ("INPUT_ROLE-ARN", "arn:aws:iam::123456789012:role/other"),
+            ("INPUT_AWS-REGION", "eu-west-1"),
+        ],
+        "the role-arn and role-to-assume inputs are one input under two names",
+    );
+    assert_eq!(github.counts().0, 0, "a refused start asked for a token");
+
+    let outputs = job.runner_temp.path().join("github_output");
+    std::fs::write(&outputs, "").unwrap();
+    let managed = "arn:aws:iam::aws:policy/ReadOnlyAccess";
+    let policy = "{\"Version\": \"2012-10-17\",\n \"Statement\": [{\"Effect\": \"Allow\", \"Action\": \"s3:*\", \"Resource\": \"*\"}]}";
+    let out = run(job
+        .action(&env, "start")
+        .env("GITHUB_OUTPUT", &outputs)
+        .env("INPUT_ROLE-TO-ASSUME", ROLE_ARN)
+        .env("INPUT_AWS-REGION", "eu-west-1")
+        .env("INPUT_ROLE-SESSION-NAME", "deploy-42")
+        .env("INPUT_ROLE-DURATION-SECONDS", "3600")
+        .env("INPUT_AUDIENCE", "sts.amazonaws.com")
+        .env("INPUT_MASK-AWS-ACCOUNT-ID", "true")
+        .env("INPUT_MANAGED-SESSION-POLICIES", format!("{managed}\n"))
+        .env("INPUT_INLINE-SESSION-POLICY", policy)
+        .env("INPUT_ROLE-CHAINING", "false")
+        .env("INPUT_OUTPUT-CREDENTIALS", "false"));
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    let _stop = Stop(saved_pid(&job.env_file));
+    assert_eq!(
+        out.stdout.lines().next(),
+        Some("::add-mask::123456789012"),
+        "{}",
+        out.stdout
+    );
+    let set = github_env(&outputs);
+    assert_eq!(
+        set,
+        [
+            ("aws-account-id".to_string(), "123456789012".to_string()),
+            (
+                "authenticated-arn".to_string(),
+                "arn:aws:sts::123456789012:assumed-role/deploy/deploy-42".to_string()
+            ),
+        ]
+    );
+    let exported = github_env(&job.env_file);
+    for name in ["AWS_REGION", "AWS_DEFAULT_REGION"] {
+        assert!(
+            exported.contains(&(name.to_string(), "eu-west-1".to_string())),
+            "{name}: {exported:?}"
+        );
+    }
+    let call = sb
+        .sts
+        .calls()
+        .into_iter()
+        .find(|c| c.action == "AssumeRoleWithWebIdentity")
+        .expect("the role assumed");
+    let param = |k: &str| call.params.get(k).cloned().unwrap_or_default();
+    assert_eq!(param("RoleSessionName"), "deploy-42");
+    assert_eq!(param("DurationSeconds"), "3600");
+    assert_eq!(param("PolicyArns.member.1.arn"), managed);
+    let sent: serde_json::Value = serde_json::from_str(&param("Policy")).unwrap();
+    assert_eq!(sent["Statement"][0]["Action"], "s3:*");
+    // A later step's SDK has that region.
+    let mut later = env.clone();
+    later.extend(exported);
+    let out = bash(
+        &later,
+        "\"$PYTHON\" -c 'import boto3; print(boto3.session.Session().region_name)'",
+    );
+    assert_eq!(out.stdout.trim(), "eu-west-1", "{}", out.stderr);
 }

@@ -112,18 +112,23 @@ fn token_failures_are_clear_and_come_before_the_command() {
     assert_eq!(out.code(), Some(2), "{}", out.stderr);
     support::assert_stderr_has(&out, "permissions: id-token: write");
 
-    // The token service answers an error.
+    // The token service keeps failing: asked again for as long as --web-identity-token-retry
+    // says, then the error.
     github.fail_next(503, 100);
-    let out = child(
-        oidc(&sb)
-            .envs(github.job_env())
-            .arg("--web-identity-github"),
-    );
+    let out = child(oidc(&sb).envs(github.job_env()).args([
+        "--web-identity-github",
+        "--web-identity-token-retry",
+        "2s",
+    ]));
     assert_eq!(out.code(), Some(125), "{}", out.stderr);
     support::assert_stderr_has(&out, "answered HTTP 503");
+    support::assert_stderr_has(&out, "asking again in 500 ms");
+    let (asked, _) = github.counts();
+    assert!((3..=4).contains(&asked), "asked {asked} times in 2s");
+    support::assert_stderr_has(&out, &format!("(asked {asked} times in "));
     github.fail_next(503, 0);
 
-    // A wrong runtime token: 401, and no retry can fix it.
+    // A wrong runtime token: 401, and no retry can fix it: asked once.
     let mut cmd = oidc(&sb);
     cmd.envs(github.job_env())
         .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "stale")
@@ -131,6 +136,8 @@ fn token_failures_are_clear_and_come_before_the_command() {
     let out = child(&mut cmd);
     assert_eq!(out.code(), Some(125), "{}", out.stderr);
     support::assert_stderr_has(&out, "answered HTTP 401");
+    assert_eq!(github.counts().0, asked + 1, "a 401 was asked again");
+    assert!(!out.stderr.contains("asking again"), "{}", out.stderr);
 
     // A token command that fails, and one that hangs.
     let out = child(oidc(&sb).args([
@@ -165,6 +172,68 @@ fn token_failures_are_clear_and_come_before_the_command() {
 
     assert!(!marker.exists(), "the command ran");
     assert_eq!(calls(&sb), 0);
+}
+
+/// A bad minute of GitHub's token service at start (a 503, two 502s, a 500, a 429, a service
+/// not listening yet) is waited out as @actions/core's getIDToken waits it out; the command
+/// starts once a token is had, and no STS call was made before.
+#[test]
+fn github_actions_token_service_errors_that_pass_are_waited_out_at_start() {
+    let sb = Sandbox::new();
+    let github = TokenService::start(Duration::from_secs(300));
+    github.fail_with(&[503, 502, 502, 500, 429]);
+    let out = support::run(oidc(&sb).envs(github.job_env()).args([
+        "--web-identity-github",
+        "--",
+        "true",
+    ]));
+    ok(&out);
+    assert_eq!(github.counts(), (6, 1));
+    assert_eq!(
+        out.stderr.matches("asking again in").count(),
+        5,
+        "{}",
+        out.stderr
+    );
+    for status in [503, 502, 500, 429] {
+        support::assert_stderr_has(&out, &format!("answered HTTP {status}"));
+    }
+    assert_eq!(calls(&sb), 1);
+
+    // Nothing listening (a runner whose service is restarting): asked again too.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/idtoken?api-version=2.0",
+        closed.local_addr().unwrap()
+    );
+    drop(closed);
+    let out = support::run(
+        oidc(&sb)
+            .envs(github.job_env())
+            .env("ACTIONS_ID_TOKEN_REQUEST_URL", url)
+            .args([
+                "--web-identity-github",
+                "--web-identity-token-retry",
+                "1s",
+                "--",
+                "true",
+            ]),
+    );
+    assert_eq!(out.code(), Some(125), "{}", out.stderr);
+    support::assert_stderr_has(&out, "could not be reached");
+    support::assert_stderr_has(&out, "(asked 2 times in ");
+
+    // With 0, the first error is the last.
+    github.fail_next(503, 1);
+    let out = support::run(oidc(&sb).envs(github.job_env()).args([
+        "--web-identity-github",
+        "--web-identity-token-retry",
+        "0",
+        "--",
+        "true",
+    ]));
+    assert_eq!(out.code(), Some(125), "{}", out.stderr);
+    assert!(!out.stderr.contains("asking again"), "{}", out.stderr);
 }
 
 /// A token command (Buildkite's agent, CircleCI's CLI, vault) run for every refresh; while it

@@ -71,6 +71,8 @@ struct State {
     calls: Vec<Call>,
     issued: HashMap<String, Issued>,
     denied_roles: Vec<String>,
+    /// Roles whose trust policy names one role as the only principal: (role, trusted role).
+    trusts: Vec<(String, String)>,
     /// Web identity tokens must be JWTs whose `exp` has not passed, from this issuer.
     jwt_issuer: Option<String>,
     /// Web identity tokens accepted, with their subject.
@@ -180,6 +182,16 @@ impl FakeSts {
             .unwrap()
             .denied_roles
             .push(arn.to_string());
+    }
+
+    /// `role` trusts only sessions of the role `principal`, as a chained role's trust policy
+    /// does: anything else, a web identity token included, is refused.
+    pub fn trust_only(&self, role: &str, principal: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .trusts
+            .push((role.to_string(), principal.to_string()));
     }
 
     pub fn set_fault(&self, fault: Fault) {
@@ -383,6 +395,21 @@ async fn handle(
     })
 }
 
+/// Whether `role`'s trust policy lets `caller` (who signed, or "a web identity") assume it.
+fn trusted(st: &State, role: &str, caller: &str) -> bool {
+    st.trusts
+        .iter()
+        .filter(|(r, _)| r == role)
+        .all(|(_, principal)| {
+            // A session of arn:aws:iam::A:role/NAME is arn:aws:sts::A:assumed-role/NAME/SESSION.
+            let session_of =
+                principal
+                    .replacen(":iam::", ":sts::", 1)
+                    .replacen(":role/", ":assumed-role/", 1);
+            caller.starts_with(&format!("{session_of}/"))
+        })
+}
+
 /// Who signed the request, as STS would see it; the signature itself is not checked.
 fn authenticate(
     state: &Mutex<State>,
@@ -447,7 +474,7 @@ fn assume_role(
         );
     }
     let mut st = state.lock().unwrap();
-    if st.denied_roles.contains(role_arn) {
+    if st.denied_roles.contains(role_arn) || !trusted(&st, role_arn, caller) {
         return error(
             StatusCode::FORBIDDEN,
             "AccessDenied",
@@ -564,6 +591,13 @@ fn assume_role_with_web_identity(
                 st.web_identity_subjects.push(sub);
             }
         }
+    }
+    if !trusted(&st, role_arn, "a web identity") {
+        return error(
+            StatusCode::FORBIDDEN,
+            "AccessDenied",
+            "Not authorized to perform sts:AssumeRoleWithWebIdentity",
+        );
     }
     let duration = duration_seconds(params, 3600);
     let lifetime = st.lifetime.unwrap_or(Duration::from_secs(duration));

@@ -25,8 +25,8 @@ struct State {
     lifetime: Duration,
     requests: usize,
     issued: usize,
-    /// Answer the next requests with this status.
-    failing: Option<(u16, usize)>,
+    /// Answer the next requests with these statuses, in order.
+    failing: std::collections::VecDeque<u16>,
     audiences: Vec<String>,
 }
 
@@ -70,7 +70,7 @@ impl TokenService {
             lifetime,
             requests: 0,
             issued: 0,
-            failing: None,
+            failing: Default::default(),
             audiences: Vec::new(),
         }));
         let st = Arc::clone(&state);
@@ -109,7 +109,12 @@ impl TokenService {
 
     /// Answers the next `n` requests with HTTP `status` (0: none).
     pub fn fail_next(&self, status: u16, n: usize) {
-        self.state.lock().unwrap().failing = (n > 0).then_some((status, n));
+        self.fail_with(&vec![status; n]);
+    }
+
+    /// Answers the next requests with these statuses, one each, in order.
+    pub fn fail_with(&self, statuses: &[u16]) {
+        self.state.lock().unwrap().failing = statuses.iter().copied().collect();
     }
 
     /// Requests received, and tokens issued.
@@ -132,8 +137,7 @@ fn json(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
 fn answer(state: &Mutex<State>, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let mut st = state.lock().unwrap();
     st.requests += 1;
-    if let Some((status, n)) = st.failing {
-        st.failing = (n > 1).then_some((status, n - 1));
+    if let Some(status) = st.failing.pop_front() {
         let status = StatusCode::from_u16(status).unwrap();
         return json(
             status,
