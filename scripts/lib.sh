@@ -21,6 +21,32 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+# The aarch64 build and its emulator, from Debian: the machine's rustup toolchain has no other
+# target and none can be fetched here, so Debian's Rust (rustc-web, with the aarch64 standard
+# library from the arm64 architecture), its cross gcc and static glibc, and qemu to run it.
+ARM64_TARGET=aarch64-unknown-linux-gnu
+ensure_arm64_toolchain() {
+    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        log "adding Debian's arm64 architecture (for the aarch64 standard library)"
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo dpkg --add-architecture arm64
+        # apt_install updates the lists only when something is missing, which it now is.
+    fi
+    apt_install rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu \
+        libc6-dev-arm64-cross qemu-user-static
+}
+
+# Runs cargo ARGS with Debian's Rust for the aarch64 target (its cross linker and C compiler for
+# ring), as scripts/release and the tests build it.
+arm64_cargo() {
+    RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc \
+        CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+        CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc \
+        AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar \
+        /usr/bin/cargo "$@"
+}
+
 ensure_toolchain() {
     command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
 }

@@ -804,7 +804,7 @@ fn the_actions_entry_points_run_its_script() {
     assert_eq!(out.code(), Some(1), "{}\n{}", out.stdout, out.stderr);
     support::assert_stderr_has(
         &out,
-        "::error title=credwrap::the role-arn input is required",
+        "::error title=credwrap::the role-arn input (or role-to-assume) is required",
     );
     let out = run(step(&env, "node").arg(action.join("post.js")));
     assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);

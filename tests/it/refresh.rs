@@ -61,11 +61,14 @@ fn soak_boto3_for_four_lifetimes() {
     assert_soaked(&sb, &out, 8, 32);
 }
 
+/// 12 s lifetimes: the Rust SDK fetches again whenever its credential is within 10 s of expiry,
+/// so it signs with what credwrap serves as late as credwrap serves it, a sixth of the lifetime
+/// before expiry (2 s at 12 s; 1.3 s at 8 s was once too little on a loaded 2-core machine).
 #[test]
 fn soak_rust_sdk_for_four_lifetimes() {
     let sb = Sandbox::new();
-    let out = soak(&sb, 8, 32, true);
-    assert_soaked(&sb, &out, 8, 32);
+    let out = soak(&sb, 12, 48, true);
+    assert_soaked(&sb, &out, 12, 48);
 }
 
 /// A boto3 child that runs until it has used `keys` distinct credentials; returns it once it
