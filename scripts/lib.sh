@@ -37,6 +37,22 @@ ensure_arm64_toolchain() {
         libc6-dev-arm64-cross qemu-user-static
 }
 
+# Lets the kernel run aarch64 binaries through qemu (binfmt_misc; its F flag opens qemu now, so
+# that a chroot without it still runs them): the release tests run the aarch64 build as they run
+# the host's, in an empty root and from the installer. Root only; an entry the machine already
+# has is kept.
+ensure_arm64_emulation() {
+    local entry=/proc/sys/fs/binfmt_misc
+    [ -e "$entry/qemu-aarch64" ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        log "not root: aarch64 binaries cannot be registered with binfmt_misc (the aarch64 release tests skip)"
+        return 0
+    fi
+    [ -e "$entry/register" ] || mount -t binfmt_misc binfmt_misc "$entry"
+    cat /usr/lib/binfmt.d/qemu-aarch64.conf > "$entry/register"
+    log "aarch64 binaries now run through qemu-aarch64 (binfmt_misc)"
+}
+
 # Runs cargo ARGS with Debian's Rust for the aarch64 target (its cross linker and C compiler for
 # ring), as scripts/release and the tests build it.
 arm64_cargo() {

@@ -126,7 +126,7 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
     let outcome = match mode {
         Mode::Serve(serve) => serve::run(serve, &started, readiness, &runtime, supervisor),
         Mode::Run(child) => supervisor
-            .spawn(&child.command, std::mem::take(&mut started.client_env))
+            .spawn(&child.command, child.environment(&mut started.client_env))
             .map_err(Failure::from)
             .and_then(|running| running.wait().map_err(Failure::from)),
     };

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -28,8 +28,11 @@ use crate::sys::secret::Secret;
 /// The first pause between two asks of a failing token service at start, and the longest.
 const FIRST_PAUSE: Duration = Duration::from_millis(500);
 const LONGEST_PAUSE: Duration = Duration::from_secs(8);
-/// How much of a failed command's stderr, or of a token service's error, is quoted.
+/// How much of a failed command's stderr, or of a token service's error message, is quoted.
 const QUOTED: usize = 400;
+/// The most of a token service's answer, or of a token command's stdout, that is read: a JWT
+/// is a few kilobytes; anything past this is not a token, and is not kept in memory.
+pub const MAX_TOKEN_ANSWER: usize = 64 * 1024;
 
 /// A token source, ready to fetch from.
 pub struct Tokens {
@@ -153,11 +156,19 @@ impl Tokens {
                 .await
                 .map_err(|e| fail(format!("{what} could not be reached: {e}"), true))?;
             let status = response.status();
-            let body = response
-                .into_body()
+            let body = Limited::new(response.into_body(), MAX_TOKEN_ANSWER)
                 .collect()
                 .await
-                .map_err(|e| fail(format!("{what}: {e}"), true))?
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        fail(
+                            format!("{what} answered more than {MAX_TOKEN_ANSWER} bytes"),
+                            true,
+                        )
+                    } else {
+                        fail(format!("{what}: {e}"), true)
+                    }
+                })?
                 .to_bytes();
             Ok::<_, AssumeError>((status, body))
         };
@@ -175,14 +186,17 @@ impl Tokens {
                 )
             })??;
         if !status.is_success() {
-            // Its error bodies carry no token; quoted for the user, cut short.
-            let text: String = String::from_utf8_lossy(&body)
-                .chars()
-                .take(QUOTED)
-                .collect();
+            // Only the `message` of a JSON error, with anything token-like taken out: a body
+            // that echoed the request's bearer, or carried a JWT, would put into the job's log
+            // what mints tokens for the rest of the job.
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(|m| redact(m, &[bearer])))
+                .map(|m| format!(": {}", m.chars().take(QUOTED).collect::<String>().trim()))
+                .unwrap_or_default();
             let retryable = status.is_server_error() || status.as_u16() == 429;
             return Err(fail(
-                format!("{what} answered HTTP {}: {}", status.as_u16(), text.trim()),
+                format!("{what} answered HTTP {}{message}", status.as_u16()),
                 retryable,
             ));
         }
@@ -224,6 +238,40 @@ where
             other => return other,
         }
     }
+}
+
+/// `text` with each of `secrets` and every word that looks like a JWT or a bearer token (a long
+/// run of base64url characters, or a JWT's three parts) replaced by `[removed]`.
+fn redact(text: &str, secrets: &[&Secret]) -> String {
+    let mut out = text.to_string();
+    for secret in secrets {
+        if !secret.expose().is_empty() {
+            out = out.replace(secret.expose(), "[removed]");
+        }
+    }
+    let tokenish = |w: &str| {
+        let b64 = |p: &str| {
+            !p.is_empty()
+                && p.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'=' | b'+' | b'/')
+                })
+        };
+        // A JWT's header is JSON, so its base64url starts `eyJ`.
+        (w.len() >= 32 && b64(w))
+            || (w.starts_with("eyJ") && w.split('.').count() == 3 && w.split('.').all(b64))
+    };
+    out.split_inclusive(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ':'))
+        .map(|piece| {
+            let word = piece.trim_end_matches(|c: char| {
+                c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ':')
+            });
+            if tokenish(word) {
+                format!("[removed]{}", &piece[word.len()..])
+            } else {
+                piece.to_string()
+            }
+        })
+        .collect()
 }
 
 /// TLS (or plain HTTP, for a test's local service) over `connector`.
@@ -294,8 +342,16 @@ fn token_error(source: &TokenSource, message: String, retryable: bool) -> Assume
     AssumeError::token(message, retryable, hint)
 }
 
-/// Runs the token command (no shell: its words as given), with a timeout; its stdout is the
-/// token.
+/// How much of a token command's stderr is kept for its error message.
+const STDERR_KEPT: usize = 4 * 1024;
+/// How long, once the token command has exited, its pipes are still read: what it wrote before
+/// exiting is there at once, and a process it left in the background (an agent) may hold them
+/// open for as long as it lives.
+const AFTER_EXIT: Duration = Duration::from_millis(200);
+
+/// Runs the token command (no shell: its words as given), in a process group of its own, with
+/// a timeout; its stdout is the token. On timeout the whole group is killed, whatever it
+/// started included.
 async fn run_command(
     line: &str,
     argv: &[String],
@@ -313,62 +369,122 @@ async fn run_command(
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true);
     let (child, mut own) = crate::sys::reaping::spawn(|| command.spawn(), |c| c.id())
         .map_err(|e| fail(format!("{what} could not be started: {e}"), false))?;
-    let out = tokio::time::timeout(timeout, output(child, &mut own))
-        .await
-        .map_err(|_| {
-            fail(
+    let group = child.id().map(|id| nix::unistd::Pid::from_raw(id as i32));
+    let out = match tokio::time::timeout(timeout, output(child, &mut own)).await {
+        Ok(out) => out.map_err(|e| fail(format!("{what}: {e}"), true))?,
+        Err(_) => {
+            if let Some(group) = group {
+                // Already gone is fine: the group is what is left of it.
+                let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+            }
+            return Err(fail(
                 format!(
-                    "{what} did not finish within {}s (killed)",
+                    "{what} did not finish within {}s (killed, with what it started)",
                     timeout.as_secs()
                 ),
                 true,
-            )
-        })?
-        .map_err(|e| fail(format!("{what}: {e}"), true))?;
+            ));
+        }
+    };
     if !out.status.success() {
-        let stderr: String = String::from_utf8_lossy(&out.stderr)
-            .chars()
-            .take(QUOTED)
-            .collect();
+        let stderr = redact(&String::from_utf8_lossy(&out.stderr), &[]);
+        let stderr: String = stderr.chars().take(QUOTED).collect();
         let status = out.status.code().map_or_else(
             || "was killed by a signal".to_string(),
             |c| format!("exited {c}"),
         );
         return Err(fail(format!("{what} {status}: {}", stderr.trim()), true));
     }
+    if out.stdout_overflowed {
+        return Err(fail(
+            format!("{what} printed more than {MAX_TOKEN_ANSWER} bytes: that is not a token"),
+            true,
+        ));
+    }
     String::from_utf8(out.stdout)
         .map_err(|_| fail(format!("{what} printed something that is not text"), true))
 }
 
-/// What `wait_with_output` gives, except that a status the subreaper took (the wait then fails
-/// with ECHILD) is taken from it.
+/// What a token command left: its status, the start of its stdout and stderr.
+struct CommandOutput {
+    status: std::process::ExitStatus,
+    stdout: Vec<u8>,
+    stdout_overflowed: bool,
+    stderr: Vec<u8>,
+}
+
+/// Reads `pipe` to its end into `kept`, up to `limit` bytes, the rest read and dropped;
+/// whether there was more.
+async fn drain(
+    pipe: Option<impl tokio::io::AsyncRead + Unpin>,
+    kept: &mut Vec<u8>,
+    limit: usize,
+) -> std::io::Result<bool> {
+    use tokio::io::AsyncReadExt;
+    let Some(mut pipe) = pipe else {
+        return Ok(false);
+    };
+    let mut chunk = [0u8; 8192];
+    let mut more = false;
+    loop {
+        let n = pipe.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(more);
+        }
+        let room = limit.saturating_sub(kept.len());
+        kept.extend_from_slice(&chunk[..n.min(room)]);
+        more |= n > room;
+    }
+}
+
+/// The command's status once it exits (a status the subreaper took, when the wait fails with
+/// ECHILD, is taken from it), and what it wrote to its pipes until then: not until the pipes
+/// close, which a process it left in the background may hold open.
 async fn output(
     mut child: tokio::process::Child,
     own: &mut crate::sys::reaping::Own,
-) -> std::io::Result<std::process::Output> {
-    use tokio::io::AsyncReadExt;
-    async fn all(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> std::io::Result<Vec<u8>> {
-        let mut bytes = Vec::new();
-        if let Some(mut pipe) = pipe {
-            pipe.read_to_end(&mut bytes).await?;
-        }
-        Ok(bytes)
-    }
-    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-    let status = async {
-        match child.wait().await {
-            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => own.reaped_status().await.ok_or(e),
-            other => other,
-        }
+) -> std::io::Result<CommandOutput> {
+    let (stdout_pipe, stderr_pipe) = (child.stdout.take(), child.stderr.take());
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let (status, overflowed) = {
+        let reads = async {
+            tokio::join!(
+                drain(stdout_pipe, &mut stdout, MAX_TOKEN_ANSWER),
+                drain(stderr_pipe, &mut stderr, STDERR_KEPT)
+            )
+        };
+        tokio::pin!(reads);
+        let wait = async {
+            match child.wait().await {
+                Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
+                    own.reaped_status().await.ok_or(e)
+                }
+                other => other,
+            }
+        };
+        tokio::pin!(wait);
+        let (status, reads) = tokio::select! {
+            r = &mut reads => (wait.await, Some(r)),
+            s = &mut wait => (s, tokio::time::timeout(AFTER_EXIT, &mut reads).await.ok()),
+        };
+        let overflowed = match reads {
+            Some((out, err)) => {
+                err?;
+                out?
+            }
+            None => false,
+        };
+        (status?, overflowed)
     };
-    let (stdout, stderr, status) = tokio::join!(all(stdout), all(stderr), status);
-    Ok(std::process::Output {
-        status: status?,
-        stdout: stdout?,
-        stderr: stderr?,
+    Ok(CommandOutput {
+        status,
+        stdout,
+        stdout_overflowed: overflowed,
+        stderr,
     })
 }
 
@@ -431,6 +547,92 @@ mod tests {
         );
         assert_eq!(jwt_expiry("not a jwt"), None);
         assert_eq!(jwt_expiry("a.b.c"), None);
+    }
+
+    #[test]
+    fn tokens_and_the_bearer_are_removed_from_what_is_quoted() {
+        let bearer = Secret::new("runtime-bearer-value");
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
+        assert_eq!(
+            redact(
+                &format!("Bad credentials: bearer runtime-bearer-value, token \"{jwt}\"."),
+                &[&bearer]
+            ),
+            "Bad credentials: bearer [removed], token \"[removed]\"."
+        );
+        assert_eq!(
+            redact("key AKIAIOSFODNN7EXAMPLEAKIAIOSFODNN7EXAMPLE here", &[]),
+            "key [removed] here"
+        );
+        assert_eq!(
+            redact("no such audience: sts.amazonaws.com", &[]),
+            "no such audience: sts.amazonaws.com"
+        );
+    }
+
+    fn sh(script: &str) -> Vec<String> {
+        vec!["sh".into(), "-c".into(), script.into()]
+    }
+
+    #[tokio::test]
+    async fn a_command_is_done_when_it_exits_whatever_it_left_running() {
+        let started = std::time::Instant::now();
+        let token = run_command(
+            "agent",
+            &sh("echo a.b.c; sleep 30 & exit 0"),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        assert_eq!(token.trim(), "a.b.c");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_command_that_times_out_is_killed_with_what_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let script = format!("sleep 300 & echo $! > {}; wait", pid_file.display());
+        let err = run_command("slow", &sh(&script), Duration::from_millis(500))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("with what it started"), "{err}");
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let gone = (0..50).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            // Killed, so at most a zombie of its parent's (this test is not its parent).
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_or(true, |s| s.split_whitespace().nth(2) == Some("Z"))
+        });
+        assert!(
+            gone,
+            "the command's background sleep {pid} is still running"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_command_that_prints_too_much_is_refused_without_keeping_it() {
+        let err = run_command(
+            "big",
+            &sh(
+                "head -c 50000000 /dev/zero; printf 'tail'; head -c 50000000 /dev/zero >&2; exit 0",
+            ),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("printed more than 65536 bytes"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

@@ -102,15 +102,49 @@ impl Readiness {
     /// Serving: the caller prints `stdout` and returns; from now on the log goes to `log`
     /// (0600, appended).
     pub fn serving(mut self, stdout: &str, log: &Path) -> std::io::Result<()> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(log)?;
+        let file = open_log(log)?;
         self.pipe.write_all(b"R")?;
         self.pipe.write_all(stdout.as_bytes())?;
         drop(self.pipe);
         onto(&file, 2).map_err(std::io::Error::from)?;
         Ok(())
     }
+}
+
+/// The log file, appended to, 0600: not through a symbolic link (whoever planted one would
+/// choose where credwrap writes), only a regular file of this user's, and one that others
+/// could read is made 0600 first, since the log names roles and sessions.
+fn open_log(log: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let refuse = |why: &str| {
+        std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("--log-file {}: {why}", log.display()),
+        )
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(log)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                refuse("is a symbolic link; give the file itself")
+            } else {
+                e
+            }
+        })?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(refuse("is not a regular file"));
+    }
+    // SAFETY: a plain getter.
+    if meta.uid() != unsafe { libc::geteuid() } {
+        return Err(refuse("belongs to another user"));
+    }
+    if meta.mode() & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
 }

@@ -16,6 +16,7 @@ mod profiles;
 pub mod prompt;
 pub mod roles;
 
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -232,6 +233,36 @@ pub struct ChildPlan {
     pub kill_after: Option<Duration>,
     /// Adopt orphaned descendants and reap them (also done as PID 1).
     pub subreaper: bool,
+    /// Variables that hold what credwrap's own source is made of (GitHub's token service's
+    /// bearer, a token in a variable): with them the command could mint tokens and assume
+    /// whatever the job may, so it does not get them.
+    pub hidden: Vec<String>,
+}
+
+impl ChildPlan {
+    /// `env`, taken, without what the command must not see.
+    pub fn environment(&self, env: &mut Vec<(OsString, OsString)>) -> Vec<(OsString, OsString)> {
+        std::mem::take(env)
+            .into_iter()
+            .filter(|(k, _)| !self.hidden.iter().any(|h| OsStr::new(h) == k.as_os_str()))
+            .collect()
+    }
+}
+
+/// The variables `source` is read from, which the command must not see.
+fn source_variables(source: &Source) -> Vec<String> {
+    match source {
+        Source::WebIdentity {
+            token: TokenSource::GitHub { .. },
+        } => vec![
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN".into(),
+            "ACTIONS_ID_TOKEN_REQUEST_URL".into(),
+        ],
+        Source::WebIdentity {
+            token: TokenSource::Variable { name, .. },
+        } => vec![name.clone()],
+        _ => Vec::new(),
+    }
 }
 
 /// Everything the role module needs, validated.
@@ -323,6 +354,7 @@ pub fn resolve(
             command: cli.command.clone(),
             kill_after: cli.kill_after,
             subreaper: cli.subreaper,
+            hidden: Vec::new(),
         })
     };
     // One MFA code per device, however many roles need it: a code cannot be used twice.
@@ -345,6 +377,17 @@ pub fn resolve(
         }
         Err(e) => return Err(e),
     };
+    let mut mode = mode;
+    if let Mode::Run(child) = &mut mode {
+        let sources = assume
+            .iter()
+            .map(|a| &a.source)
+            .chain(roles.iter().filter_map(|r| match &r.source {
+                roles::NamedSource::Assume(plan) => Some(&plan.source),
+                roles::NamedSource::Profile(_) => None,
+            }));
+        child.hidden = sources.flat_map(source_variables).collect();
+    }
     Ok(Plan {
         assume,
         aws_files: profiles.files().clone(),

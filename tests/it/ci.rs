@@ -1283,3 +1283,41 @@ fn configure_aws_credentials_inputs_and_outputs_are_taken_as_they_are() {
     );
     assert_eq!(out.stdout.trim(), "eu-west-1", "{}", out.stderr);
 }
+
+/// `--log-file` is written 0600 and never through a symbolic link: a link someone planted where
+/// the log goes is refused (its target untouched), and a log others could read becomes 0600.
+#[test]
+fn the_log_file_is_private_and_never_a_link() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let link = dir.path().join("credwrap.log");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let serve = |log: &Path| {
+        run(sb
+            .credwrap()
+            .args(["--role-arn", ROLE_ARN, "--serve", "--detach", "--log-file"])
+            .arg(log))
+    };
+    let out = serve(&link);
+    assert_ne!(out.code(), Some(0), "{}", out.stdout);
+    support::assert_stderr_has(&out, "is a symbolic link");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+
+    let open = dir.path().join("open.log");
+    std::fs::write(&open, "").unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = serve(&open);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let pid: i32 = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("export CREDWRAP_PID="))
+        .map(|v| v.trim_matches('\'').parse().unwrap())
+        .expect("CREDWRAP_PID");
+    let _stop = Stop(pid);
+    let mode = std::fs::metadata(&open).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the log is {mode:o}");
+}

@@ -1,5 +1,8 @@
-//! What is shipped, tested as shipped: the release tarball `scripts/release` builds, its static
-//! binary run from an empty root, its TLS trust with and without a CA store, and the installer.
+//! What is shipped, tested as shipped: the release tarballs `scripts/release` builds (this
+//! machine's and, on x86_64, aarch64's), each static binary run from an empty root, its TLS
+//! trust with and without a CA store, and the installer picking each by architecture. The
+//! aarch64 binary runs here through qemu's binfmt_misc entry (scripts/lib.sh's
+//! ensure_arm64_emulation).
 //!
 //! `scripts/test` builds the release into .deps/dist (CREDWRAP_DIST) and a static build of the
 //! Rust-SDK child (CREDWRAP_STATIC_CHILD). Without them (a plain `cargo test`) these tests skip,
@@ -24,19 +27,57 @@ fn shipped() -> Option<(PathBuf, PathBuf)> {
     }
 }
 
-/// The one tarball in `dist`.
-fn tarball(dist: &Path) -> PathBuf {
-    std::fs::read_dir(dist)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "gz"))
-        .expect("a tarball")
+/// The targets `dist` holds a tarball of, from its SHA256SUMS: this machine's first. On x86_64
+/// the release must hold aarch64's too.
+fn targets(dist: &Path) -> Vec<String> {
+    let sums = std::fs::read_to_string(dist.join("SHA256SUMS")).unwrap();
+    let prefix = format!("credwrap-{}-", env!("CARGO_PKG_VERSION"));
+    let mut targets: Vec<String> = sums
+        .lines()
+        .filter_map(|l| l.split_once("  ").map(|(_, f)| f))
+        .filter_map(|f| f.strip_prefix(&prefix)?.strip_suffix(".tar.gz"))
+        .map(str::to_string)
+        .collect();
+    targets.sort_by_key(|t| !t.starts_with(std::env::consts::ARCH));
+    assert!(
+        targets[0].starts_with(std::env::consts::ARCH),
+        "{targets:?}"
+    );
+    if std::env::consts::ARCH == "x86_64" {
+        assert!(
+            targets.iter().any(|t| t == "aarch64-unknown-linux-gnu"),
+            "no aarch64 build in {}: {targets:?}",
+            dist.display()
+        );
+    }
+    targets
 }
 
-/// The tarball unpacked into `into`; the directory it holds.
-fn unpack(dist: &Path, into: &Path) -> PathBuf {
-    let t = tarball(dist);
+/// Whether `target`'s binaries run on this machine: its own, or aarch64's through qemu.
+fn runs_here(target: &str) -> bool {
+    target.starts_with(std::env::consts::ARCH)
+        || (target.starts_with("aarch64-")
+            && Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists())
+        || support::skip::<()>(&format!(
+            "{target} binaries do not run here: scripts/test registers qemu-aarch64 with \
+             binfmt_misc as root"
+        ))
+        .is_some()
+}
+
+/// `target`'s tarball in `dist`.
+fn tarball(dist: &Path, target: &str) -> PathBuf {
+    let t = dist.join(format!(
+        "credwrap-{}-{target}.tar.gz",
+        env!("CARGO_PKG_VERSION")
+    ));
+    assert!(t.is_file(), "{} missing", t.display());
+    t
+}
+
+/// `target`'s tarball unpacked into `into`; the directory it holds.
+fn unpack(dist: &Path, target: &str, into: &Path) -> PathBuf {
+    let t = tarball(dist, target);
     let out = run(Command::new("tar").arg("-xzf").arg(&t).arg("-C").arg(into));
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
     let name = t.file_name().unwrap().to_string_lossy();
@@ -52,41 +93,59 @@ fn readelf(flag: &str, binary: &Path) -> String {
 #[test]
 fn the_tarball_holds_a_static_binary_its_docs_and_matching_checksums() {
     let Some((dist, _)) = shipped() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = unpack(&dist, tmp.path());
-    for file in [
-        "credwrap",
-        "credwrap.1",
-        "complete/credwrap.bash",
-        "complete/_credwrap",
-        "complete/credwrap.fish",
-        "README.md",
-        "SECURITY.md",
-        "docs/usage.md",
-        "docs/ci.md",
-        "docs/containers.md",
-        "CHANGELOG.md",
-        "LICENSE-MIT",
-        "LICENSE-APACHE",
-    ] {
-        assert!(dir.join(file).is_file(), "{file} missing from the tarball");
-    }
-    let binary = dir.join("credwrap");
-    assert!(!readelf("-l", &binary).contains("program interpreter"));
-    assert!(!readelf("-d", &binary).contains("(NEEDED)"));
-    let version = run(Command::new(&binary).arg("--version"));
-    let commit = run(Command::new("git").args(["rev-parse", "--short=12", "HEAD"]));
-    for part in [
-        env!("CARGO_PKG_VERSION"),
-        commit.stdout.trim(),
-        "x86_64-unknown-linux-gnu",
-        "static",
-    ] {
+    for target in targets(&dist) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = unpack(&dist, &target, tmp.path());
+        for file in [
+            "credwrap",
+            "credwrap.1",
+            "complete/credwrap.bash",
+            "complete/_credwrap",
+            "complete/credwrap.fish",
+            "README.md",
+            "SECURITY.md",
+            "docs/usage.md",
+            "docs/ci.md",
+            "docs/containers.md",
+            "CHANGELOG.md",
+            "LICENSE-MIT",
+            "LICENSE-APACHE",
+        ] {
+            assert!(dir.join(file).is_file(), "{target}: {file} missing");
+        }
+        let binary = dir.join("credwrap");
+        assert!(!readelf("-l", &binary).contains("program interpreter"));
+        assert!(!readelf("-d", &binary).contains("(NEEDED)"));
+        let machine = if target.starts_with("aarch64-") {
+            "AArch64"
+        } else {
+            "X86-64"
+        };
+        assert!(readelf("-h", &binary).contains(machine), "{target}");
+        // The man page is the target's own binary's: it names the target.
+        let man = std::fs::read_to_string(dir.join("credwrap.1")).unwrap();
         assert!(
-            version.stdout.contains(part),
-            "{part} not in {}",
-            version.stdout
+            man.contains(&target.replace('-', "\\-")),
+            "{target}: man page"
         );
+        if !runs_here(&target) {
+            continue;
+        }
+        let version = run(Command::new(&binary).arg("--version"));
+        let commit = run(Command::new("git").args(["rev-parse", "--short=12", "HEAD"]));
+        for part in [
+            env!("CARGO_PKG_VERSION"),
+            commit.stdout.trim(),
+            &target,
+            "static",
+        ] {
+            assert!(
+                version.stdout.contains(part),
+                "{part} not in {}",
+                version.stdout
+            );
+        }
+        println!("{target}: {}", version.stdout.trim());
     }
     let sums = run(Command::new("sha256sum")
         .arg("-c")
@@ -159,16 +218,24 @@ fn need_root() -> bool {
     root || support::skip::<()>("chroot needs root").is_some()
 }
 
-/// The shipped binary unpacked (in the returned directory) and the static child, when chroot
-/// can be used (root).
-fn shipped_binary_as_root() -> Option<(tempfile::TempDir, PathBuf, PathBuf)> {
-    let (dist, child) = shipped()?;
+/// Each target's shipped binary that runs here, unpacked (in the returned directory), and the
+/// static child, when chroot can be used (root).
+fn shipped_binaries_as_root() -> Vec<(String, tempfile::TempDir, PathBuf, PathBuf)> {
+    let Some((dist, child)) = shipped() else {
+        return Vec::new();
+    };
     if !need_root() {
-        return None;
+        return Vec::new();
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let binary = unpack(&dist, tmp.path()).join("credwrap");
-    Some((tmp, binary, child))
+    targets(&dist)
+        .into_iter()
+        .filter(|t| runs_here(t))
+        .map(|target| {
+            let tmp = tempfile::tempdir().unwrap();
+            let binary = unpack(&dist, &target, tmp.path()).join("credwrap");
+            (target, tmp, binary, child.clone())
+        })
+        .collect()
 }
 
 /// The demo as it runs in a scratch image: assume against an STS reached by host name, serve,
@@ -176,10 +243,14 @@ fn shipped_binary_as_root() -> Option<(tempfile::TempDir, PathBuf, PathBuf)> {
 /// as the role; nothing left in /tmp.
 #[test]
 fn the_static_binary_runs_the_demo_in_an_empty_root() {
-    let Some((_unpacked, binary, child)) = shipped_binary_as_root() else {
-        return;
-    };
-    let root = EmptyRoot::new(&binary, &child, None);
+    for (target, _unpacked, binary, child) in shipped_binaries_as_root() {
+        println!("{target}");
+        demo_in_an_empty_root(&binary, &child);
+    }
+}
+
+fn demo_in_an_empty_root(binary: &Path, child: &Path) {
+    let root = EmptyRoot::new(binary, child, None);
     let sb = Sandbox::new();
     sb.sts.set_lifetime(std::time::Duration::from_secs(8));
     let port = sb.sts.url().rsplit(':').next().unwrap().to_string();
@@ -221,9 +292,13 @@ fn the_static_binary_runs_the_demo_in_an_empty_root() {
 /// is trusted instead.
 #[test]
 fn without_a_ca_store_the_bundled_roots_are_trusted_and_a_named_bundle_wins() {
-    let Some((_unpacked, binary, child)) = shipped_binary_as_root() else {
-        return;
-    };
+    for (target, _unpacked, binary, child) in shipped_binaries_as_root() {
+        println!("{target}");
+        trust_in_an_empty_root(&binary, &child);
+    }
+}
+
+fn trust_in_an_empty_root(binary: &Path, child: &Path) {
     let sb = Sandbox::new();
     let net = CorpNet::start(&sb);
     let sts = (
@@ -231,7 +306,7 @@ fn without_a_ca_store_the_bundled_roots_are_trusted_and_a_named_bundle_wins() {
         format!("https://sts.corp.test:{}", net.tls_port),
     );
 
-    let bare = EmptyRoot::new(&binary, &child, None);
+    let bare = EmptyRoot::new(binary, child, None);
     let out = bare.run(std::slice::from_ref(&sts), &["-vv"]);
     assert_eq!(out.code(), Some(125), "{}", out.stderr);
     support::assert_stderr_has(&out, "Mozilla roots bundled");
@@ -242,7 +317,7 @@ fn without_a_ca_store_the_bundled_roots_are_trusted_and_a_named_bundle_wins() {
     );
 
     // The CA where a system keeps its store: trusted as the system's (the child too).
-    let with_store = EmptyRoot::new(&binary, &child, Some(&net.ca));
+    let with_store = EmptyRoot::new(binary, child, Some(&net.ca));
     let out = with_store.run(std::slice::from_ref(&sts), &["-vv"]);
     assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
     support::assert_stderr_has(&out, "the system's CA certificates");
@@ -296,12 +371,21 @@ impl Files {
     }
 }
 
-/// `sh install.sh` as a user (not root) would pipe it from the release page: into
-/// ~/.local/bin, checked against SHA256SUMS; a tampered tarball is refused and leaves nothing
-/// behind.
+/// `sh install.sh` as a user (not root) would pipe it from the release page, on each
+/// architecture (`uname -m` as an aarch64 machine answers it, for the other): the tarball of
+/// that architecture, into ~/.local/bin, checked against SHA256SUMS; a tampered tarball is
+/// refused and leaves nothing behind.
 #[test]
 fn the_installer_checks_the_download_and_installs() {
     let Some((dist, _)) = shipped() else { return };
+    for target in targets(&dist) {
+        if runs_here(&target) {
+            install_as_a_user(&dist, &target);
+        }
+    }
+}
+
+fn install_as_a_user(dist: &Path, target: &str) {
     // SAFETY: a plain getter.
     let root = unsafe { libc::geteuid() } == 0;
     let user_dir = || {
@@ -312,6 +396,21 @@ fn the_installer_checks_the_download_and_installs() {
         }
         d
     };
+    // This machine as the target's architecture would answer `uname`.
+    let machine = user_dir();
+    let arch = target.split('-').next().unwrap();
+    let uname = machine.path().join("uname");
+    std::fs::write(
+        &uname,
+        format!("#!/bin/sh\ncase \"$1\" in -m) echo {arch} ;; *) echo Linux ;; esac\n"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&uname, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = std::env::join_paths(std::iter::once(machine.path().to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .unwrap();
     let run_installer = |url: &str, home: &Path, tmp: &Path| -> Output {
         let mut cmd = if root {
             let mut c = Command::new("setpriv");
@@ -322,24 +421,22 @@ fn the_installer_checks_the_download_and_installs() {
         };
         cmd.arg(dist.join("install.sh"))
             .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("PATH", &path)
             .env("HOME", home)
             .env("TMPDIR", tmp)
             .env("CREDWRAP_RELEASE_URL", url);
         run(cmd.stdin(Stdio::null()))
     };
 
-    let good = Files::serve(&dist);
+    let good = Files::serve(dist);
     let (home, tmp) = (user_dir(), user_dir());
     let out = run_installer(&good.url, home.path(), tmp.path());
-    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.code(), Some(0), "{target}: {}", out.stderr);
     let installed = home.path().join(".local/bin/credwrap");
     let version = run(Command::new(&installed).arg("--version"));
-    assert!(
-        version.stdout.contains(env!("CARGO_PKG_VERSION")),
-        "{}",
-        version.stdout
-    );
+    for part in [env!("CARGO_PKG_VERSION"), target] {
+        assert!(version.stdout.contains(part), "{part}: {}", version.stdout);
+    }
     support::assert_stderr_has(&out, "is not on PATH");
     assert_eq!(
         std::fs::read_dir(tmp.path()).unwrap().count(),
@@ -348,14 +445,14 @@ fn the_installer_checks_the_download_and_installs() {
     );
     drop(good);
 
-    // The same release with one byte of the tarball changed.
+    // The same release with one byte of this target's tarball changed.
     let tampered = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(&dist).unwrap().flatten() {
+    for entry in std::fs::read_dir(dist).unwrap().flatten() {
         if entry.path().is_file() {
             std::fs::copy(entry.path(), tampered.path().join(entry.file_name())).unwrap();
         }
     }
-    let t = tarball(tampered.path());
+    let t = tarball(tampered.path(), target);
     let mut bytes = std::fs::read(&t).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;

@@ -121,7 +121,15 @@ fn token_failures_are_clear_and_come_before_the_command() {
         "2s",
     ]));
     assert_eq!(out.code(), Some(125), "{}", out.stderr);
-    support::assert_stderr_has(&out, "answered HTTP 503");
+    support::assert_stderr_has(
+        &out,
+        "answered HTTP 503: failing on purpose, last token [removed]",
+    );
+    assert!(
+        !out.stderr.contains("eyJ"),
+        "a JWT from the error: {}",
+        out.stderr
+    );
     support::assert_stderr_has(&out, "asking again in 500 ms");
     let (asked, _) = github.counts();
     assert!((3..=4).contains(&asked), "asked {asked} times in 2s");
@@ -131,11 +139,16 @@ fn token_failures_are_clear_and_come_before_the_command() {
     // A wrong runtime token: 401, and no retry can fix it: asked once.
     let mut cmd = oidc(&sb);
     cmd.envs(github.job_env())
-        .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "stale")
+        .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "stale-runtime-token")
         .arg("--web-identity-github");
     let out = child(&mut cmd);
     assert_eq!(out.code(), Some(125), "{}", out.stderr);
-    support::assert_stderr_has(&out, "answered HTTP 401");
+    support::assert_stderr_has(&out, "answered HTTP 401: Bad credentials: bearer [removed]");
+    assert!(
+        !out.stderr.contains("stale-runtime-token"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(github.counts().0, asked + 1, "a 401 was asked again");
     assert!(!out.stderr.contains("asking again"), "{}", out.stderr);
 
@@ -234,6 +247,42 @@ fn github_actions_token_service_errors_that_pass_are_waited_out_at_start() {
     ]));
     assert_eq!(out.code(), Some(125), "{}", out.stderr);
     assert!(!out.stderr.contains("asking again"), "{}", out.stderr);
+}
+
+/// The command does not see what credwrap's source is made of: GitHub's token service's
+/// bearer and URL, or the variable holding the token. Where they are not credwrap's source
+/// (here, source keys), the command keeps them: they may be for something else.
+#[test]
+fn the_command_does_not_get_what_credwraps_source_is_made_of() {
+    let sb = Sandbox::new();
+    let github = TokenService::start(Duration::from_secs(300));
+    let token = jwt(serde_json::json!({"iss": ISSUER, "sub": "gl", "exp": 4_000_000_000u64}));
+    let show = "echo \"bearer=${ACTIONS_ID_TOKEN_REQUEST_TOKEN:-none} \
+                url=${ACTIONS_ID_TOKEN_REQUEST_URL:-none} gitlab=${GITLAB_OIDC_TOKEN:-none}\"";
+    let seen = |cmd: &mut std::process::Command| -> String {
+        let out = support::run(
+            cmd.envs(github.job_env())
+                .env("GITLAB_OIDC_TOKEN", &token)
+                .args(["--", "sh", "-c", show]),
+        );
+        ok(&out);
+        out.stdout.trim().to_string()
+    };
+    assert_eq!(
+        seen(oidc(&sb).arg("--web-identity-github")),
+        format!("bearer=none url=none gitlab={token}")
+    );
+    assert_eq!(
+        seen(oidc(&sb).args(["--web-identity-token-env", "GITLAB_OIDC_TOKEN"])),
+        format!(
+            "bearer={} url={} gitlab=none",
+            github.job_env()[1].1,
+            github.job_env()[0].1
+        )
+    );
+    let mut keys = sb.credwrap();
+    keys.args(["--role-arn", ROLE_ARN]);
+    assert!(seen(&mut keys).starts_with("bearer=runtime-token-for-this-job url=http"));
 }
 
 /// A token command (Buildkite's agent, CircleCI's CLI, vault) run for every refresh; while it

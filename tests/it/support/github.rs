@@ -139,9 +139,11 @@ fn answer(state: &Mutex<State>, req: &Request<Incoming>) -> Response<Full<Bytes>
     st.requests += 1;
     if let Some(status) = st.failing.pop_front() {
         let status = StatusCode::from_u16(status).unwrap();
+        // As a broken service might: a token in its error.
+        let leaked = jwt(serde_json::json!({"iss": ISSUER, "sub": "leaked"}));
         return json(
             status,
-            serde_json::json!({"message": "the token service is failing on purpose"}),
+            serde_json::json!({"message": format!("failing on purpose, last token {leaked}")}),
         );
     }
     let auth = req
@@ -153,9 +155,10 @@ fn answer(state: &Mutex<State>, req: &Request<Incoming>) -> Response<Full<Bytes>
         .split_once(' ')
         .is_some_and(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && token == BEARER);
     if !bearer_ok {
+        // Echoing what it was sent, as some proxies' and services' errors do.
         return json(
             StatusCode::UNAUTHORIZED,
-            serde_json::json!({"message": "Bad credentials"}),
+            serde_json::json!({"message": format!("Bad credentials: {auth}")}),
         );
     }
     let audience = req.uri().query().and_then(|q| {
