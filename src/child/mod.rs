@@ -222,8 +222,15 @@ impl Supervisor {
                 .join(" ")
         );
         loop {
-            if let Some(info) = self.signals.wait().find(|i| i.signal != SIGCHLD) {
-                return Some(info.signal);
+            for info in self.signals.wait() {
+                if info.signal != SIGCHLD {
+                    return Some(info.signal);
+                }
+                // As PID 1 (the image's entrypoint), what a token command left behind is ours
+                // to reap, or it stays a zombie for as long as credwrap serves.
+                if self.reap_orphans {
+                    reap_orphans();
+                }
             }
             if self.signals.is_closed() {
                 return None;
@@ -402,34 +409,66 @@ fn send(group: Group, child: Pid, sig: libc::c_int) -> nix::Result<()> {
 /// exited, and return the command's own status when it is among them. credwrap's own children
 /// (the token command) get theirs handed over ([`crate::sys::reaping`]).
 fn reap_all(child: Pid) -> Result<Option<ExitStatus>, LostChild> {
-    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    use std::os::unix::process::ExitStatusExt;
     loop {
         let mut reaper = crate::sys::reaping::reaper();
-        let (pid, status) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(p, code)) => (p, ExitStatus::from_raw((code & 0xff) << 8)),
-            Ok(WaitStatus::Signaled(p, sig, core)) => (
-                p,
-                ExitStatus::from_raw(sig as i32 | if core { 0x80 } else { 0 }),
-            ),
-            Ok(WaitStatus::StillAlive) => return Ok(None),
-            Ok(other) => {
-                tracing::debug!("waitpid: {other:?}");
-                continue;
+        match next_exited() {
+            Ok(Some((pid, status))) if pid == child => return Ok(Some(status)),
+            Ok(Some((pid, status))) => {
+                if !reaper.reaped(pid.as_raw(), status) {
+                    tracing::debug!("reaped an orphan: {pid} {status}");
+                }
             }
+            Ok(None) => return Ok(None),
             // No child at all, not even the command: someone else reaped it.
             Err(nix::errno::Errno::ECHILD) => {
                 return Err(LostChild("no child left to wait for".into()))
             }
-            Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(LostChild(format!("waitpid: {e}"))),
+        }
+    }
+}
+
+/// With no command (`--serve`), as PID 1: reaps every child that has exited, handing credwrap's
+/// own theirs.
+fn reap_orphans() {
+    loop {
+        let mut reaper = crate::sys::reaping::reaper();
+        match next_exited() {
+            Ok(Some((pid, status))) => {
+                if !reaper.reaped(pid.as_raw(), status) {
+                    tracing::debug!("reaped an orphan: {pid} {status}");
+                }
+            }
+            Ok(None) | Err(nix::errno::Errno::ECHILD) => return,
+            Err(e) => {
+                tracing::debug!("waitpid: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// One exited child, reaped (`waitpid(-1, WNOHANG)`), if any has exited.
+fn next_exited() -> Result<Option<(Pid, ExitStatus)>, nix::errno::Errno> {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    use std::os::unix::process::ExitStatusExt;
+    loop {
+        return match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(p, code)) => {
+                Ok(Some((p, ExitStatus::from_raw((code & 0xff) << 8))))
+            }
+            Ok(WaitStatus::Signaled(p, sig, core)) => Ok(Some((
+                p,
+                ExitStatus::from_raw(sig as i32 | if core { 0x80 } else { 0 }),
+            ))),
+            Ok(WaitStatus::StillAlive) => Ok(None),
+            Ok(other) => {
+                tracing::debug!("waitpid: {other:?}");
+                continue;
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => Err(e),
         };
-        if pid == child {
-            return Ok(Some(status));
-        }
-        if !reaper.reaped(pid.as_raw(), status) {
-            tracing::debug!("reaped an orphan: {pid} {status}");
-        }
     }
 }
 

@@ -422,3 +422,70 @@ fn a_subreaper_still_gets_its_token_commands_status() {
         out.stderr
     );
 }
+
+/// `--serve` as PID 1 (a FROM-scratch image's entrypoint) reaps what its token command leaves
+/// behind: here each run leaves a background `sleep` that outlives it, and after several
+/// refreshes no zombie is left under credwrap.
+#[test]
+fn serving_as_pid_1_reaps_what_the_token_command_leaves() {
+    // SAFETY: a plain getter.
+    if unsafe { libc::geteuid() } != 0
+        && support::skip::<()>("a PID namespace needs root").is_none()
+    {
+        return;
+    }
+    let sb = Sandbox::new();
+    sb.sts.set_lifetime(Duration::from_secs(6));
+    let mut cmd = oidc(&sb);
+    let program = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let mut unshare = std::process::Command::new("unshare");
+    unshare
+        .args(["--pid", "--fork", "--kill-child"])
+        .arg(program)
+        .args(args)
+        .args([
+            "--serve",
+            "--web-identity-token-command",
+            "sh -c 'sleep 0.2 & echo a.b.c'",
+        ]);
+    // The sandbox's environment, as `oidc` made it.
+    unshare
+        .env_clear()
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))));
+    let run = support::start(&mut unshare);
+    support::eventually("four AssumeRoleWithWebIdentity calls", || {
+        (calls(&sb) >= 4).then_some(())
+    });
+    // credwrap is unshare's child, PID 1 in its namespace.
+    let unshare_pid = run.pid().as_raw();
+    let children = |pid: i32| -> Vec<i32> {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    };
+    let credwrap = children(unshare_pid)[0];
+    let zombies = || -> Vec<i32> {
+        children(credwrap)
+            .into_iter()
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start()
+                        .starts_with('Z')
+                })
+            })
+            .collect()
+    };
+    support::eventually("no zombie under credwrap", || {
+        zombies().is_empty().then_some(())
+    });
+    // SAFETY: kill(2); credwrap stops, and unshare with it.
+    unsafe { libc::kill(credwrap, libc::SIGTERM) };
+    let out = run.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+}
