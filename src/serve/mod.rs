@@ -50,8 +50,8 @@ pub fn run(
         readiness,
         &log,
     )?;
-    let ended =
-        runtime.block_on(async { stop_when(plan.watch, plan.max_lifetime, supervisor.stopper()) });
+    let ended = runtime
+        .block_on(async { stop_when(plan.watch.clone(), plan.max_lifetime, supervisor.stopper()) });
     let why = match (supervisor.wait_for_stop(), ended) {
         (Some(sig), _) => format!("signal {}", crate::child::signals::name(sig)),
         // Only the task closes the stopper, once it has its reason.
@@ -149,7 +149,7 @@ fn append(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 /// Closes `stopper` when the watched process exits or the lifetime is over, on the current
 /// runtime; the task ends with the reason. `None` when there is nothing to wait for.
 fn stop_when(
-    watch: Option<i32>,
+    watch: Option<crate::settings::Watched>,
     max_lifetime: Option<Duration>,
     stopper: signal_hook::iterator::Handle,
 ) -> Option<tokio::task::JoinHandle<String>> {
@@ -159,8 +159,9 @@ fn stop_when(
     Some(tokio::spawn(async move {
         let watched = async {
             match watch {
-                Some(pid) => {
-                    watch_exit(pid).await;
+                Some(watched) => {
+                    let pid = watched.pid;
+                    watch_exit(watched).await;
                     format!("the watched process {pid} exited")
                 }
                 None => std::future::pending().await,
@@ -184,15 +185,12 @@ fn stop_when(
     }))
 }
 
-/// Resolves when process `pid` is gone: a pidfd becomes readable then (Linux 5.3); on older
-/// kernels, a look every second.
-async fn watch_exit(pid: i32) {
-    // SAFETY: pidfd_open(2) with a pid and no flags; the result is a new descriptor we own.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd >= 0 {
-        use std::os::fd::FromRawFd;
-        // SAFETY: the descriptor was just returned to us.
-        let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+/// Resolves when the watched process is gone: its pidfd, opened when `--watch` was checked,
+/// becomes readable then; without one (before Linux 5.3), a look at its PID every second.
+async fn watch_exit(watched: crate::settings::Watched) {
+    // A copy of the descriptor opened when --watch was checked: the same process, whatever
+    // its PID has become since.
+    if let Some(owned) = watched.fd.as_deref().and_then(|fd| fd.try_clone().ok()) {
         // SAFETY: the OwnedFd is the AsyncFd's for its whole life, and stays open meanwhile.
         if let Ok(async_fd) = unsafe {
             tokio::io::unix::AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE)
@@ -204,7 +202,7 @@ async fn watch_exit(pid: i32) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        if !crate::settings::process_exists(pid) {
+        if !crate::settings::process_exists(watched.pid) {
             return;
         }
     }

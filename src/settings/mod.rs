@@ -184,7 +184,7 @@ pub struct ServePlan {
     pub detach: bool,
     pub log_file: Option<PathBuf>,
     /// Stop when this process exits.
-    pub watch: Option<i32>,
+    pub watch: Option<Watched>,
     pub max_lifetime: Option<Duration>,
 }
 
@@ -566,11 +566,7 @@ fn serve_plan(cli: &Cli, env: &Env) -> Result<ServePlan, UsageError> {
         }
         crate::settings::cli::ExportFormat::Shell => None,
     };
-    if let Some(pid) = cli.watch {
-        if !process_exists(pid) {
-            return Err(usage(format!("--watch {pid}: there is no such process")));
-        }
-    }
+    let watch = cli.watch.map(Watched::open).transpose()?;
     Ok(ServePlan {
         export: cli.export,
         github_output: github_env
@@ -583,9 +579,40 @@ fn serve_plan(cli: &Cli, env: &Env) -> Result<ServePlan, UsageError> {
             .map(PathBuf::from),
         detach: cli.detach,
         log_file: cli.log_file.clone(),
-        watch: cli.watch,
+        watch,
         max_lifetime: cli.max_lifetime,
     })
+}
+
+/// The process `--watch` names, held from the moment the option is checked: by a pidfd, so
+/// that a process that dies during start-up and whose PID goes to another is still seen as
+/// gone (Linux 5.3; on older kernels, by its PID).
+#[derive(Debug, Clone)]
+pub struct Watched {
+    pub pid: i32,
+    pub fd: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
+}
+
+impl Watched {
+    fn open(pid: i32) -> Result<Watched, UsageError> {
+        // SAFETY: pidfd_open(2) with a pid and no flags; the result is a new descriptor we own.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        let gone = || usage(format!("--watch {pid}: there is no such process"));
+        if fd >= 0 {
+            use std::os::fd::FromRawFd;
+            // SAFETY: the descriptor was just returned to us.
+            let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+            return Ok(Watched {
+                pid,
+                fd: Some(std::sync::Arc::new(owned)),
+            });
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::ESRCH) => Err(gone()),
+            _ if process_exists(pid) => Ok(Watched { pid, fd: None }),
+            _ => Err(gone()),
+        }
+    }
 }
 
 /// Whether process `pid` exists (one of another user's counts: `kill` then fails with EPERM):

@@ -628,6 +628,65 @@ fn whole_job_mode_stops_when_the_watched_process_exits() {
     );
 }
 
+/// `--watch` holds the process from the moment the option is checked: one that dies while
+/// credwrap is starting, and whose PID the kernel then gives to another process, is still seen
+/// as gone, and credwrap stops rather than serve until the stranger exits. (A PID namespace of
+/// the test's own, where root can choose the next PID.)
+#[test]
+fn watch_is_not_fooled_by_a_reused_pid() {
+    // SAFETY: a plain getter.
+    if unsafe { libc::geteuid() } != 0
+        && support::skip::<()>("a PID namespace needs root").is_none()
+    {
+        return;
+    }
+    let sb = Sandbox::new();
+    // Start-up waits on STS until the watched process is gone and its PID taken again.
+    sb.sts
+        .set_fault(support::fake_sts::Fault::Slow(Duration::from_secs(4)));
+    let go = sb.path("go");
+    let script = format!(
+        "sleep 600 & w=$!\n\
+         credwrap --serve --watch $w --role-arn {ROLE_ARN} >/dev/null 2>&1 & c=$!\n\
+         echo started\n\
+         while [ ! -e {go} ]; do sleep 0.05; done\n\
+         kill $w; wait $w\n\
+         echo $((w - 1)) > /proc/sys/kernel/ns_last_pid\n\
+         sleep 600 & n=$!\n\
+         echo \"watched=$w new=$n\"\n\
+         wait $c; echo \"credwrap exited $?\"\n\
+         kill $n\n",
+        go = go.display()
+    );
+    let mut shell = sb.shell(&script);
+    let program = shell.get_program().to_owned();
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--kill-child", "--mount-proc"])
+        .arg(program)
+        .args(shell.get_args())
+        .env_clear()
+        .envs(shell.get_envs().filter_map(|(k, v)| Some((k, v?))));
+    let run = support::start(&mut cmd);
+    run.line_until("the script's start", |l| l == "started");
+    support::eventually("credwrap's AssumeRole", || {
+        (sb.sts.count("AssumeRole") >= 1).then_some(())
+    });
+    std::fs::write(&go, "").unwrap();
+    let pids = run.line_until("the PIDs", |l| l.starts_with("watched="));
+    let (w, n) = pids
+        .strip_prefix("watched=")
+        .and_then(|r| r.split_once(" new="))
+        .unwrap();
+    assert_eq!(
+        w, n,
+        "the PID was not reused; the test proves nothing: {pids}"
+    );
+    sb.sts.set_fault(support::fake_sts::Fault::None);
+    let exited = run.line_until("credwrap to stop", |l| l.starts_with("credwrap exited"));
+    assert_eq!(exited, "credwrap exited 0");
+    let _ = run.finish();
+}
+
 /// GitLab CI: `id_tokens:` puts the token in a variable; the job's shell evals credwrap's
 /// exports; its tools are served across several role lifetimes; the shell exits and credwrap
 /// with it.
