@@ -658,7 +658,7 @@ fn watch_is_not_fooled_by_a_reused_pid() {
          kill $n\n",
         go = go.display()
     );
-    let mut shell = sb.shell(&script);
+    let shell = sb.shell(&script);
     let program = shell.get_program().to_owned();
     let mut cmd = Command::new("unshare");
     cmd.args(["--pid", "--fork", "--kill-child", "--mount-proc"])

@@ -436,7 +436,7 @@ fn serving_as_pid_1_reaps_what_the_token_command_leaves() {
     }
     let sb = Sandbox::new();
     sb.sts.set_lifetime(Duration::from_secs(6));
-    let mut cmd = oidc(&sb);
+    let cmd = oidc(&sb);
     let program = cmd.get_program().to_owned();
     let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
     let mut unshare = std::process::Command::new("unshare");
