@@ -87,6 +87,12 @@ find_credwrap() {
     fi
     local version url dir="$temp/credwrap-bin"
     version="$(input VERSION)"
+    # A version and nothing else: a value with a slash would make a URL into another
+    # repository's releases.
+    if [ -n "$version" ] && [ "$version" != latest ] \
+        && ! [[ "$version" =~ ^v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.]+)?$ ]]; then
+        die "the version input is a release version such as 0.2.0 (or latest), not $version"
+    fi
     if [ -n "$version" ] && [ "$version" != latest ]; then
         url="https://github.com/credwrap/credwrap/releases/download/v${version#v}"
     else

@@ -52,7 +52,8 @@ else
 fi
 
 tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"; rm -f "$dir/.credwrap.new.$$"' EXIT
+new=""
+trap 'rm -rf "$tmp"; [ -z "$new" ] || rm -f "$new"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
@@ -72,10 +73,17 @@ tar -xzf "$tmp/$tarball" -C "$tmp"
 unpacked="$tmp/${tarball%.tar.gz}"
 [ -x "$unpacked/credwrap" ] || die "$tarball holds no credwrap binary"
 mkdir -p "$dir"
-# Into place in one rename, so that a credwrap already running from there keeps its file.
-cp "$unpacked/credwrap" "$dir/.credwrap.new.$$"
-chmod 0755 "$dir/.credwrap.new.$$"
-mv -f "$dir/.credwrap.new.$$" "$dir/credwrap"
+if [ -d "$dir/credwrap" ]; then
+    die "$dir/credwrap is a directory: move it away, or set CREDWRAP_INSTALL_DIR"
+fi
+# Into place in one rename, so that a credwrap already running from there keeps its file. The
+# new file is one mktemp creates (O_EXCL: never a link or a file someone planted there).
+new="$(mktemp "$dir/.credwrap.new.XXXXXXXX")" || die "cannot create a file in $dir"
+cat "$unpacked/credwrap" > "$new"
+chmod 0755 "$new"
+mv -f "$new" "$dir/credwrap"
+new=""
+[ -f "$dir/credwrap" ] && [ -x "$dir/credwrap" ] || die "$dir/credwrap was not installed"
 say "installed $("$dir/credwrap" --version) in $dir"
 case ":$PATH:" in
     *":$dir:"*) ;;

@@ -27,7 +27,16 @@ impl PrivateDir {
             None => builder.tempdir(),
         }
         .context("could not create a private temporary directory")?;
-        Ok(PrivateDir { dir })
+        let leftovers = remove_leftovers(dir.path());
+        if leftovers > 0 {
+            tracing::info!(
+                "removed {leftovers} private directories of credwraps that were killed \
+                 (SIGKILL leaves them behind)"
+            );
+        }
+        let private = PrivateDir { dir };
+        private.write(OWNER, &this_process())?;
+        Ok(private)
     }
 
     pub fn path(&self) -> &std::path::Path {
@@ -69,5 +78,95 @@ impl PrivateDir {
         if let Err(e) = self.dir.close() {
             tracing::debug!("could not remove the temporary directory: {e}");
         }
+    }
+}
+
+/// The file in each private directory that says whose it is: "PID START", START being the
+/// process's start time in clock ticks since boot (`/proc/PID/stat`), so that a PID used again
+/// is not taken for its owner.
+const OWNER: &str = "owner";
+
+fn this_process() -> String {
+    let pid = std::process::id();
+    format!("{pid} {}", start_time(pid).unwrap_or_default())
+}
+
+/// Field 22 of `/proc/PID/stat`, read after the command name (which may hold spaces).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+/// Removes, beside `ours`, the private directories of credwraps that are gone: a directory of
+/// this user's (not a link) named `credwrap-*` whose owner file names a process that no longer
+/// runs. One without an owner file (being created, or an older credwrap's) is left alone, as is
+/// everything where /proc cannot tell. Returns how many were removed.
+fn remove_leftovers(ours: &std::path::Path) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let (Some(parent), true) = (ours.parent(), fs::metadata("/proc/self/stat").is_ok()) else {
+        return 0;
+    };
+    let Ok(entries) = fs::read_dir(parent) else {
+        return 0;
+    };
+    // SAFETY: a plain getter.
+    let uid = unsafe { libc::geteuid() };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let named = entry.file_name().to_string_lossy().starts_with("credwrap-");
+        let mine = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir() && m.uid() == uid);
+        if !named || !mine || path == ours {
+            continue;
+        }
+        let Ok(owner) = fs::read_to_string(path.join(OWNER)) else {
+            continue;
+        };
+        let mut words = owner.split_whitespace().map(str::parse::<u64>);
+        let (Some(Ok(pid)), Some(Ok(start))) = (words.next(), words.next()) else {
+            continue;
+        };
+        let alive = u32::try_from(pid)
+            .ok()
+            .and_then(start_time)
+            .is_some_and(|now| now == start);
+        if !alive && fs::remove_dir_all(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_directories_of_credwraps_that_are_gone_are_removed() {
+        let parent = tempfile::tempdir().unwrap();
+        let make = |name: &str, owner: Option<String>| {
+            let dir = parent.path().join(name);
+            fs::create_dir(&dir).unwrap();
+            fs::write(dir.join("token"), "t").unwrap();
+            if let Some(owner) = owner {
+                fs::write(dir.join(OWNER), owner).unwrap();
+            }
+            dir
+        };
+        let dead = make("credwrap-dead", Some("999999999 5".into()));
+        // Our PID with another start time: the PID was used again.
+        let reused = make("credwrap-reused", Some(format!("{} 1", std::process::id())));
+        let alive = make("credwrap-alive", Some(this_process()));
+        let unknown = make("credwrap-new", None);
+        let other = make("other-dead", Some("999999999 5".into()));
+        let ours = PrivateDir::create(Some(parent.path())).unwrap();
+        assert!(!dead.exists() && !reused.exists());
+        assert!(alive.exists() && unknown.exists() && other.exists());
+        assert!(ours.path().join(OWNER).exists());
     }
 }

@@ -1380,3 +1380,52 @@ fn the_log_file_is_private_and_never_a_link() {
     let mode = std::fs::metadata(&open).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the log is {mode:o}");
 }
+
+/// The action's script does not hide its own failures: a `credwrap` input that names no
+/// program is an `::error` the job's log shows, and a failed build from source (no release to
+/// install, cargo failing) ends the step with cargo's failure, not with a missing binary run.
+#[test]
+fn the_actions_own_failures_are_shown_and_stop_it() {
+    let sb = ci_sandbox();
+    let github = TokenService::start(Duration::from_secs(TOKEN_LIFETIME));
+    let job = GithubJob::new(&sb, &github);
+    let out = run(job
+        .action(&job.env, "start")
+        .env("INPUT_ROLE-ARN", ROLE_ARN)
+        .env("INPUT_CREDWRAP", "/nonexistent/credwrap"));
+    assert_eq!(out.code(), Some(1), "{}\n{}", out.stdout, out.stderr);
+    support::assert_stderr_has(
+        &out,
+        "::error title=credwrap::the credwrap input names /nonexistent/credwrap",
+    );
+
+    // No credwrap on PATH, no release to download, and a cargo that fails.
+    let tools = tempfile::tempdir().unwrap();
+    let cargo = tools.path().join("cargo");
+    std::fs::write(
+        &cargo,
+        "#!/bin/sh\necho 'cargo: build failed' >&2\nexit 101\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&cargo, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/download", closed.local_addr().unwrap());
+    drop(closed);
+    let mut env = job.env.clone();
+    env.insert(
+        "PATH".into(),
+        format!("{}:/usr/bin:/bin", tools.path().display()),
+    );
+    let out = run(job
+        .action(&env, "start")
+        .env("INPUT_ROLE-ARN", ROLE_ARN)
+        .env("CREDWRAP_RELEASE_URL", url));
+    assert_eq!(out.code(), Some(101), "{}\n{}", out.stdout, out.stderr);
+    support::assert_stderr_has(&out, "cargo: build failed");
+    assert!(
+        !out.stderr.contains("No such file or directory"),
+        "ran a binary that was never built: {}",
+        out.stderr
+    );
+}

@@ -411,10 +411,22 @@ fn install_as_a_user(dist: &Path, target: &str) {
         std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
     ))
     .unwrap();
-    let run_installer = |url: &str, home: &Path, tmp: &Path| -> Output {
+    // As root, in a PID namespace of its own with `pid1`: its shell's $$ is then 1.
+    let run_installer_as = |pid1: bool, url: &str, home: &Path, tmp: &Path| -> Output {
         let mut cmd = if root {
-            let mut c = Command::new("setpriv");
-            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "sh"]);
+            let setpriv = [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "sh",
+            ];
+            let mut c = Command::new(if pid1 { "unshare" } else { "setpriv" });
+            if pid1 {
+                c.args(["--pid", "--fork"]).args(setpriv);
+            } else {
+                c.args(&setpriv[1..]);
+            }
             c
         } else {
             Command::new("sh")
@@ -427,6 +439,8 @@ fn install_as_a_user(dist: &Path, target: &str) {
             .env("CREDWRAP_RELEASE_URL", url);
         run(cmd.stdin(Stdio::null()))
     };
+    let run_installer =
+        |url: &str, home: &Path, tmp: &Path| run_installer_as(false, url, home, tmp);
 
     let good = Files::serve(dist);
     let (home, tmp) = (user_dir(), user_dir());
@@ -443,6 +457,49 @@ fn install_as_a_user(dist: &Path, target: &str) {
         0,
         "left files in TMPDIR"
     );
+
+    // Where credwrap is a directory: refused, and nothing put inside it.
+    let (home, tmp) = (user_dir(), user_dir());
+    let taken = home.path().join(".local/bin/credwrap");
+    std::fs::create_dir_all(&taken).unwrap();
+    if root {
+        let _ = run(Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(home.path()));
+    }
+    let out = run_installer(&good.url, home.path(), tmp.path());
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    support::assert_stderr_has(&out, "is a directory");
+    assert_eq!(
+        std::fs::read_dir(&taken).unwrap().count(),
+        0,
+        "installed into it"
+    );
+    let left: Vec<_> = std::fs::read_dir(home.path().join(".local/bin"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n != "credwrap")
+        .collect();
+    assert!(left.is_empty(), "left {left:?}");
+
+    // A link planted where the installer writes its new file (its old name was
+    // .credwrap.new.$$, and $$ is 1 here): the link's target is not overwritten.
+    if root && target.starts_with(std::env::consts::ARCH) {
+        let (home, tmp) = (user_dir(), user_dir());
+        let bin = home.path().join(".local/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let victim = home.path().join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        std::os::unix::fs::symlink(&victim, bin.join(".credwrap.new.1")).unwrap();
+        let _ = run(Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(home.path()));
+        let out = run_installer_as(true, &good.url, home.path(), tmp.path());
+        assert_eq!(out.code(), Some(0), "{}", out.stderr);
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert!(bin.join("credwrap").is_file());
+    }
     drop(good);
 
     // The same release with one byte of this target's tarball changed.
