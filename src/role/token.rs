@@ -133,23 +133,7 @@ impl Tokens {
             .tls
             .as_ref()
             .ok_or_else(|| fail(format!("{what}: no TLS configuration"), false))?;
-        let sep = if url.contains('?') { '&' } else { '?' };
-        let audience =
-            percent_encoding::utf8_percent_encode(audience, percent_encoding::NON_ALPHANUMERIC);
-        let uri: hyper::Uri = format!("{url}{sep}audience={audience}")
-            .parse()
-            .map_err(|e| fail(format!("{what}: the URL is not valid: {e}"), false))?;
-        let request = hyper::Request::get(uri.clone())
-            .header(
-                hyper::header::AUTHORIZATION,
-                format!("bearer {}", bearer.expose()),
-            )
-            .header(hyper::header::ACCEPT, "application/json; api-version=2.0")
-            .header(
-                hyper::header::USER_AGENT,
-                concat!("credwrap/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Empty::<Bytes>::new())
+        let (uri, request) = github_request(url, bearer, audience)
             .map_err(|e| fail(format!("{what}: {e}"), false))?;
         let exchange = async {
             let response = send(tls, &uri, request)
@@ -186,17 +170,13 @@ impl Tokens {
                 )
             })??;
         if !status.is_success() {
-            // Only the `message` of a JSON error, with anything token-like taken out: a body
-            // that echoed the request's bearer, or carried a JWT, would put into the job's log
-            // what mints tokens for the rest of the job.
-            let message = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["message"].as_str().map(|m| redact(m, &[bearer])))
-                .map(|m| format!(": {}", m.chars().take(QUOTED).collect::<String>().trim()))
-                .unwrap_or_default();
             let retryable = status.is_server_error() || status.as_u16() == 429;
             return Err(fail(
-                format!("{what} answered HTTP {}{message}", status.as_u16()),
+                format!(
+                    "{what} answered HTTP {}{}",
+                    status.as_u16(),
+                    quoted(&body, bearer)
+                ),
                 retryable,
             ));
         }
@@ -207,6 +187,44 @@ impl Tokens {
             .map(str::to_string)
             .ok_or_else(|| fail(format!("{what} answered JSON without a `value`"), true))
     }
+}
+
+/// `GET URL&audience=AUD` with the job's bearer, as @actions/core's getIDToken asks.
+fn github_request(
+    url: &str,
+    bearer: &Secret,
+    audience: &str,
+) -> Result<(hyper::Uri, hyper::Request<Empty<Bytes>>), String> {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let audience =
+        percent_encoding::utf8_percent_encode(audience, percent_encoding::NON_ALPHANUMERIC);
+    let uri: hyper::Uri = format!("{url}{sep}audience={audience}")
+        .parse()
+        .map_err(|e| format!("the URL is not valid: {e}"))?;
+    let request = hyper::Request::get(uri.clone())
+        .header(
+            hyper::header::AUTHORIZATION,
+            format!("bearer {}", bearer.expose()),
+        )
+        .header(hyper::header::ACCEPT, "application/json; api-version=2.0")
+        .header(
+            hyper::header::USER_AGENT,
+            concat!("credwrap/", env!("CARGO_PKG_VERSION")),
+        )
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    Ok((uri, request))
+}
+
+/// What of a token service's error is quoted: only the `message` of a JSON error, with anything
+/// token-like taken out (a body that echoed the request's bearer, or carried a JWT, would put
+/// into the job's log what mints tokens for the rest of the job); `: MESSAGE`, or nothing.
+fn quoted(body: &[u8], bearer: &Secret) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(|m| redact(m, &[bearer])))
+        .map(|m| format!(": {}", m.chars().take(QUOTED).collect::<String>().trim()))
+        .unwrap_or_default()
 }
 
 /// `ask` until it gives a token, fails for good, or `budget` has passed since the first ask;
