@@ -1417,6 +1417,20 @@ fn the_actions_own_failures_are_shown_and_stop_it() {
         "PATH".into(),
         format!("{}:/usr/bin:/bin", tools.path().display()),
     );
+    // A version input that is not a version would make a URL into another repository.
+    let out = run(job
+        .action(&env, "start")
+        .env("INPUT_ROLE-ARN", ROLE_ARN)
+        .env(
+            "INPUT_VERSION",
+            "1.0/../../../attacker/fork/releases/download/v1",
+        )
+        .env("CREDWRAP_RELEASE_URL", &url));
+    assert_eq!(out.code(), Some(1), "{}\n{}", out.stdout, out.stderr);
+    support::assert_stderr_has(
+        &out,
+        "::error title=credwrap::the version input is a release version such as 0.2.0",
+    );
     let out = run(job
         .action(&env, "start")
         .env("INPUT_ROLE-ARN", ROLE_ARN)
