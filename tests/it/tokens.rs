@@ -249,6 +249,114 @@ fn github_actions_token_service_errors_that_pass_are_waited_out_at_start() {
     assert!(!out.stderr.contains("asking again"), "{}", out.stderr);
 }
 
+/// A token service that misbehaves as a hostile neighbour or a bad proxy would, played by a
+/// bare socket: it never answers, drips its answer a byte at a time, or sends without end.
+/// Returns the URL and the number of bytes it managed to send.
+fn hostile_token_service(
+    behaviour: &'static str,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/idtoken?api-version=2.0",
+        listener.local_addr().unwrap()
+    );
+    let sent = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = sent.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                let mut request = [0u8; 4096];
+                let _ = conn.read(&mut request);
+                let mut send = |bytes: &[u8]| {
+                    let sent = conn.write_all(bytes).is_ok();
+                    if sent {
+                        counter.fetch_add(bytes.len(), Ordering::Relaxed);
+                    }
+                    sent
+                };
+                match behaviour {
+                    "silent" => std::thread::sleep(Duration::from_secs(60)),
+                    "drip" => {
+                        let body = br#"{"value":"eyJhbGciOiJSUzI1NiJ9.e30.c2ln"}"#;
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                            body.len()
+                        );
+                        let _ = send(head.as_bytes());
+                        for byte in body {
+                            std::thread::sleep(Duration::from_millis(300));
+                            if !send(&[*byte]) {
+                                return;
+                            }
+                        }
+                    }
+                    _ => {
+                        // No length: the answer ends when the connection does, 200 MiB later.
+                        let _ = send(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+                        let chunk = vec![b'x'; 1 << 20];
+                        for _ in 0..200 {
+                            if !send(&chunk) {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (url, sent)
+}
+
+/// `--web-identity-token-timeout` bounds GitHub's token service's whole answer (one that never
+/// answers, one that drips it), and at most 64 KiB of an answer is read: a service that sends
+/// without end is refused long before it has sent much.
+#[test]
+fn a_token_service_that_hangs_drips_or_floods_is_cut_short() {
+    let sb = Sandbox::new();
+    let github = TokenService::start(Duration::from_secs(300));
+    let ask = |url: &str| {
+        let started = std::time::Instant::now();
+        let out = support::run(
+            oidc(&sb)
+                .envs(github.job_env())
+                .env("ACTIONS_ID_TOKEN_REQUEST_URL", url)
+                .args([
+                    "--web-identity-github",
+                    "--web-identity-token-timeout",
+                    "1s",
+                    "--web-identity-token-retry",
+                    "0",
+                    "--",
+                    "true",
+                ]),
+        );
+        assert_eq!(out.code(), Some(125), "{}", out.stderr);
+        (out, started.elapsed())
+    };
+    for behaviour in ["silent", "drip"] {
+        let (url, _) = hostile_token_service(behaviour);
+        let (out, took) = ask(&url);
+        support::assert_stderr_has(
+            &out,
+            "did not answer within 1s (--web-identity-token-timeout)",
+        );
+        // The HTTP client's own timeouts (15 s each for the headers and the body) are far
+        // above: a bound, not a speed measurement.
+        assert!(took < Duration::from_secs(10), "{behaviour}: {took:?}");
+    }
+    let (url, sent) = hostile_token_service("flood");
+    let (out, _) = ask(&url);
+    support::assert_stderr_has(&out, "answered more than 65536 bytes");
+    let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+    // What the sockets' buffers hold, not the 200 MiB it had to send.
+    assert!(sent < 32 << 20, "the service sent {sent} bytes");
+    assert_eq!(calls(&sb), 0);
+}
+
 /// The command does not see what credwrap's source is made of: GitHub's token service's
 /// bearer and URL, or the variable holding the token. Where they are not credwrap's source
 /// (here, source keys), the command keeps them: they may be for something else.
