@@ -40,6 +40,7 @@ use crate::settings::{Mode, Plan};
 fn main() {
     // Before anything else: it reads no option and no CREDWRAP_* variable.
     client::process::run_if_asked();
+    client::status::run_if_asked();
     let cli = Cli::try_parse().unwrap_or_else(|e| Failure::from(e).print_and_exit());
     match cli.generated_docs() {
         Ok(Some(text)) => return exit::print_or_exit(&text),

@@ -210,6 +210,11 @@ async fn start_named(
                 expires = %credential::fmt_time(first.expiration),
                 "got the profile's own credentials"
             );
+            let session = first
+                .expiration
+                .duration_since(first.received)
+                .unwrap_or_default();
+            profile.say_horizon_at_start(session);
             let clock = Arc::new(WallClock);
             Ok((
                 Broker::start_in(span, profile, first, min_remaining, clock),
@@ -232,6 +237,7 @@ async fn first_assume(
         expires = %credential::fmt_time(first.expiration),
         "assumed role"
     );
+    role.say_horizon_at_start();
     let region = role.client_region().map(str::to_string);
     Ok((role, first, region))
 }

@@ -12,6 +12,8 @@
 //! Wall-clock time and the STS call come in through [`Clock`] and [`Reassume`], so that the
 //! refresh logic runs in tests under tokio's paused time.
 
+pub mod activity;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -20,6 +22,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::role::credential::{fmt_time, RoleCredential};
 use crate::role::{AssumeError, Role};
+use activity::{About, Activity, Horizon, Tracker};
 
 /// The longest we sleep without looking at the wall clock: monotonic timers stop while a laptop
 /// is suspended, so a long sleep could wake up after the credential has expired.
@@ -151,17 +154,43 @@ impl Clock for WallClock {
 /// One refresh attempt: what the broker calls, and nothing else.
 pub trait Reassume: Send + 'static {
     fn reassume(&mut self) -> impl Future<Output = Result<RoleCredential, AssumeError>> + Send;
+
+    /// When refreshing will stop working, as far as is known now; asked after every attempt.
+    fn horizon(&self) -> Option<Horizon> {
+        None
+    }
+
+    /// What is refreshed, for those who watch.
+    fn about(&self) -> About {
+        About::default()
+    }
 }
 
 impl Reassume for Role {
     fn reassume(&mut self) -> impl Future<Output = Result<RoleCredential, AssumeError>> + Send {
         Role::reassume(self)
     }
+
+    fn horizon(&self) -> Option<Horizon> {
+        Role::horizon(self)
+    }
+
+    fn about(&self) -> About {
+        Role::about(self)
+    }
 }
 
 impl Reassume for crate::role::profile::ProfileCredentials {
     fn reassume(&mut self) -> impl Future<Output = Result<RoleCredential, AssumeError>> + Send {
         self.fetch()
+    }
+
+    fn horizon(&self) -> Option<Horizon> {
+        crate::role::profile::ProfileCredentials::horizon(self)
+    }
+
+    fn about(&self) -> About {
+        crate::role::profile::ProfileCredentials::about(self)
     }
 }
 
@@ -171,9 +200,20 @@ pub struct CredentialReader {
     current: watch::Receiver<Arc<Lease>>,
     wake: Arc<Notify>,
     clock: Arc<dyn Clock>,
+    tracker: Tracker,
 }
 
 impl CredentialReader {
+    /// What the broker has done so far, and its renewal horizon.
+    pub fn activity(&self) -> Activity {
+        self.tracker.snapshot()
+    }
+
+    /// The wall clock the broker plans with.
+    pub fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+
     /// The credential held now, servable or not (for metadata such as when it was issued).
     pub fn held(&self) -> Arc<Lease> {
         Arc::clone(&self.current.borrow())
@@ -226,12 +266,15 @@ impl Broker {
         let (tx, rx) = watch::channel(Arc::new(first));
         let wake = Arc::new(Notify::new());
         let shutdown = Arc::new(Notify::new());
+        let tracker = Tracker::new(role.about(), role.horizon());
         let task = Refresher {
             role,
             tx,
             wake: Arc::clone(&wake),
             clock: Arc::clone(&clock),
             min_remaining,
+            tracker: tracker.clone(),
+            said: Said::default(),
         };
         let stop = Arc::clone(&shutdown);
         let refreshing = async move {
@@ -246,6 +289,7 @@ impl Broker {
                 current: rx,
                 wake,
                 clock,
+                tracker,
             },
             shutdown,
         }
@@ -270,6 +314,16 @@ struct Refresher<R> {
     wake: Arc<Notify>,
     clock: Arc<dyn Clock>,
     min_remaining: Duration,
+    tracker: Tracker,
+    said: Said,
+}
+
+/// What has been said about the horizon, once each (again if it moves later: a new SSO login).
+#[derive(Default)]
+struct Said {
+    horizon: Option<SystemTime>,
+    near: bool,
+    reached: bool,
 }
 
 impl<R: Reassume> Refresher<R> {
@@ -313,6 +367,9 @@ impl<R: Reassume> Refresher<R> {
                         attempt,
                         "refreshed role credentials"
                     );
+                    let horizon = self.role.horizon();
+                    self.tracker.succeeded(horizon.clone());
+                    self.warn_if_near(horizon.as_ref(), &credential);
                     return Lease {
                         schedule: Schedule::for_credential(
                             credential.received,
@@ -336,6 +393,10 @@ impl<R: Reassume> Refresher<R> {
                     } else {
                         "no valid credential to serve: the child gets HTTP 503".to_string()
                     };
+                    let horizon = self.role.horizon();
+                    self.tracker
+                        .failed(self.clock.now(), e.to_string(), horizon.clone());
+                    self.say_if_reached(horizon.as_ref(), &serving);
                     if !e.is_serious() {
                         tracing::warn!(
                             attempt,
@@ -355,6 +416,56 @@ impl<R: Reassume> Refresher<R> {
                 }
             }
         }
+    }
+}
+
+impl<R> Refresher<R> {
+    /// Forgets what was said when the horizon moved later (a new `aws sso login`).
+    fn moved(&mut self, horizon: &Horizon) {
+        if self.said.horizon.is_some_and(|at| horizon.at > at) {
+            self.said = Said::default();
+        }
+        self.said.horizon = Some(horizon.at);
+    }
+
+    /// Once, when the horizon comes before the credential just received would be refreshed
+    /// again: this may be the last refresh.
+    fn warn_if_near(&mut self, horizon: Option<&Horizon>, fresh: &RoleCredential) {
+        let Some(horizon) = horizon else { return };
+        self.moved(horizon);
+        if self.said.near || horizon.at >= fresh.expiration {
+            return;
+        }
+        self.said.near = true;
+        let left = horizon
+            .at
+            .duration_since(self.clock.now())
+            .unwrap_or_default();
+        tracing::warn!(
+            "refreshing will stop at {} (in {}m), when {}: the credentials served then run out \
+             at {}; to go on: {}",
+            fmt_time(horizon.at),
+            left.as_secs() / 60,
+            horizon.what,
+            fmt_time(fresh.expiration),
+            horizon.fix
+        );
+    }
+
+    /// Once, when an attempt fails past the horizon: that is why.
+    fn say_if_reached(&mut self, horizon: Option<&Horizon>, serving: &str) {
+        let Some(horizon) = horizon else { return };
+        self.moved(horizon);
+        if self.said.reached || self.clock.now() < horizon.at {
+            return;
+        }
+        self.said.reached = true;
+        tracing::error!(
+            "refreshing has stopped: {} at {}; {serving}; to go on: {}",
+            horizon.what,
+            fmt_time(horizon.at),
+            horizon.fix
+        );
     }
 }
 

@@ -11,16 +11,11 @@ use std::ffi::OsString;
 use std::io::Write;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::header::{AUTHORIZATION, HOST};
-use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 
+use super::ask::{self, AskError, Target};
 use crate::sys::secret::Secret;
-
-/// The answer is a few hundred bytes; a larger one is not credwrap's.
-const MAX_BODY: usize = 64 * 1024;
 
 /// With `--credential-process` as the first argument, runs the client and exits; otherwise
 /// returns at once. It runs at every refresh of a client's SDK, so it comes before clap.
@@ -51,7 +46,10 @@ fn fetch_and_print(mut args: impl Iterator<Item = OsString>) -> Result<(), Strin
         return Err("--credential-process takes one URI and nothing else".into());
     }
     let target = Target::parse(&uri)?;
-    let token = token()?;
+    let token = ask::endpoint_token()?.ok_or(
+        "no endpoint token in the environment (AWS_CONTAINER_AUTHORIZATION_TOKEN): this \
+         profile is served by credwrap to the processes it runs; run this from one of them",
+    )?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -66,103 +64,17 @@ fn fetch_and_print(mut args: impl Iterator<Item = OsString>) -> Result<(), Strin
         .map_err(|e| format!("could not write the credential: {e}"))
 }
 
-/// Where the role is served: `http://127.0.0.1:PORT/PATH`, and nothing else.
-struct Target {
-    authority: String,
-    path: String,
-}
-
-impl Target {
-    fn parse(uri: &str) -> Result<Target, String> {
-        let bad = || format!("{uri:?} is not a credwrap endpoint (http://127.0.0.1:PORT/PATH)");
-        let rest = uri.strip_prefix("http://127.0.0.1:").ok_or_else(bad)?;
-        let (port, path) = rest.split_once('/').ok_or_else(bad)?;
-        port.parse::<u16>().map_err(|_| bad())?;
-        Ok(Target {
-            authority: format!("127.0.0.1:{port}"),
-            path: format!("/{path}"),
-        })
-    }
-}
-
-/// The endpoint's secret as credwrap handed it to this process tree: the container token's
-/// file or variable, or, where the listener speaks IMDS, the named roles' own variable.
-fn token() -> Result<Secret, String> {
-    if let Some(path) = std::env::var_os("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") {
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            format!(
-                "cannot read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE ({}): {e}",
-                std::path::Path::new(&path).display()
-            )
-        })?;
-        return Ok(Secret::new(text.trim_end_matches(['\r', '\n'])));
-    }
-    for name in [
-        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-        crate::endpoint::named::ENV_ROLES_TOKEN,
-    ] {
-        if let Some(token) = std::env::var_os(name).and_then(|t| t.into_string().ok()) {
-            return Ok(Secret::new(token));
-        }
-    }
-    Err(
-        "no endpoint token in the environment (AWS_CONTAINER_AUTHORIZATION_TOKEN): this \
-         profile is served by credwrap to the processes it runs; run this from one of them"
-            .into(),
-    )
-}
-
-/// One GET on a fresh connection; the body of a 200, or what went wrong in one line.
+/// The role's credential, or what went wrong in one line.
 async fn get(target: &Target, token: &Secret) -> Result<Bytes, String> {
-    let gone = |e: std::io::Error| {
-        format!(
-            "the credwrap that serves this profile is gone ({} refused: {e}); the role's \
-             credentials are served only while it runs",
-            target.authority
-        )
-    };
-    let stream = tokio::net::TcpStream::connect(&target.authority)
-        .await
-        .map_err(gone)?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("could not talk to credwrap at {}: {e}", target.authority))?;
-    tokio::spawn(conn);
-    let req = Request::get(&target.path)
-        .header(HOST, &target.authority)
-        .header(AUTHORIZATION, token.expose())
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| format!("could not build the request: {e}"))?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("credwrap at {} did not answer: {e}", target.authority))?;
-    let status = resp.status();
-    let body = Limited::new(resp.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| format!("could not read credwrap's answer: {e}"))?
-        .to_bytes();
-    if status == StatusCode::OK {
-        return Ok(body);
+    match ask::get(target, Some(token)).await {
+        Ok((StatusCode::OK, body)) => Ok(body),
+        Ok((status, body)) => Err(ask::said(status, &body)),
+        Err(AskError::Gone(why)) => Err(format!(
+            "the credwrap that serves this profile is gone ({why}); the role's credentials \
+             are served only while it runs"
+        )),
+        Err(e) => Err(e.message()),
     }
-    // credwrap's error bodies are `{"code","message"}` and never carry a secret.
-    let said: Option<ErrorBody> = serde_json::from_slice(&body).ok();
-    Err(match said {
-        Some(e) => format!(
-            "credwrap answered {}: {}: {}",
-            status.as_u16(),
-            e.code,
-            e.message
-        ),
-        None => format!("credwrap answered {}", status.as_u16()),
-    })
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    code: String,
-    message: String,
 }
 
 /// The container protocol's document, as credwrap serves it.

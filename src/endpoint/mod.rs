@@ -15,6 +15,8 @@
 mod admission;
 mod ecs;
 pub mod gateway;
+// `/healthz` and the status door.
+pub mod health;
 mod http;
 mod imds;
 pub mod named;
@@ -174,6 +176,22 @@ struct Shared {
     capacity: usize,
     /// The named roles, on the loopback listener only.
     named: Option<named::NamedRoles>,
+    /// The status door's secret: on the loopback listener only (`None` there: IMDS, which has
+    /// none), and with every listener's address.
+    status: Option<StatusDoor>,
+}
+
+/// What a listener serves besides its protocol's own door.
+struct Doors {
+    named: Option<named::NamedRoles>,
+    status: Option<StatusDoor>,
+}
+
+/// `/credwrap/status` on the loopback listener: the secret it asks for, if any, and the
+/// listeners it lists.
+struct StatusDoor {
+    secret: Option<Secret>,
+    listeners: Arc<std::sync::RwLock<Vec<(String, &'static str)>>>,
 }
 
 /// The running listeners; [`Endpoint::close`] revokes their secrets and stops them.
@@ -185,6 +203,10 @@ pub struct Endpoint {
     named_uris: Vec<(String, String)>,
     revoked: Arc<AtomicBool>,
     accept_loops: Vec<JoinHandle<()>>,
+    /// Every listener's address and protocol, for the status door.
+    listeners: Arc<std::sync::RwLock<Vec<(String, &'static str)>>>,
+    /// Where `credwrap status` asks, and with what secret.
+    status_target: Option<(String, Option<Secret>)>,
 }
 
 impl Endpoint {
@@ -202,6 +224,8 @@ impl Endpoint {
             named_uris: Vec::new(),
             revoked: Arc::new(AtomicBool::new(false)),
             accept_loops: Vec::new(),
+            listeners: Arc::default(),
+            status_target: None,
         };
         let service = match spec.loopback {
             LoopbackProtocol::Ecs(delivery) => Service::Ecs(ecs::EcsService::new(dir, delivery)?),
@@ -229,6 +253,7 @@ impl Endpoint {
             _ => Some(named::NamedRoles::new(spec.named, None)?),
         };
         endpoint.client_env = endpoint.start_loopback(&reader, service, named).await?;
+        endpoint.write_status_target(dir)?;
         let mut env_files = None;
         for gateway in &spec.gateways {
             let roles = spec.container_roles.clone();
@@ -278,7 +303,29 @@ impl Endpoint {
             self.named_uris = named.uris(addr);
         }
         let names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
-        self.spawn_listener(listener, reader, service, names, None, named);
+        let secret = match (&named, &service) {
+            (Some(n), _) if n.own_token().is_some() => n.own_token().cloned(),
+            (_, Service::Ecs(ecs)) => ecs.token(),
+            (_, Service::Imds(_)) => None,
+        };
+        let protocol = match service {
+            Service::Ecs(_) => "container credentials",
+            Service::Imds(_) => "IMDSv2",
+        };
+        self.listed(addr, protocol);
+        self.status_target = Some((
+            format!("http://{addr}{}", health::STATUS_PATH),
+            secret.clone(),
+        ));
+        let status = StatusDoor {
+            secret,
+            listeners: Arc::clone(&self.listeners),
+        };
+        let doors = Doors {
+            named,
+            status: Some(status),
+        };
+        self.spawn_listener(listener, reader, service, names, None, doors);
         tracing::debug!(%addr, "credential endpoint listening");
         Ok(env)
     }
@@ -307,13 +354,17 @@ impl Endpoint {
             IpAddr::V6(ip) => format!("[{ip}]"),
             IpAddr::V4(ip) => ip.to_string(),
         };
+        self.listed(addr, "container credentials (containers)");
         self.spawn_listener(
             listener,
             reader,
             Service::Ecs(service),
             vec![name],
             Some(gateway.clone()),
-            named,
+            Doors {
+                named,
+                status: None,
+            },
         );
         tracing::info!(%addr, interfaces = %gateway.interfaces.join(","), "serving containers");
         Ok((lines, role_lines))
@@ -326,8 +377,9 @@ impl Endpoint {
         service: Service,
         names: Vec<String>,
         peers: Option<Gateway>,
-        named: Option<named::NamedRoles>,
+        doors: Doors,
     ) {
+        let Doors { named, status } = doors;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
         let shared = Arc::new(Shared {
             reader: reader.clone(),
@@ -339,9 +391,28 @@ impl Endpoint {
             rendered: http::RenderCache::default(),
             capacity: self.capacity,
             named,
+            status,
         });
         self.accept_loops
             .push(tokio::spawn(accept(listener, shared)));
+    }
+
+    fn listed(&self, addr: std::net::SocketAddr, protocol: &'static str) {
+        let mut listeners = self.listeners.write().unwrap_or_else(|e| e.into_inner());
+        listeners.push((addr.to_string(), protocol));
+    }
+
+    /// Where `credwrap status --pid` finds this credwrap: the status door's URI and its
+    /// secret, in the private directory (0700, this user's), which only the same user can
+    /// read, as the command's own environment.
+    fn write_status_target(&self, dir: &PrivateDir) -> Result<(), StartError> {
+        let Some((uri, secret)) = &self.status_target else {
+            return Ok(());
+        };
+        let secret = secret.as_ref().map(Secret::expose).unwrap_or_default();
+        dir.write(health::STATUS_FILE, &format!("{uri}\n{secret}\n"))
+            .map(drop)
+            .map_err(|e| StartError::files(&e))
     }
 
     /// The variables that point a client's SDK at the loopback listener, and the command (or
@@ -460,6 +531,9 @@ fn answer(shared: &Shared, req: &Request<Incoming>) -> Reply {
         );
     }
     let revoked = shared.revoked.load(Ordering::SeqCst);
+    if let Some(resp) = health_reply(shared, req, revoked) {
+        return resp;
+    }
     let named = shared.named.as_ref().and_then(|n| n.respond(revoked, req));
     let resp = match (named, &shared.reader) {
         (Some(resp), _) => resp,
@@ -480,6 +554,49 @@ fn answer(shared: &Shared, req: &Request<Incoming>) -> Reply {
     };
     tracing::trace!(method = %req.method(), status = resp.status().as_u16(), "endpoint request");
     resp
+}
+
+/// `/healthz` on every listener, and the status door on the loopback listener; `None` for
+/// every other path.
+fn health_reply(shared: &Shared, req: &Request<Incoming>, revoked: bool) -> Option<Reply> {
+    let path = req.uri().path();
+    let door = match (path, &shared.status) {
+        (health::HEALTH_PATH, _) => None,
+        (health::STATUS_PATH, Some(door)) => Some(door),
+        _ => return None,
+    };
+    if req.method() != hyper::Method::GET {
+        return Some(http::method_not_allowed("GET"));
+    }
+    let mut roles = Vec::new();
+    if let Some(reader) = &shared.reader {
+        roles.push(health::Served {
+            name: None,
+            reader,
+            min_remaining: shared.service.min_remaining(),
+        });
+    }
+    if let Some(named) = &shared.named {
+        roles.extend(named.served());
+    }
+    let Some(door) = door else {
+        return Some(health::healthz(&roles, revoked));
+    };
+    if let Some(secret) = &door.secret {
+        let got = req
+            .headers()
+            .get(AUTHORIZATION)
+            .or_else(|| req.headers().get("x-aws-ec2-metadata-token"));
+        if !http::secret_eq(got, secret.expose()) {
+            return Some(http::error_reply(
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                "the Authorization header must be the endpoint's token",
+            ));
+        }
+    }
+    let listeners = door.listeners.read().unwrap_or_else(|e| e.into_inner());
+    Some(health::status(&roles, revoked, &listeners))
 }
 
 /// Requests no SDK sends, refused before anything else: a credential header given twice (which

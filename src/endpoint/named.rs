@@ -107,6 +107,24 @@ impl NamedRoles {
         }
     }
 
+    /// The loopback listener's token, when it is the named roles' own (IMDS has none).
+    pub fn own_token(&self) -> Option<&Secret> {
+        self.own_token.as_ref()
+    }
+
+    /// Each role as `/healthz` sees it, held to the container protocol's floor as its
+    /// requests are.
+    pub fn served(&self) -> Vec<super::health::Served<'_>> {
+        self.doors
+            .iter()
+            .map(|d| super::health::Served {
+                name: Some(&d.name),
+                reader: &d.reader,
+                min_remaining: super::ecs::MIN_REMAINING,
+            })
+            .collect()
+    }
+
     /// The answer when the request's path is a named role's, or `None` when it is no door.
     pub fn respond(&self, revoked: bool, req: &Request<Incoming>) -> Option<Reply> {
         let path = req.uri().path().as_bytes();

@@ -5,6 +5,8 @@
 // The role credential as STS issued it, and its time formats.
 pub mod credential;
 mod error;
+// When refreshing stops working: what bounds it.
+mod horizon;
 // A profile's own credentials (SSO, credential_process), served as they are.
 pub mod profile;
 mod source;
@@ -21,6 +23,7 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::Credentials as SdkCredentials;
 use aws_sdk_sts::types::Credentials as StsCredentials;
 
+use crate::broker::activity::Horizon;
 use crate::role::credential::{fmt_time, RoleCredential};
 use crate::settings::limits::RoleArn;
 use crate::settings::{AssumePlan, CaBundle, Hop, Source};
@@ -83,7 +86,10 @@ pub struct Role {
     settings: AssumePlan,
     client_region: Option<String>,
     shared: Shared,
-    warned_mfa_end: bool,
+    /// When this role was connected: what `--max-lifetime` counts from.
+    started: SystemTime,
+    /// The MFA session's end, once there is one.
+    mfa_end: Option<SystemTime>,
     /// Where AssumeRoleWithWebIdentity's token comes from, when that is the source.
     tokens: Option<token::Tokens>,
 }
@@ -95,10 +101,7 @@ impl Role {
         let Connection { roots, http } = shared.connection(settings.ca_bundle.as_ref())?;
         let connection = source::configure(&settings, http).await?;
         let tokens = match &settings.source {
-            Source::WebIdentity { token } => {
-                token::warn_if_it_expires(token, settings.target.duration, settings.max_lifetime);
-                Some(token::Tokens::new(token.clone(), &roots)?)
-            }
+            Source::WebIdentity { token } => Some(token::Tokens::new(token.clone(), &roots)?),
             _ => None,
         };
         let refresh_conf = connection
@@ -112,7 +115,8 @@ impl Role {
             settings,
             client_region: connection.region,
             shared,
-            warned_mfa_end: false,
+            started: SystemTime::now(),
+            mfa_end: None,
             tokens,
         })
     }
@@ -136,9 +140,68 @@ impl Role {
     /// One attempt, no SDK retries: the caller decides when to try again.
     pub async fn reassume(&mut self) -> Result<RoleCredential, AssumeError> {
         let conf = self.refresh_conf.clone();
-        let credential = self.assume_with(&conf).await?;
-        self.warn_before_mfa_session_ends(&credential).await;
-        Ok(credential)
+        self.assume_with(&conf).await
+    }
+
+    /// The earliest end of what this role is refreshed from: `--max-lifetime`, a token
+    /// variable's `exp`, the MFA session, the SSO token as cached now.
+    pub fn horizon(&self) -> Option<Horizon> {
+        let s = &self.settings;
+        let mut bounds = Vec::new();
+        bounds.extend(horizon::max_lifetime(self.started, s.max_lifetime));
+        if let Source::WebIdentity { token } = &s.source {
+            bounds.extend(horizon::token_variable(token));
+        }
+        bounds.extend(self.mfa_end.map(horizon::mfa_session));
+        bounds.extend(s.sso.as_ref().and_then(horizon::sso_token));
+        Horizon::earliest(bounds)
+    }
+
+    /// The role and its source, in words (no secret: names and paths only).
+    pub fn about(&self) -> crate::broker::activity::About {
+        let s = &self.settings;
+        let source = match &s.source {
+            Source::DefaultChain => "the default credential chain".to_string(),
+            Source::Profile(p) => format!("profile {p}"),
+            Source::ProfileKeys(_) => "a profile's static keys".to_string(),
+            Source::Environment => "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".to_string(),
+            Source::Ec2InstanceMetadata => "the instance role (IMDS)".to_string(),
+            Source::EcsContainer => "the container's credentials".to_string(),
+            Source::WebIdentity { .. } => match &self.tokens {
+                Some(tokens) => format!("web identity from {}", tokens.describe()),
+                None => "web identity".to_string(),
+            },
+        };
+        let via: Vec<&str> = s.hops.iter().map(|h| h.role_arn.as_str()).collect();
+        let source = match (via.is_empty(), &s.mfa) {
+            (true, None) => source,
+            (true, Some(_)) => format!("{source} with an MFA session"),
+            (false, mfa) => format!(
+                "{source}{}, via {}",
+                if mfa.is_some() {
+                    " with an MFA session"
+                } else {
+                    ""
+                },
+                via.join(", ")
+            ),
+        };
+        crate::broker::activity::About {
+            role: s.target.role_arn.to_string(),
+            source,
+        }
+    }
+
+    /// Says at start when refreshing will stop, if anything bounds it: loudly when the job may
+    /// outlive it.
+    pub fn say_horizon_at_start(&self) {
+        if let Some(h) = self.horizon() {
+            horizon::say_at_start(
+                &h,
+                self.settings.target.duration,
+                self.settings.max_lifetime,
+            );
+        }
     }
 
     /// The whole chain, and a check that what STS gave is a credential worth serving.
@@ -190,6 +253,7 @@ impl Role {
         // Held across GetSessionToken: a second role waits for the session the first makes.
         let mut sessions = self.shared.mfa.lock().await;
         if let Some(session) = sessions.get(&mfa.serial) {
+            self.mfa_end = Some(session.expires);
             return Ok(Some(session.credentials.clone()));
         }
         let client = aws_sdk_sts::Client::from_conf(conf.clone());
@@ -204,6 +268,7 @@ impl Role {
         let c = credential_from(out.credentials(), None, &self.settings.target.role_arn)
             .map_err(|e| e.doing("get an MFA session (GetSessionToken)"))?;
         tracing::info!(expires = %fmt_time(c.expiration), "MFA session started");
+        self.mfa_end = Some(c.expiration);
         let credentials = c.to_sdk("credwrap-mfa");
         sessions.insert(
             mfa.serial.clone(),
@@ -213,27 +278,6 @@ impl Role {
             },
         );
         Ok(Some(credentials))
-    }
-
-    /// credwrap never asks for a second MFA code mid-job: say when refreshing will stop.
-    async fn warn_before_mfa_session_ends(&mut self, fresh: &RoleCredential) {
-        let Some(mfa) = &self.settings.mfa else {
-            return;
-        };
-        let Some(session) = self.shared.mfa.lock().await.get(&mfa.serial).cloned() else {
-            return;
-        };
-        // The next refresh will come before `fresh` expires; if the session ends first, it fails.
-        if session.expires < fresh.expiration && !self.warned_mfa_end {
-            self.warned_mfa_end = true;
-            tracing::warn!(
-                "the MFA session ends at {}: credwrap cannot refresh the role after that (it does \
-                 not ask for a new code), so the command's credentials run out at about {}; \
-                 restart with a longer --mfa-duration for longer jobs",
-                fmt_time(session.expires),
-                fmt_time(fresh.expiration),
-            );
-        }
     }
 }
 

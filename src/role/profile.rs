@@ -16,6 +16,7 @@ use crate::sys::secret::Secret;
 pub struct ProfileCredentials {
     provider: SharedCredentialsProvider,
     profile: String,
+    sso: Option<Box<crate::settings::SsoLogin>>,
 }
 
 impl ProfileCredentials {
@@ -29,7 +30,28 @@ impl ProfileCredentials {
         Ok(ProfileCredentials {
             provider,
             profile: source.profile.clone(),
+            sso: source.sso.clone(),
         })
+    }
+
+    /// An SSO profile's cached token's expiry, read now; nothing else bounds a profile's
+    /// own credentials that credwrap can see.
+    pub fn horizon(&self) -> Option<crate::broker::activity::Horizon> {
+        self.sso.as_deref().and_then(super::horizon::sso_token)
+    }
+
+    pub fn about(&self) -> crate::broker::activity::About {
+        crate::broker::activity::About {
+            role: String::new(),
+            source: format!("profile {}'s own credentials", self.profile),
+        }
+    }
+
+    /// Says at start when refreshing will stop, if the SSO token bounds it.
+    pub fn say_horizon_at_start(&self, session: std::time::Duration) {
+        if let Some(h) = self.horizon() {
+            super::horizon::say_at_start(&h, session, None);
+        }
     }
 
     /// The profile's credentials now; they must expire (and so renew), or they are refused.

@@ -21,7 +21,6 @@ use hyper_util::rt::TokioExecutor;
 
 use super::error::{AssumeError, SetupError};
 use super::trust::Roots;
-use crate::role::credential::fmt_time;
 use crate::settings::TokenSource;
 use crate::sys::secret::Secret;
 
@@ -514,40 +513,6 @@ pub fn jwt_expiry(token: &str) -> Option<SystemTime> {
         .ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     Some(UNIX_EPOCH + Duration::from_secs(claims["exp"].as_u64()?))
-}
-
-/// A token from a variable cannot renew: say when refreshing will stop, loudly when the job
-/// may outlive it.
-pub fn warn_if_it_expires(source: &TokenSource, session: Duration, job: Option<Duration>) {
-    let TokenSource::Variable { name, token } = source else {
-        return;
-    };
-    let Some(exp) = jwt_expiry(token.expose()) else {
-        return;
-    };
-    let now = SystemTime::now();
-    let runs_out = exp + session;
-    let message = format!(
-        "the OIDC token in {name} expires at {} ({}): credwrap cannot refresh the role after that, \
-         so the credentials run out by about {}; a job that may last longer needs a token that \
-         renews (--web-identity-github, --web-identity-token-command, a token file the CI \
-         rewrites)",
-        fmt_time(exp),
-        match exp.duration_since(now) {
-            Ok(left) => format!("in {}m", left.as_secs() / 60),
-            Err(_) => "already".to_string(),
-        },
-        fmt_time(runs_out)
-    );
-    // A refresh comes at about half the session at the latest: a token gone by then fails even
-    // the first; and the last credential got before the token expires may have only half a
-    // session left.
-    let outlived = exp <= now + session / 2 || job.is_some_and(|j| now + j > exp + session / 2);
-    if outlived {
-        tracing::warn!("{message}");
-    } else {
-        tracing::info!("{message}");
-    }
 }
 
 #[cfg(test)]

@@ -288,6 +288,44 @@ pub struct AssumePlan {
     /// How long the run may last at most, when said (`--max-lifetime`): to warn when a token
     /// that cannot renew ends first.
     pub max_lifetime: Option<Duration>,
+    /// When the source is an SSO profile: where its access token is cached.
+    pub sso: Option<SsoLogin>,
+}
+
+/// An SSO profile's access token in the SDKs' cache, whose expiry bounds refreshing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SsoLogin {
+    pub profile: String,
+    /// The profile's `sso_session`, when it has one (the key then), else its `sso_start_url`.
+    pub session: Option<String>,
+    pub cache_key: String,
+    /// `~/.aws/sso/cache`.
+    pub cache_dir: PathBuf,
+}
+
+impl SsoLogin {
+    /// The profile's SSO settings, if it has any, with HOME from `env`.
+    pub fn of(profile: &Profile, env: &Env) -> Option<SsoLogin> {
+        let session = profile.get("sso_session").map(str::to_string);
+        let cache_key = session
+            .clone()
+            .or_else(|| profile.get("sso_start_url").map(str::to_string))?;
+        let home = var(env, "HOME")?;
+        Some(SsoLogin {
+            profile: profile.name().to_string(),
+            session,
+            cache_key,
+            cache_dir: PathBuf::from(home).join(".aws/sso/cache"),
+        })
+    }
+
+    /// The command that logs in again.
+    pub fn login_command(&self) -> String {
+        match self.profile.as_str() {
+            "default" => "aws sso login".to_string(),
+            p => format!("aws sso login --profile {p}"),
+        }
+    }
 }
 
 /// A CA bundle file and its contents, read once while resolving.
@@ -451,6 +489,10 @@ pub(super) fn assume_plan(
     }
     let mfa = mfa(cli, &plan, ask_code)?;
     let ca_bundle = ca_bundle(env, plan.selection.profile)?;
+    let sso = match &plan.source {
+        Source::Profile(name) => profiles.get(name).and_then(|p| SsoLogin::of(p, env)),
+        _ => None,
+    };
     Ok(AssumePlan {
         source: plan.source,
         mfa,
@@ -462,6 +504,7 @@ pub(super) fn assume_plan(
         aws_files: profiles.files().clone(),
         imds_endpoint: imds_endpoint(env, plan.selection.profile),
         max_lifetime: cli.max_lifetime,
+        sso,
     })
 }
 

@@ -43,6 +43,8 @@ pub struct ProfileSource {
     pub region: Option<String>,
     pub ca_bundle: Option<super::CaBundle>,
     pub aws_files: super::AwsFiles,
+    /// Where its SSO token is cached, when it is an SSO profile.
+    pub sso: Option<Box<super::SsoLogin>>,
 }
 
 /// Stands for the role while an as-is profile is resolved as the source of `--role-arn` would
@@ -70,6 +72,7 @@ pub fn plan(
                     region: plan.region,
                     ca_bundle: plan.ca_bundle,
                     aws_files: plan.aws_files,
+                    sso: plan.sso.map(Box::new),
                 }),
             };
             Ok(NamedRolePlan {

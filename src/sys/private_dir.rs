@@ -107,21 +107,52 @@ fn start_time(pid: u32) -> Option<u64> {
 /// runs. One without an owner file (being created, or an older credwrap's) is left alone, as is
 /// everything where /proc cannot tell. Returns how many were removed.
 fn remove_leftovers(ours: &std::path::Path) -> usize {
-    use std::os::unix::fs::MetadataExt;
-    let (Some(parent), true) = (ours.parent(), fs::metadata("/proc/self/stat").is_ok()) else {
+    let Some(parent) = ours.parent() else {
         return 0;
     };
-    let Ok(entries) = fs::read_dir(parent) else {
-        return 0;
+    let mut removed = 0;
+    for (path, _, alive) in owned_dirs(parent) {
+        if path != ours && !alive && fs::remove_dir_all(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// The private directory of the running credwrap `pid`, in TMPDIR or RUNNER_TEMP (where
+/// `--serve` makes it in a GitHub job): what `credwrap status --pid` reads.
+pub fn of_process(pid: u32) -> Option<PathBuf> {
+    let parents = [
+        Some(std::env::temp_dir()),
+        std::env::var_os("RUNNER_TEMP").map(PathBuf::from),
+    ];
+    parents.into_iter().flatten().find_map(|parent| {
+        owned_dirs(&parent)
+            .into_iter()
+            .find(|(_, owner, alive)| *owner == pid && *alive)
+            .map(|(path, _, _)| path)
+    })
+}
+
+/// This user's directories (not links) named `credwrap-*` in `parent` that have an owner file:
+/// each with its owner's PID and whether that process still runs. Empty where /proc cannot
+/// tell.
+fn owned_dirs(parent: &std::path::Path) -> Vec<(PathBuf, u32, bool)> {
+    use std::os::unix::fs::MetadataExt;
+    let (true, Ok(entries)) = (
+        fs::metadata("/proc/self/stat").is_ok(),
+        fs::read_dir(parent),
+    ) else {
+        return Vec::new();
     };
     // SAFETY: a plain getter.
     let uid = unsafe { libc::geteuid() };
-    let mut removed = 0;
+    let mut found = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
         let named = entry.file_name().to_string_lossy().starts_with("credwrap-");
         let mine = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir() && m.uid() == uid);
-        if !named || !mine || path == ours {
+        if !named || !mine {
             continue;
         }
         let Ok(owner) = fs::read_to_string(path.join(OWNER)) else {
@@ -131,15 +162,13 @@ fn remove_leftovers(ours: &std::path::Path) -> usize {
         let (Some(Ok(pid)), Some(Ok(start))) = (words.next(), words.next()) else {
             continue;
         };
-        let alive = u32::try_from(pid)
-            .ok()
-            .and_then(start_time)
-            .is_some_and(|now| now == start);
-        if !alive && fs::remove_dir_all(&path).is_ok() {
-            removed += 1;
-        }
+        let Ok(pid) = u32::try_from(pid) else {
+            continue;
+        };
+        let alive = start_time(pid).is_some_and(|now| now == start);
+        found.push((path, pid, alive));
     }
-    removed
+    found
 }
 
 #[cfg(test)]

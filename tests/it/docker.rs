@@ -16,7 +16,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use support::fake_sts::ROLE_ARN;
-use support::{run, Output, Sandbox};
+use support::{run, Fault, Output, Sandbox};
 
 const GATEWAY: &str = "169.254.170.2";
 const NETWORK: &str = "credwrap-test";
@@ -94,6 +94,8 @@ fn built_images(dist: &Path, child: &Path) -> Images {
             .unwrap_or_default()
             .hash(&mut h);
         std::fs::read(child).unwrap_or_default().hash(&mut h);
+        // What build_images makes of them: changed, the images are made again.
+        (APPLETS, APP_PATH).hash(&mut h);
         format!("{:016x}", h.finish())
     };
     let label = docker(&[
@@ -108,6 +110,11 @@ fn built_images(dist: &Path, child: &Path) -> Images {
     }
     build_images(dist, child, images, &key)
 }
+
+/// busybox's applets in the base image: `wget` is the compose health check's.
+const APPLETS: [&str; 6] = ["sh", "cat", "env", "sleep", "ls", "wget"];
+/// The application image's PATH: credwrap where docs/containers.md copies it, then busybox.
+const APP_PATH: &str = "/usr/local/bin:/bin";
 
 fn build_images(dist: &Path, child: &Path, images: Images, key: &str) -> Images {
     ok(
@@ -127,7 +134,7 @@ fn build_images(dist: &Path, child: &Path, images: Images, key: &str) -> Images 
         std::fs::create_dir_all(rootfs.join(dir)).unwrap();
     }
     std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-    for applet in ["sh", "cat", "env", "sleep", "ls"] {
+    for applet in APPLETS {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
     }
     let tar = work.path().join("rootfs.tar");
@@ -168,7 +175,7 @@ fn build_images(dist: &Path, child: &Path, images: Images, key: &str) -> Images 
     std::fs::write(
         app.join("Dockerfile"),
         format!(
-            "FROM {}\nCOPY --from={} /credwrap /usr/local/bin/credwrap\n\
+            "FROM {}\nCOPY --from={} /credwrap /usr/local/bin/credwrap\nENV PATH={APP_PATH}\n\
              ENTRYPOINT [\"/usr/local/bin/credwrap\"]\n",
             images.child, images.credwrap
         ),
@@ -568,4 +575,135 @@ fn the_compose_recipe_gives_each_service_its_own_role() {
         "{}",
         out.stdout
     );
+}
+
+/// `docker inspect`'s health status of container `id`.
+fn health_of(id: &str) -> String {
+    let out = docker(&["inspect", "--format", "{{.State.Health.Status}}", id]);
+    out.stdout.trim().to_string()
+}
+
+/// docs/operations.md's compose health check, in the override as written (its interval made
+/// 1s): the service is `healthy` while credwrap can serve the role on the gateway, `unhealthy`
+/// once STS has failed long enough, and `healthy` again when STS is back.
+#[test]
+fn the_compose_health_check_follows_what_credwrap_can_serve() {
+    let _turn = one_at_a_time();
+    let Some(images) = images() else { return };
+    let _net = CredwrapNetwork::create();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("docker-compose.yml"),
+        format!(
+            "services:\n  job:\n    image: {}\n    command: [\"sleep\", \"300\"]\n    \
+             networks: [credwrap]\nnetworks:\n  credwrap:\n    name: {NETWORK}\n    external: true\n",
+            images.child
+        ),
+    )
+    .unwrap();
+    let recipe = support::doc_recipe("compose-healthcheck");
+    assert!(recipe.contains("interval: 30s"), "{recipe}");
+    std::fs::write(
+        dir.path().join("docker-compose.credwrap.yml"),
+        recipe.replace("interval: 30s", "interval: 1s"),
+    )
+    .unwrap();
+    let sb = Sandbox::new();
+    sb.sts.set_lifetime(std::time::Duration::from_secs(6));
+    let served = run(sb.credwrap().args([
+        "--serve",
+        "--detach",
+        "--container-host",
+        GATEWAY,
+        "--max-lifetime",
+        "10m",
+    ]));
+    ok(&served, "credwrap --serve --detach");
+    let exports = support::exports(&served.stdout);
+    let server = Stop(exports.get("CREDWRAP_PID").and_then(|p| p.parse().ok()));
+    let up = run(compose(dir.path(), true, &["up", "-d"])
+        .env("DOCKER_HOST", std::env::var_os("DOCKER_HOST").unwrap())
+        .env(
+            "CREDWRAP_CONTAINER_ENV_FILE",
+            &exports["CREDWRAP_CONTAINER_ENV_FILE"],
+        ));
+    let id = run(&mut compose(dir.path(), false, &["ps", "-q", "job"]));
+    let id = id.stdout.trim().to_string();
+    let down = || run(&mut compose(dir.path(), false, &["down", "-t", "0"]));
+    ok(&up, "docker-compose up -d");
+    for (fault, want) in [
+        (Fault::None, "healthy"),
+        (Fault::ServerError, "unhealthy"),
+        (Fault::None, "healthy"),
+    ] {
+        sb.sts.set_fault(fault);
+        support::eventually(&format!("the service {want}"), || {
+            (health_of(&id) == want).then_some(())
+        });
+    }
+    ok(&down(), "docker-compose down");
+    drop(server);
+}
+
+/// docs/operations.md's Kubernetes probe, run as the kubelet runs an exec probe: the command in
+/// the container where credwrap is PID 1 (the application image's entrypoint). Exit 0 while the
+/// role can be served, 1 once STS has failed long enough, 0 again when it is back.
+#[test]
+fn the_kubernetes_probe_runs_status_where_credwrap_is_pid_1() {
+    let _turn = one_at_a_time();
+    let Some(images) = images() else { return };
+    let recipe = support::doc_recipe("kubernetes-probe");
+    let command: Vec<String> = recipe
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("command: "))
+        .map(|list| serde_json::from_str(list).unwrap())
+        .unwrap_or_else(|| panic!("no command in {recipe}"));
+    let sb = Sandbox::new();
+    sb.sts.set_lifetime(std::time::Duration::from_secs(6));
+    let port = sb.sts.url().rsplit(':').next().unwrap().to_string();
+    let name = "credwrap-test-probe";
+    let _ = docker(&["rm", "-f", name]);
+    let started = docker(&[
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        "host",
+        "-e",
+        &format!("AWS_ENDPOINT_URL_STS=http://127.0.0.1:{port}"),
+        "-e",
+        &format!("AWS_ACCESS_KEY_ID={}", support::fake_sts::SOURCE_KEY_ID),
+        "-e",
+        &format!("AWS_SECRET_ACCESS_KEY={}", support::fake_sts::SOURCE_SECRET),
+        "-e",
+        "AWS_REGION=us-east-1",
+        "-e",
+        "AWS_EC2_METADATA_DISABLED=true",
+        images.app,
+        "--role-arn",
+        ROLE_ARN,
+        "--",
+        "sleep",
+        "300",
+    ]);
+    ok(&started, "docker run the application image");
+    let probe = || {
+        let mut args = vec!["exec", name];
+        args.extend(command.iter().map(String::as_str));
+        docker(&args)
+    };
+    for (fault, want) in [(Fault::None, 0), (Fault::ServerError, 1), (Fault::None, 0)] {
+        sb.sts.set_fault(fault);
+        support::eventually(&format!("the probe to exit {want}"), || {
+            (probe().code() == Some(want)).then_some(())
+        });
+    }
+    let said = probe();
+    assert!(
+        said.stdout.contains("credwrap 1: healthy"),
+        "{}",
+        said.stdout
+    );
+    let _ = docker(&["rm", "-f", name]);
 }

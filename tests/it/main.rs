@@ -20,6 +20,7 @@ mod docs;
 mod endpoint;
 mod exec;
 mod hardening;
+mod health;
 mod proxy;
 mod refresh;
 mod release;

@@ -78,6 +78,10 @@ struct State {
     /// Web identity tokens accepted, with their subject.
     web_identity_subjects: Vec<String>,
     lifetime: Option<Duration>,
+    /// How long GetSessionToken's sessions live, when a test compresses an MFA session.
+    session_lifetime: Option<Duration>,
+    /// SSO access tokens the portal takes (`aws sso login` made them), until when.
+    sso_tokens: HashMap<String, SystemTime>,
     expiry: Option<Expiry>,
     fault: Option<Fault>,
     counter: u64,
@@ -156,6 +160,19 @@ impl FakeSts {
     /// Credentials issued from now on live this long, whatever DurationSeconds asked for.
     pub fn set_lifetime(&self, lifetime: Duration) {
         self.state.lock().unwrap().lifetime = Some(lifetime);
+    }
+
+    /// The SSO portal (GetRoleCredentials, on the same address: `AWS_ENDPOINT_URL_SSO`) takes
+    /// `token` until `expires`, as IAM Identity Center takes the token `aws sso login` cached.
+    pub fn accept_sso_token(&self, token: &str, expires: SystemTime) {
+        let mut st = self.state.lock().unwrap();
+        st.sso_tokens.insert(token.to_string(), expires);
+    }
+
+    /// GetSessionToken's sessions (MFA) live `lifetime`, whatever was asked: an MFA session of
+    /// seconds.
+    pub fn set_session_lifetime(&self, lifetime: Duration) {
+        self.state.lock().unwrap().session_lifetime = Some(lifetime);
     }
 
     /// Credentials issued from now on claim this expiry (`None`: the truth again). The fake
@@ -371,6 +388,13 @@ async fn handle(
         Some(Fault::None | Fault::Refuse) | None => {}
     }
 
+    if parts.uri.path() == "/federation/credentials" {
+        return Ok(sso_role_credentials(
+            &state,
+            &params,
+            header("x-amz-sso_bearer_token"),
+        ));
+    }
     // The one unsigned STS call: the web identity token is the credential.
     if action == "AssumeRoleWithWebIdentity" {
         return Ok(assume_role_with_web_identity(&state, &params));
@@ -508,28 +532,55 @@ fn assumed_role_arn(role_arn: &str, session: &str) -> String {
     format!("arn:aws:sts::{account}:assumed-role/{role_name}/{session}")
 }
 
-/// Records a new credential for `arn` and returns its `<Credentials>` element.
-fn issue(st: &mut State, arn: &str, lifetime: Duration) -> String {
-    st.counter += 1;
-    let n = st.counter;
-    let key = format!("ASIAFAKEROLE{n:06}");
-    // Whole seconds, as STS returns them.
-    let now = SystemTime::now()
+/// The SSO portal's GetRoleCredentials: a session of the permission set's role for an SSO
+/// access token the test accepted and that has not expired, as JSON.
+fn sso_role_credentials(
+    state: &Mutex<State>,
+    params: &HashMap<String, String>,
+    token: Option<String>,
+) -> Response<Full<Bytes>> {
+    let mut st = state.lock().unwrap();
+    let valid = token
+        .as_ref()
+        .and_then(|t| st.sso_tokens.get(t))
+        .is_some_and(|expires| SystemTime::now() < *expires);
+    if !valid {
+        return Response::builder()
+            .status(StatusCode::UNAUTHORIZED)
+            .header("content-type", "application/json")
+            .header("x-amzn-errortype", "UnauthorizedException")
+            .body(Full::new(Bytes::from_static(
+                br#"{"message":"Session token not found or invalid"}"#,
+            )))
+            .unwrap();
+    }
+    let account = params.get("account_id").cloned().unwrap_or_default();
+    let role = params.get("role_name").cloned().unwrap_or_default();
+    let arn = format!("arn:aws:sts::{account}:assumed-role/AWSReservedSSO_{role}/me");
+    let lifetime = st.lifetime.unwrap_or(Duration::from_secs(3600));
+    let (key, issued) = issue_keys(&mut st, &arn, lifetime);
+    let millis = issued
+        .expires
         .duration_since(UNIX_EPOCH)
         .unwrap()
-        .as_secs();
-    let expires = UNIX_EPOCH + Duration::from_secs(now) + lifetime;
+        .as_millis();
+    let body = serde_json::json!({"roleCredentials": {
+        "accessKeyId": key, "secretAccessKey": issued.secret,
+        "sessionToken": issued.token, "expiration": millis as u64}});
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap()
+}
+
+/// Records a new credential for `arn` and returns its `<Credentials>` element.
+fn issue(st: &mut State, arn: &str, lifetime: Duration) -> String {
+    let (key, issued) = issue_keys(st, arn, lifetime);
     let claimed = match st.expiry {
-        None => expires,
+        None => issued.expires,
         Some(Expiry::FarFuture) => UNIX_EPOCH + Duration::from_secs(32_503_680_000),
     };
-    let issued = Issued {
-        secret: format!("role-secret-{n}-{:x}", nanos()),
-        token: format!("role-session-token-{n}-{:x}", nanos().rotate_left(17)),
-        expires,
-        arn: arn.to_string(),
-    };
-    st.issued.insert(key.clone(), issued.clone());
     format!(
         "<Credentials><AccessKeyId>{key}</AccessKeyId>\
          <SecretAccessKey>{}</SecretAccessKey><SessionToken>{}</SessionToken>\
@@ -538,6 +589,26 @@ fn issue(st: &mut State, arn: &str, lifetime: Duration) -> String {
         issued.token,
         humantime::format_rfc3339_seconds(claimed)
     )
+}
+
+/// Records a new credential for `arn`: its key and what STS keeps of it.
+fn issue_keys(st: &mut State, arn: &str, lifetime: Duration) -> (String, Issued) {
+    st.counter += 1;
+    let n = st.counter;
+    let key = format!("ASIAFAKEROLE{n:06}");
+    // Whole seconds, as STS returns them.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let issued = Issued {
+        secret: format!("role-secret-{n}-{:x}", nanos()),
+        token: format!("role-session-token-{n}-{:x}", nanos().rotate_left(17)),
+        expires: UNIX_EPOCH + Duration::from_secs(now) + lifetime,
+        arn: arn.to_string(),
+    };
+    st.issued.insert(key.clone(), issued.clone());
+    (key, issued)
 }
 
 fn assume_role_with_web_identity(
@@ -638,8 +709,10 @@ fn session_token(
     }
     let duration = duration_seconds(params, 43200);
     let mut st = state.lock().unwrap();
-    // Session tokens live as asked, whatever lifetime the test set for role credentials.
-    let creds = issue(&mut st, caller, Duration::from_secs(duration));
+    // Session tokens live as asked, whatever lifetime the test set for role credentials, unless
+    // the test compressed them too.
+    let lifetime = st.session_lifetime.unwrap_or(Duration::from_secs(duration));
+    let creds = issue(&mut st, caller, lifetime);
     ok(&format!(
         "<GetSessionTokenResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
          <GetSessionTokenResult>{creds}</GetSessionTokenResult>\
