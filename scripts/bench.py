@@ -218,6 +218,17 @@ def main():
             f"{theirs * 1e3:.0f} ms (an AssumeRole per call)", f"{theirs / ours:.0f}x faster",
             "<= 10 ms", ours <= 0.010)
 
+        # 2c. /healthz beside a credential request on the same listener: no secret, a small
+        # JSON body made per request (the credential's is rendered once per refresh).
+        health_url = url.split("/", 3)
+        health_url = "/".join(health_url[:3]) + "/healthz"
+        health_rps, _, health_p99 = wrk(health_url, None, 16)
+        row("/healthz req/s, 16 conn", f"{health_rps:,.0f}", f"{rps:,.0f} (credential)",
+            f"{health_rps / rps:.0%}", ">= 50% of a credential request's",
+            health_rps >= 0.5 * rps)
+        row("/healthz p99, 16 conn", f"{health_p99:.3f} ms", "", "", "<= 1 ms",
+            health_p99 <= 1.0)
+
         # 3. Memory under load and CPU while idle.
         _, hwm = proc_stat(cw.pid)
         row("peak RSS after load", f"{hwm / 1024:.1f} MiB", "", "", "<= 10 MiB", hwm <= 10 * 1024)

@@ -111,10 +111,9 @@ fn run(cli: Cli) -> Result<ExitStatus, Failure> {
         plan.assume,
         plan.roles,
         plan.aws_files.config,
-        plan.endpoint.loopback,
+        plan.endpoint,
         gateways,
         mode.private_parent(),
-        plan.endpoint.default_profile,
     );
     let mut started = match runtime.block_on(startup::unless_stopped(prepare, stop)) {
         Ok(started) => started,

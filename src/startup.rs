@@ -16,7 +16,7 @@ use crate::role::credential::RoleCredential;
 use crate::role::profile::ProfileCredentials;
 use crate::role::{Role, Shared};
 use crate::settings::roles::{NamedRolePlan, NamedSource};
-use crate::settings::{AssumePlan, LoopbackProtocol};
+use crate::settings::{AssumePlan, EndpointPlan};
 use crate::sys::private_dir::PrivateDir;
 use crate::sys::secret::Secret;
 
@@ -81,16 +81,15 @@ pub async fn unless_stopped(
 }
 
 /// Everything before the command: the private directory, the first AssumeRole of every role,
-/// their brokers, the endpoint (`loopback` is the protocol of its loopback listener), and the
-/// environment of the processes it serves. `assume` is the default role, if there is one.
+/// their brokers, the endpoint (as `plan` says, on the checked `gateways`), and the environment
+/// of the processes it serves. `assume` is the default role, if there is one.
 pub async fn prepare(
     assume: Option<AssumePlan>,
     roles: Vec<NamedRolePlan>,
     config: Secret,
-    loopback: LoopbackProtocol,
+    plan: EndpointPlan,
     gateways: Vec<Gateway>,
     private_parent: Option<std::path::PathBuf>,
-    default_profile: bool,
 ) -> Result<Started, Failure> {
     let temp_failed =
         |e: anyhow::Error| Failure::setup(format!("{e:#}"), "check that TMPDIR is writable");
@@ -109,7 +108,11 @@ pub async fn prepare(
         None => named.region.clone(),
     };
     let spec = EndpointSpec {
-        loopback,
+        loopback: plan.loopback,
+        metrics: crate::endpoint::MetricsPlan {
+            on_loopback: plan.metrics,
+            address: plan.metrics_address,
+        },
         gateways,
         role: default
             .as_ref()
@@ -123,7 +126,7 @@ pub async fn prepare(
         .map(|(role, first, _)| Broker::start(role, first, min_remaining, Arc::new(WallClock)));
     let endpoint = Endpoint::start(broker.as_ref().map(Broker::reader), spec, &dir).await?;
     let mut uris = endpoint.named_uris().to_vec();
-    if let (true, Some(uri)) = (default_profile, endpoint.default_uri()) {
+    if let (true, Some(uri)) = (plan.default_profile, endpoint.default_uri()) {
         uris.push(("default".to_string(), uri));
     }
     let profiles = aws_files::credential_processes(&uris);

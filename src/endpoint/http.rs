@@ -117,7 +117,7 @@ pub fn text(status: StatusCode, body: &str) -> Reply {
     )
 }
 
-fn with_type(status: StatusCode, body: Bytes, content_type: &'static str) -> Reply {
+pub fn with_type(status: StatusCode, body: Bytes, content_type: &'static str) -> Reply {
     let mut resp = Response::new(Full::new(body));
     *resp.status_mut() = status;
     resp.headers_mut()

@@ -17,8 +17,10 @@ mod ecs;
 pub mod gateway;
 // `/healthz` and the status door.
 pub mod health;
+// Prometheus metrics, when asked for.
 mod http;
 mod imds;
+mod metrics;
 pub mod named;
 
 use std::convert::Infallible;
@@ -43,6 +45,7 @@ use crate::sys::private_dir::PrivateDir;
 use crate::sys::secret::Secret;
 pub use gateway::Gateway;
 use http::{Current, Reply};
+pub use metrics::MetricsPlan;
 
 /// Smallest buffer hyper accepts; SDK requests are a few hundred bytes.
 const MAX_HEADER_BYTES: usize = 8192;
@@ -126,6 +129,8 @@ pub struct EndpointSpec {
     pub named: Vec<(String, CredentialReader)>,
     /// Roles for the containers of a name, on every gateway, each from its own broker.
     pub container_roles: Vec<(String, CredentialReader)>,
+    /// Where Prometheus metrics are served, if anywhere.
+    pub metrics: MetricsPlan,
 }
 
 impl EndpointSpec {
@@ -179,6 +184,10 @@ struct Shared {
     /// The status door's secret: on the loopback listener only (`None` there: IMDS, which has
     /// none), and with every listener's address.
     status: Option<StatusDoor>,
+    /// This listener's address, as the metrics name it.
+    label: String,
+    /// What the listeners count for the metrics, when they are served.
+    counters: Option<Arc<metrics::Counters>>,
 }
 
 /// What a listener serves besides its protocol's own door.
@@ -192,6 +201,8 @@ struct Doors {
 struct StatusDoor {
     secret: Option<Secret>,
     listeners: Arc<std::sync::RwLock<Vec<(String, &'static str)>>>,
+    /// `--metrics`: `/metrics` behind the same secret.
+    metrics: Option<Arc<metrics::Scrape>>,
 }
 
 /// The running listeners; [`Endpoint::close`] revokes their secrets and stops them.
@@ -207,6 +218,8 @@ pub struct Endpoint {
     listeners: Arc<std::sync::RwLock<Vec<(String, &'static str)>>>,
     /// Where `credwrap status` asks, and with what secret.
     status_target: Option<(String, Option<Secret>)>,
+    /// What the metrics read, when they are served.
+    scrape: Option<Arc<metrics::Scrape>>,
 }
 
 impl Endpoint {
@@ -226,6 +239,10 @@ impl Endpoint {
             accept_loops: Vec::new(),
             listeners: Arc::default(),
             status_target: None,
+            scrape: spec
+                .metrics
+                .wanted()
+                .then(|| Arc::new(metrics_scrape(reader.as_ref(), &spec))),
         };
         let service = match spec.loopback {
             LoopbackProtocol::Ecs(delivery) => Service::Ecs(ecs::EcsService::new(dir, delivery)?),
@@ -252,8 +269,13 @@ impl Endpoint {
             }
             _ => Some(named::NamedRoles::new(spec.named, None)?),
         };
-        endpoint.client_env = endpoint.start_loopback(&reader, service, named).await?;
+        endpoint.client_env = endpoint
+            .start_loopback(&reader, service, named, spec.metrics.on_loopback)
+            .await?;
         endpoint.write_status_target(dir)?;
+        if let Some(addr) = spec.metrics.address {
+            endpoint.start_metrics(addr)?;
+        }
         let mut env_files = None;
         for gateway in &spec.gateways {
             let roles = spec.container_roles.clone();
@@ -287,6 +309,7 @@ impl Endpoint {
         reader: &Option<CredentialReader>,
         service: Service,
         named: Option<named::NamedRoles>,
+        metrics: bool,
     ) -> Result<Vec<(&'static str, Secret)>, StartError> {
         let listener = admission::listen((Ipv4Addr::LOCALHOST, 0).into())
             .map_err(|e| StartError::listen(format!("could not listen on 127.0.0.1: {e}")))?;
@@ -320,6 +343,7 @@ impl Endpoint {
         let status = StatusDoor {
             secret,
             listeners: Arc::clone(&self.listeners),
+            metrics: self.scrape.clone().filter(|_| metrics),
         };
         let doors = Doors {
             named,
@@ -380,7 +404,9 @@ impl Endpoint {
         doors: Doors,
     ) {
         let Doors { named, status } = doors;
-        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let local = listener.local_addr();
+        let port = local.as_ref().map(|a| a.port()).unwrap_or_default();
+        let label = local.map(|a| a.to_string()).unwrap_or_default();
         let shared = Arc::new(Shared {
             reader: reader.clone(),
             service,
@@ -392,9 +418,27 @@ impl Endpoint {
             capacity: self.capacity,
             named,
             status,
+            label,
+            counters: self.scrape.as_ref().map(|s| Arc::clone(&s.counters)),
         });
         self.accept_loops
             .push(tokio::spawn(accept(listener, shared)));
+    }
+
+    /// `--metrics-address`: a listener of its own that serves `/metrics` and nothing else.
+    fn start_metrics(&mut self, addr: std::net::SocketAddr) -> Result<(), StartError> {
+        let Some(scrape) = self.scrape.clone() else {
+            return Ok(());
+        };
+        let listener = admission::listen(addr).map_err(|e| {
+            StartError::listen(format!("could not listen on {addr} for metrics: {e}"))
+        })?;
+        let addr = listener.local_addr().map_err(StartError::listen)?;
+        self.listed(addr, "Prometheus metrics");
+        tracing::info!(%addr, "serving metrics");
+        self.accept_loops
+            .push(tokio::spawn(metrics_only(listener, scrape)));
+        Ok(())
     }
 
     fn listed(&self, addr: std::net::SocketAddr, protocol: &'static str) {
@@ -488,13 +532,21 @@ async fn serve_connection(
 ) {
     let io = TokioIo::new(admission.track(stream, &conn));
     let (counted, counter) = (Arc::clone(&conn), Arc::clone(&admission));
+    let listener = Arc::clone(&shared);
     let service = service_fn(move |req| {
         let mut resp = answer(&shared, &req);
         let refused = resp.status().is_client_error() || resp.status().is_server_error();
+        let metrics = shared.counters.as_deref();
+        if let Some(m) = metrics {
+            m.request(&shared.label, resp.status().as_u16());
+        }
         if !counter.request(&counted, refused) {
             // This client has had its share of one connection: it may open another.
             resp.headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
+            if let Some(m) = metrics {
+                m.closed(&shared.label, "after_its_share");
+            }
         }
         async move { Ok::<_, Infallible>(resp) }
     });
@@ -507,7 +559,12 @@ async fn serve_connection(
         ended = served => if let Err(e) = ended {
             tracing::debug!("endpoint connection ended: {e}");
         },
-        () = conn.evicted() => tracing::debug!("endpoint connection closed to make room"),
+        () = conn.evicted() => {
+            tracing::debug!("endpoint connection closed to make room");
+            if let Some(m) = &listener.counters {
+                m.closed(&listener.label, "to_make_room");
+            }
+        }
     }
     admission.leave(&conn);
 }
@@ -563,6 +620,7 @@ fn health_reply(shared: &Shared, req: &Request<Incoming>, revoked: bool) -> Opti
     let door = match (path, &shared.status) {
         (health::HEALTH_PATH, _) => None,
         (health::STATUS_PATH, Some(door)) => Some(door),
+        (METRICS_PATH, Some(door)) if door.metrics.is_some() => Some(door),
         _ => return None,
     };
     if req.method() != hyper::Method::GET {
@@ -587,7 +645,15 @@ fn health_reply(shared: &Shared, req: &Request<Incoming>, revoked: bool) -> Opti
             .headers()
             .get(AUTHORIZATION)
             .or_else(|| req.headers().get("x-aws-ec2-metadata-token"));
-        if !http::secret_eq(got, secret.expose()) {
+        // Prometheus sends a credential only with a scheme: `Bearer TOKEN`, for the metrics.
+        let bearer = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .filter(|_| path == METRICS_PATH)
+            .is_some_and(|t| http::bytes_eq(t.as_bytes(), secret.expose().as_bytes()));
+        if !bearer && !http::secret_eq(got, secret.expose()) {
             return Some(http::error_reply(
                 StatusCode::UNAUTHORIZED,
                 "Unauthorized",
@@ -595,8 +661,84 @@ fn health_reply(shared: &Shared, req: &Request<Incoming>, revoked: bool) -> Opti
             ));
         }
     }
+    if let (METRICS_PATH, Some(scrape)) = (path, &door.metrics) {
+        return Some(metrics_reply(scrape));
+    }
     let listeners = door.listeners.read().unwrap_or_else(|e| e.into_inner());
     Some(health::status(&roles, revoked, &listeners))
+}
+
+const METRICS_PATH: &str = "/metrics";
+
+fn metrics_reply(scrape: &metrics::Scrape) -> Reply {
+    let body = bytes::Bytes::from(scrape.render());
+    http::with_type(StatusCode::OK, body, metrics::CONTENT_TYPE)
+}
+
+/// Every role the metrics report: the default one, the named ones and the container ones (a
+/// role that is both is reported once), each with the remaining lifetime its clients need.
+fn metrics_scrape(reader: Option<&CredentialReader>, spec: &EndpointSpec) -> metrics::Scrape {
+    let mut roles: Vec<metrics::Role> = Vec::new();
+    if let Some(reader) = reader {
+        roles.push(metrics::Role {
+            name: health::DEFAULT_NAME.to_string(),
+            reader: reader.clone(),
+            min_remaining: spec.min_remaining(),
+        });
+    }
+    for (name, reader) in spec.named.iter().chain(&spec.container_roles) {
+        if roles.iter().all(|r| &r.name != name) {
+            roles.push(metrics::Role {
+                name: name.clone(),
+                reader: reader.clone(),
+                min_remaining: ecs::MIN_REMAINING,
+            });
+        }
+    }
+    metrics::Scrape {
+        counters: Arc::default(),
+        roles,
+    }
+}
+
+/// `--metrics-address`'s listener: `GET /metrics` and nothing else, a few connections at a
+/// time (a scraper needs one).
+async fn metrics_only(listener: TcpListener, scrape: Arc<metrics::Scrape>) {
+    const CONNECTIONS: usize = 16;
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS));
+    loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!("metrics accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let scrape = Arc::clone(&scrape);
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let resp = match (req.method(), req.uri().path()) {
+                    (&hyper::Method::GET, METRICS_PATH) => metrics_reply(&scrape),
+                    (_, METRICS_PATH) => http::method_not_allowed("GET"),
+                    _ => http::error_reply(StatusCode::NOT_FOUND, "NotFound", "no such resource"),
+                };
+                async move { Ok::<_, Infallible>(resp) }
+            });
+            let served = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(5))
+                .max_buf_size(MAX_HEADER_BYTES)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = served.await {
+                tracing::debug!("metrics connection ended: {e}");
+            }
+            drop(slot);
+        });
+    }
 }
 
 /// Requests no SDK sends, refused before anything else: a credential header given twice (which
@@ -686,6 +828,7 @@ mod tests {
             gateways: Vec::new(),
             role: "arn:aws:iam::123456789012:role/r".parse().ok(),
             region: None,
+            metrics: MetricsPlan::default(),
         };
         let endpoint = Endpoint::start(Some(broker.reader()), listeners, &dir)
             .await

@@ -200,6 +200,17 @@ pub struct Cli {
     )]
     pub container_hosts: Vec<std::net::IpAddr>,
 
+    /// Serve Prometheus metrics (refreshes, failures, requests by listener and status,
+    /// connections closed to make room, seconds to expiry) at /metrics on the loopback
+    /// listener, behind the endpoint's token (`Authorization: TOKEN` or `Bearer TOKEN`)
+    #[arg(long, env = "CREDWRAP_METRICS")]
+    pub metrics: bool,
+
+    /// Serve the same metrics at http://ADDR:PORT/metrics, without a secret: bind it where only
+    /// the scraper reaches (they hold no secret, but say which roles and listeners there are)
+    #[arg(long, env = "CREDWRAP_METRICS_ADDRESS", value_name = "ADDR:PORT")]
+    pub metrics_address: Option<std::net::SocketAddr>,
+
     /// A role for the containers of one name (repeatable), with --container-host: NAME=ARN or
     /// NAME (a profile), as for --role. Those containers get an env file of their own,
     /// $CREDWRAP_CONTAINER_ENV_DIR/NAME.env, whose secret opens that role and no other

@@ -201,6 +201,10 @@ pub struct EndpointPlan {
     /// `credential_process`), for SDKs whose earlier providers a variable they cannot lose
     /// would break.
     pub default_profile: bool,
+    /// `--metrics`: at /metrics on the loopback listener, behind its secret.
+    pub metrics: bool,
+    /// `--metrics-address`: on a listener of its own there, without a secret.
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 /// How the command's SDK gets its credentials.
@@ -572,6 +576,8 @@ fn endpoint_plan(cli: &Cli) -> Result<EndpointPlan, UsageError> {
         loopback,
         gateways: cli.container_hosts.clone(),
         default_profile: false,
+        metrics: cli.metrics,
+        metrics_address: cli.metrics_address,
     })
 }
 

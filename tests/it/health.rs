@@ -363,3 +363,136 @@ fn an_sso_tokens_expiry_is_the_horizon_and_a_new_login_goes_on() {
     let out = server.finish();
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
 }
+
+/// Metrics parsed by the Prometheus project's own Python parser: each sample as
+/// `(name, labels, value)`.
+fn parsed_metrics(text: &str) -> Vec<(String, HashMap<String, String>, f64)> {
+    let parse = "import json, sys\n\
+                 from prometheus_client.parser import text_string_to_metric_families\n\
+                 for family in text_string_to_metric_families(sys.stdin.read()):\n\
+                 \x20   for s in family.samples:\n\
+                 \x20       print(json.dumps([s.name, s.labels, s.value]))\n";
+    let mut cmd = Command::new(support::python());
+    cmd.args(["-c", parse])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the parser refused:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The value of `name` with `labels` among `samples`.
+fn sample(
+    samples: &[(String, HashMap<String, String>, f64)],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
+    samples
+        .iter()
+        .find(|(n, l, _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, _, v)| *v)
+}
+
+/// `--metrics` serves /metrics on the loopback listener behind the endpoint's token (as is, or
+/// as Prometheus sends it, `Bearer TOKEN`); `--metrics-address` serves the same on an address of
+/// its own. Both parse as Prometheus text, count requests by listener and status and each role's
+/// calls, and follow STS failing: failures counted, the credential no longer servable.
+#[test]
+fn metrics_are_prometheus_text_and_follow_sts() {
+    let sb = Sandbox::new();
+    sb.sts.set_lifetime(Duration::from_secs(6));
+    let (server, exports) = serve(
+        &sb,
+        &[
+            "--role",
+            &format!("prod={PROD}"),
+            "--metrics",
+            "--metrics-address",
+            "127.0.0.1:0",
+        ],
+    );
+    let token = exports["AWS_CONTAINER_AUTHORIZATION_TOKEN"].clone();
+    assert_eq!(curl(&exports, "/metrics", None).0, 401);
+    let uri = &exports["AWS_CONTAINER_CREDENTIALS_FULL_URI"];
+    let path = &uri[uri[7..].find('/').unwrap() + 7..];
+    assert_eq!(curl(&exports, path, Some(&token)).0, 200);
+    let (code, text) = curl(&exports, "/metrics", Some(&format!("Bearer {token}")));
+    assert_eq!(code, 200, "{text}");
+    assert_no_secret(&sb, &exports, &text.replace("credwrap_", ""));
+    let samples = parsed_metrics(&text);
+    let listener = &uri[7..7 + uri[7..].find('/').unwrap()];
+    let requests = |status: &str| {
+        sample(
+            &samples,
+            "credwrap_requests_total",
+            &[("listener", listener), ("status", status)],
+        )
+    };
+    assert_eq!(requests("200"), Some(1.0), "{text}");
+    assert!(requests("401").is_some_and(|n| n >= 1.0), "{text}");
+    for role in ["default", "prod"] {
+        let calls = sample(&samples, "credwrap_sts_calls_total", &[("role", role)]);
+        assert!(calls.is_some_and(|n| n >= 1.0), "{role}: {text}");
+        let servable = sample(&samples, "credwrap_credential_servable", &[("role", role)]);
+        assert_eq!(servable, Some(1.0), "{role}: {text}");
+        let left = sample(
+            &samples,
+            "credwrap_credential_expiry_seconds",
+            &[("role", role)],
+        );
+        assert!(left.is_some_and(|s| s > 0.0 && s <= 6.0), "{role}: {text}");
+    }
+
+    // The address of its own, found as the status lists it.
+    let status = status(&exports, &["--json"]);
+    let said: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let own = said["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["protocol"] == "Prometheus metrics")
+        .and_then(|l| l["address"].as_str())
+        .unwrap_or_else(|| panic!("{}", status.stdout))
+        .to_string();
+    let scrape = || {
+        let out =
+            support::run(Command::new("curl").args(["-sf", &format!("http://{own}/metrics")]));
+        assert_eq!(out.code(), Some(0), "{}", out.stderr);
+        parsed_metrics(&out.stdout)
+    };
+    assert!(sample(&scrape(), "credwrap_sts_calls_total", &[("role", "prod")]).is_some());
+
+    sb.sts.set_fault(Fault::ServerError);
+    support::eventually("failures counted and nothing servable", || {
+        let now = scrape();
+        let failed = sample(&now, "credwrap_sts_failures_total", &[("role", "default")]);
+        let servable = sample(&now, "credwrap_credential_servable", &[("role", "default")]);
+        (failed.is_some_and(|n| n >= 1.0) && servable == Some(0.0)).then_some(())
+    });
+    sb.sts.set_fault(Fault::None);
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = server.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+}
