@@ -67,15 +67,16 @@ pub fn endpoint_token() -> Result<Option<Secret>, String> {
 
 /// Why asking failed: credwrap is not there, or it answered something else.
 pub enum AskError {
-    /// Nothing listens: that credwrap is gone.
-    Gone(String),
+    /// Nothing listens: that credwrap is gone. The connection's error.
+    Gone(std::io::Error),
     Failed(String),
 }
 
 impl AskError {
     pub fn message(self) -> String {
         match self {
-            AskError::Gone(m) | AskError::Failed(m) => m,
+            AskError::Gone(e) => e.to_string(),
+            AskError::Failed(m) => m,
         }
     }
 }
@@ -84,7 +85,7 @@ impl AskError {
 pub async fn get(target: &Target, token: Option<&Secret>) -> Result<(StatusCode, Bytes), AskError> {
     let stream = tokio::net::TcpStream::connect(&target.authority)
         .await
-        .map_err(|e| AskError::Gone(format!("{} refused: {e}", target.authority)))?;
+        .map_err(AskError::Gone)?;
     let failed = |what: String| AskError::Failed(what);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await

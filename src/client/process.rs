@@ -69,9 +69,10 @@ async fn get(target: &Target, token: &Secret) -> Result<Bytes, String> {
     match ask::get(target, Some(token)).await {
         Ok((StatusCode::OK, body)) => Ok(body),
         Ok((status, body)) => Err(ask::said(status, &body)),
-        Err(AskError::Gone(why)) => Err(format!(
-            "the credwrap that serves this profile is gone ({why}); the role's credentials \
-             are served only while it runs"
+        Err(AskError::Gone(e)) => Err(format!(
+            "the credwrap that serves this profile is gone ({} refused: {e}); the role's \
+             credentials are served only while it runs",
+            target.authority
         )),
         Err(e) => Err(e.message()),
     }

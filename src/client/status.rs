@@ -69,8 +69,8 @@ fn run(cli: &StatusCli) -> Result<bool, String> {
     let (status, body) = runtime
         .block_on(ask::get(&target, secret.as_ref()))
         .map_err(|e| match e {
-            AskError::Gone(why) => format!(
-                "no credwrap answers at {} ({named_by}): {why}; it is not running any more",
+            AskError::Gone(e) => format!(
+                "no credwrap answers at {} ({named_by}): {e}; it is not running any more",
                 target.authority
             ),
             e => e.message(),
@@ -201,9 +201,11 @@ fn describe_role(role: &Value, now: SystemTime, indent: &str) -> String {
         when(&role["expires"], now),
         when(&role["next_refresh"], now)
     ));
+    let calls = role["sts_calls"].as_u64().unwrap_or_default();
     line(format!(
-        "STS: {} calls, {} failed",
-        role["sts_calls"], role["sts_failures"]
+        "STS: {calls} call{}, {} failed",
+        if calls == 1 { "" } else { "s" },
+        role["sts_failures"]
     ));
     if let Some(e) = role["last_error"].as_object() {
         line(format!(

@@ -83,6 +83,7 @@ fn healthz_and_status_follow_sts_and_give_no_secret() {
 
     let (code, body) = curl(&exports, "/healthz", None);
     assert_eq!(code, 200, "{body}");
+    println!("/healthz, healthy: {code} {body}");
     let health: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(health["status"], "ok", "{body}");
     assert_eq!(health["roles"]["prod"]["status"], "ok", "{body}");
@@ -102,6 +103,7 @@ fn healthz_and_status_follow_sts_and_give_no_secret() {
 
     let out = status(&exports, &[]);
     assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    println!("credwrap status, healthy:\n{}", out.stdout);
     assert!(out.stdout.contains(": healthy"), "{}", out.stdout);
     assert!(
         out.stdout.contains(&format!("role: {ROLE_ARN}")),
@@ -121,6 +123,11 @@ fn healthz_and_status_follow_sts_and_give_no_secret() {
         (curl(&exports, "/healthz", None).0 == 503).then_some(())
     });
     let (_, body) = curl(&exports, "/healthz", None);
+    println!("/healthz, STS failing: {body}");
+    println!(
+        "credwrap status, STS failing:\n{}",
+        status(&exports, &[]).stdout
+    );
     assert!(body.contains("\"unavailable\""), "{body}");
     assert_no_secret(&sb, &exports, &body);
     let out = status(&exports, &["--json"]);
@@ -172,6 +179,7 @@ fn healthz_and_status_follow_sts_and_give_no_secret() {
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
     // Gone: it says so, and exits 1.
     let after = status(&exports, &[]);
+    println!("credwrap status, credwrap gone: {}", after.stderr);
     assert_eq!(after.code(), Some(1), "{}", after.stderr);
     support::assert_stderr_has(&after, "it is not running any more");
 }
@@ -196,6 +204,11 @@ fn status_from_the_command_and_without_a_credwrap() {
         "{}",
         out.stdout
     );
+
+    // Beside an IMDS endpoint, which has no secret: found from its variable.
+    let out = support::run(sb.credwrap().args(["--endpoint", "imds", "--", me, "status"]));
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("(IMDSv2)"), "{}", out.stdout);
 
     let alone = status(&HashMap::new(), &[]);
     assert_eq!(alone.code(), Some(1), "{}", alone.stderr);
