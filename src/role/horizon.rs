@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::broker::activity::Horizon;
 use crate::role::credential::fmt_time;
-use crate::settings::{SsoLogin, TokenSource};
+use crate::settings::{SourceSession, SsoLogin, TokenSource};
 
 /// The bound `--max-lifetime` sets, counted from `started`.
 pub fn max_lifetime(started: SystemTime, max: Option<Duration>) -> Option<Horizon> {
@@ -32,6 +32,32 @@ pub fn token_variable(source: &TokenSource) -> Option<Horizon> {
               token file the CI rewrites)"
             .into(),
     })
+}
+
+/// Source keys that are a session's, where its end is said.
+pub fn source_session(session: &SourceSession) -> Option<Horizon> {
+    Some(Horizon {
+        at: session.expires?,
+        what: format!("the source session ({}) expires", session.what),
+        fix: SESSION_FIX.into(),
+    })
+}
+
+const SESSION_FIX: &str = "give credwrap source credentials that renew (a profile, SSO, an \
+                           instance role) rather than a session's keys";
+
+/// Source keys that are a session's whose end is not said: refreshing will stop when it ends,
+/// and credwrap cannot say when. Said once, at start.
+pub fn warn_of_unseen_end(session: &SourceSession) {
+    if session.expires.is_none() {
+        tracing::warn!(
+            "credwrap's source credentials are a session ({}) it cannot renew: refreshing the \
+             role stops when that session ends, which credwrap cannot see (a role session lasts \
+             at most 12h; one from role chaining, at most 1h). Set AWS_CREDENTIAL_EXPIRATION \
+             to its expiry to have it said, or {SESSION_FIX}",
+            session.what
+        );
+    }
 }
 
 /// The MFA session, once made: credwrap never asks for a second code.

@@ -154,6 +154,7 @@ impl Role {
         }
         bounds.extend(self.mfa_end.map(horizon::mfa_session));
         bounds.extend(s.sso.as_ref().and_then(horizon::sso_token));
+        bounds.extend(s.source_session.as_ref().and_then(horizon::source_session));
         Horizon::earliest(bounds)
     }
 
@@ -195,6 +196,9 @@ impl Role {
     /// Says at start when refreshing will stop, if anything bounds it: loudly when the job may
     /// outlive it.
     pub fn say_horizon_at_start(&self) {
+        if let Some(session) = &self.settings.source_session {
+            horizon::warn_of_unseen_end(session);
+        }
         if let Some(h) = self.horizon() {
             horizon::say_at_start(
                 &h,

@@ -294,6 +294,62 @@ pub struct AssumePlan {
     pub max_lifetime: Option<Duration>,
     /// When the source is an SSO profile: where its access token is cached.
     pub sso: Option<SsoLogin>,
+    /// When the source credentials are a session credwrap cannot renew (keys handed to it).
+    pub source_session: Option<SourceSession>,
+}
+
+/// Source credentials that are a session's keys, handed to credwrap: it cannot renew them, so
+/// refreshing the role stops when that session ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceSession {
+    /// Where the session's keys come from, for messages.
+    pub what: String,
+    /// When the session ends, where that is said (`AWS_CREDENTIAL_EXPIRATION`, as botocore
+    /// reads it).
+    pub expires: Option<SystemTime>,
+}
+
+/// The source's keys, when they are a session's: from the environment (the default chain
+/// takes them first) or a profile's static keys with `aws_session_token`.
+fn source_session(source: &Source, env: &Env, profiles: &Profiles) -> Option<SourceSession> {
+    let in_env = var(env, "AWS_ACCESS_KEY_ID").is_some() && var(env, "AWS_SESSION_TOKEN").is_some();
+    let static_session = |p: &Profile| {
+        p.get("aws_session_token").is_some()
+            && [
+                "role_arn",
+                "sso_session",
+                "sso_start_url",
+                "credential_process",
+            ]
+            .iter()
+            .all(|k| p.get(k).is_none())
+    };
+    let what = match source {
+        Source::Environment | Source::DefaultChain if in_env => {
+            return Some(SourceSession {
+                what: "AWS_SESSION_TOKEN".into(),
+                expires: var(env, "AWS_CREDENTIAL_EXPIRATION").and_then(|t| {
+                    aws_smithy_types::DateTime::from_str(
+                        &t,
+                        aws_smithy_types::date_time::Format::DateTime,
+                    )
+                    .ok()
+                    .and_then(|d| SystemTime::try_from(d).ok())
+                }),
+            })
+        }
+        Source::ProfileKeys(keys) if keys.session_token.is_some() => {
+            "a profile's aws_session_token".to_string()
+        }
+        Source::Profile(name) if profiles.get(name).is_some_and(static_session) => {
+            format!("profile {name}'s aws_session_token")
+        }
+        _ => return None,
+    };
+    Some(SourceSession {
+        what,
+        expires: None,
+    })
 }
 
 /// An SSO profile's access token in the SDKs' cache, whose expiry bounds refreshing.
@@ -493,6 +549,7 @@ pub(super) fn assume_plan(
     }
     let mfa = mfa(cli, &plan, ask_code)?;
     let ca_bundle = ca_bundle(env, plan.selection.profile)?;
+    let source_session = source_session(&plan.source, env, profiles);
     let sso = match &plan.source {
         Source::Profile(name) => profiles.get(name).and_then(|p| SsoLogin::of(p, env)),
         _ => None,
@@ -509,6 +566,7 @@ pub(super) fn assume_plan(
         imds_endpoint: imds_endpoint(env, plan.selection.profile),
         max_lifetime: cli.max_lifetime,
         sso,
+        source_session,
     })
 }
 

@@ -206,7 +206,10 @@ fn status_from_the_command_and_without_a_credwrap() {
     );
 
     // Beside an IMDS endpoint, which has no secret: found from its variable.
-    let out = support::run(sb.credwrap().args(["--endpoint", "imds", "--", me, "status"]));
+    let out = support::run(
+        sb.credwrap()
+            .args(["--endpoint", "imds", "--", me, "status"]),
+    );
     assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("(IMDSv2)"), "{}", out.stdout);
 
@@ -508,4 +511,70 @@ fn metrics_are_prometheus_text_and_follow_sts() {
     server.signal(nix::sys::signal::Signal::SIGTERM);
     let out = server.finish();
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
+}
+
+/// Source keys that are a session's (exported from `aws sts get-session-token` or an
+/// assume-role): with `AWS_CREDENTIAL_EXPIRATION` its end is the horizon, said at start and
+/// when reached; without it, credwrap says at start that it cannot see when refreshing stops.
+#[test]
+fn a_source_session_bounds_refreshing_and_its_unseen_end_is_said() {
+    let sb = Sandbox::new();
+    sb.sts.set_lifetime(Duration::from_secs(4));
+    sb.sts.set_session_lifetime(Duration::from_secs(8));
+    // What a user exported: a session from STS, with boto3.
+    let get_session = "import boto3, json, os\n\
+        c = boto3.client('sts', endpoint_url=os.environ['AWS_ENDPOINT_URL_STS'], region_name='us-east-1')\n\
+        r = c.get_session_token(DurationSeconds=900)['Credentials']\n\
+        print(json.dumps([r['AccessKeyId'], r['SecretAccessKey'], r['SessionToken'],\n\
+                          r['Expiration'].strftime('%Y-%m-%dT%H:%M:%SZ')]))\n";
+    let mut python = Command::new(support::python());
+    for (k, v) in sb.credwrap().get_envs() {
+        if let Some(v) = v {
+            python.env(k, v);
+        }
+    }
+    let out = support::run(python.args(["-c", get_session]));
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let [key, secret, token, expires]: [String; 4] =
+        serde_json::from_str(out.stdout.trim()).unwrap();
+    let with_session = |expiration: Option<&str>| {
+        let mut cmd = sb.credwrap();
+        cmd.env("AWS_ACCESS_KEY_ID", &key)
+            .env("AWS_SECRET_ACCESS_KEY", &secret)
+            .env("AWS_SESSION_TOKEN", &token)
+            .args(["-v", "--serve"]);
+        if let Some(e) = expiration {
+            cmd.env("AWS_CREDENTIAL_EXPIRATION", e);
+        }
+        support::start(&mut cmd)
+    };
+
+    let server = with_session(None);
+    let unseen = server.log_until("the warning", |l| l.contains("which credwrap cannot see"));
+    assert!(
+        unseen.contains("WARN") && unseen.contains("AWS_CREDENTIAL_EXPIRATION"),
+        "{unseen}"
+    );
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(server.finish().code(), Some(0));
+
+    let server = with_session(Some(&expires));
+    let start = server.log_until("the horizon", |l| l.contains("refreshing can go on until"));
+    assert!(
+        start.contains("WARN") && start.contains("the source session (AWS_SESSION_TOKEN) expires"),
+        "{start}"
+    );
+    let stopped = server.log_until("the error", |l| l.contains("refreshing has stopped"));
+    assert!(
+        stopped.contains("the source session (AWS_SESSION_TOKEN) expires"),
+        "{stopped}"
+    );
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = server.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("which credwrap cannot see"),
+        "{}",
+        out.stderr
+    );
 }
