@@ -327,6 +327,36 @@ fn pipelining_non_readers_do_not_delay_the_child() {
     seen.assert_all_first_try_within_a_second();
 }
 
+/// 520 connections asking `/healthz` as fast as they are answered (a health-check storm: a
+/// probe per container, gone wrong): health checks are ordinary requests for admission, and
+/// the child still gets its credentials on the first try.
+#[test]
+fn a_flood_of_health_checks_does_not_delay_the_child() {
+    let request = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    let seen = under_attack(520, None, move |addr, stop, attackers| async move {
+        let mut first = true;
+        let mut buf = [0u8; 4096];
+        while !stop.load(Ordering::Relaxed) {
+            let Ok(mut s) = tokio::net::TcpStream::connect(&addr).await else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            attackers.connected(&mut first);
+            while !stop.load(Ordering::Relaxed) {
+                if s.write_all(request.as_bytes()).await.is_err() {
+                    break;
+                }
+                // One read holds the whole small answer; 0 is the server's close.
+                if !matches!(s.read(&mut buf).await, Ok(n) if n > 0) {
+                    break;
+                }
+            }
+        }
+    });
+    seen.report("520 health-check loops");
+    seen.assert_all_first_try_within_a_second();
+}
+
 /// How one keep-alive client fared: requests answered, and whether its connection was cut with
 /// a request outstanding (a raw client gives up then, as a program without retries would).
 #[derive(Default)]
