@@ -101,25 +101,19 @@ fn locate(pid: Option<u32>) -> Result<(Target, Option<Secret>, String), String> 
         return from_private_dir(pid, format!("--pid {pid}"));
     }
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    if let Some(uri) = var("AWS_CONTAINER_CREDENTIALS_FULL_URI") {
+    // The container URI names a path already; the IMDS endpoint is a base, given one here.
+    let endpoints = [
+        var("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+            .map(|u| ("AWS_CONTAINER_CREDENTIALS_FULL_URI", u)),
+        var("AWS_EC2_METADATA_SERVICE_ENDPOINT").map(|e| {
+            let uri = format!("{}/", e.trim_end_matches('/'));
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", uri)
+        }),
+    ];
+    for (name, uri) in endpoints.into_iter().flatten() {
         if let Ok(target) = Target::parse(&uri) {
-            let named_by = "AWS_CONTAINER_CREDENTIALS_FULL_URI".to_string();
-            return Ok((
-                target.with_path(STATUS_PATH),
-                ask::endpoint_token()?,
-                named_by,
-            ));
-        }
-    }
-    if let Some(endpoint) = var("AWS_EC2_METADATA_SERVICE_ENDPOINT") {
-        let uri = format!("{}/", endpoint.trim_end_matches('/'));
-        if let Ok(target) = Target::parse(&uri) {
-            let named_by = "AWS_EC2_METADATA_SERVICE_ENDPOINT".to_string();
-            return Ok((
-                target.with_path(STATUS_PATH),
-                ask::endpoint_token()?,
-                named_by,
-            ));
+            let token = ask::endpoint_token()?;
+            return Ok((target.with_path(STATUS_PATH), token, name.to_string()));
         }
     }
     if let Some(pid) = var(crate::serve::EXPORTED_PID) {

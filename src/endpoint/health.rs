@@ -9,7 +9,7 @@
 //! as a credential request does, and adds what an operator needs to act: the role and its
 //! source, STS calls made and failed, the last error and when, the listeners.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use hyper::StatusCode;
@@ -145,10 +145,7 @@ pub fn healthz(roles: &[Served<'_>], revoked: bool) -> Reply {
 pub fn status(roles: &[Served<'_>], revoked: bool, listeners: &[(String, &'static str)]) -> Reply {
     let (healthy, mut top) = body(roles, revoked, State::detailed);
     top.insert("pid".into(), std::process::id().into());
-    top.insert(
-        "now".into(),
-        fmt_expiration(SystemTime::now().max(UNIX_EPOCH)).into(),
-    );
+    top.insert("now".into(), fmt_expiration(SystemTime::now()).into());
     top.insert(
         "listeners".into(),
         listeners
