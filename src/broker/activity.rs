@@ -52,6 +52,8 @@ pub struct Activity {
     pub refreshes: u64,
     pub last_error: Option<LastError>,
     pub horizon: Option<Horizon>,
+    /// A refresh attempt is under way (a helper may be running).
+    pub attempting: bool,
 }
 
 /// The broker's activity, shared by its refresh task and its readers.
@@ -72,8 +74,14 @@ impl Tracker {
         self.lock().clone()
     }
 
+    /// An attempt starts; [`Tracker::succeeded`] or [`Tracker::failed`] ends it.
+    pub fn attempting(&self) {
+        self.lock().attempting = true;
+    }
+
     pub fn succeeded(&self, horizon: Option<Horizon>) {
         let mut a = self.lock();
+        a.attempting = false;
         a.calls += 1;
         a.refreshes += 1;
         a.horizon = horizon;
@@ -81,6 +89,7 @@ impl Tracker {
 
     pub fn failed(&self, at: SystemTime, message: String, horizon: Option<Horizon>) {
         let mut a = self.lock();
+        a.attempting = false;
         a.calls += 1;
         a.failures += 1;
         a.last_error = Some(LastError { at, message });

@@ -236,6 +236,8 @@ impl CredentialReader {
 pub struct Broker {
     reader: CredentialReader,
     shutdown: Arc<Notify>,
+    /// The refresh task's span, for what is said when it is stopped.
+    span: tracing::Span,
 }
 
 impl Broker {
@@ -283,7 +285,7 @@ impl Broker {
                 () = stop.notified() => tracing::debug!("credential broker stopped"),
             }
         };
-        tokio::spawn(tracing::Instrument::instrument(refreshing, span));
+        tokio::spawn(tracing::Instrument::instrument(refreshing, span.clone()));
         Broker {
             reader: CredentialReader {
                 current: rx,
@@ -292,6 +294,7 @@ impl Broker {
                 tracker,
             },
             shutdown,
+            span,
         }
     }
 
@@ -304,6 +307,12 @@ impl Drop for Broker {
     fn drop(&mut self) {
         // notify_one stores a permit, so the task stops even if it is not waiting right now.
         self.shutdown.notify_one();
+        // The task may never run again (the runtime is shut down next), so this is said here:
+        // an attempt cut short may have run a credential_process helper or called STS.
+        if self.reader.tracker.snapshot().attempting {
+            let _in = self.span.enter();
+            tracing::info!("stopped while a refresh attempt was under way; it was abandoned");
+        }
     }
 }
 
@@ -359,16 +368,19 @@ impl<R: Reassume> Refresher<R> {
                 let lease = self.tx.borrow();
                 (lease.credential.expiration, lease.generation)
             };
+            self.tracker.attempting();
             match self.role.reassume().await.and_then(|c| no_worse(c, held)) {
                 Ok(credential) => {
+                    // Counted before it is said: a broker stopped now says nothing was under way
+                    // only once this line is certain to follow.
+                    let horizon = self.role.horizon();
+                    self.tracker.succeeded(horizon.clone());
                     tracing::info!(
                         expires = %fmt_time(credential.expiration),
                         took_ms = started.elapsed().as_millis() as u64,
                         attempt,
                         "refreshed role credentials"
                     );
-                    let horizon = self.role.horizon();
-                    self.tracker.succeeded(horizon.clone());
                     self.warn_if_near(horizon.as_ref(), &credential);
                     return Lease {
                         schedule: Schedule::for_credential(

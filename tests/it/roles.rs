@@ -40,6 +40,7 @@ fn logged(out: &Output, role: Option<&str>, what: &str) -> usize {
 
 const REFRESHED: &str = "refreshed role credentials";
 const REFRESH_FAILED: &str = "refreshing role credentials failed";
+const ABANDONED: &str = "refresh attempt was under way; it was abandoned";
 
 /// How many distinct credentials issued as `issued_as` (`:assumed-role/NAME/...`) the
 /// children signed GetCallerIdentity with.
@@ -148,10 +149,11 @@ fn each_role_is_assumed_once_per_refresh_for_the_whole_tree() {
     // three processes of each role asked; and the refreshes kept pace with the lifetimes.
     for (arn, role) in [(PROD, Some("prod")), (ROLE_ARN, None)] {
         let (n, refreshed) = (assumes_of(&sb, arn), logged(&out, role, REFRESHED));
+        let abandoned = logged(&out, role, ABANDONED);
         assert_eq!(
             n,
-            1 + refreshed,
-            "{arn}: {n} AssumeRole calls, {refreshed} refreshes"
+            1 + refreshed + abandoned,
+            "{arn}: {n} AssumeRole calls, {refreshed} refreshes, {abandoned} abandoned at exit"
         );
         assert!(
             refreshed as u64 >= seconds / lifetime - 1 && n as u64 <= 2 + 3 * seconds / lifetime,
@@ -580,10 +582,12 @@ fn a_credential_process_profile_is_served_as_it_is_and_refreshed() {
     let runs = std::fs::read_to_string(&count).unwrap().lines().count();
     let refreshes = logged(&out, Some("vault"), REFRESHED);
     let failed = logged(&out, Some("vault"), REFRESH_FAILED);
+    // The child may end while a refresh runs the helper: credwrap says it abandoned that one.
+    let abandoned = logged(&out, Some("vault"), ABANDONED);
     assert_eq!(
         runs,
-        1 + refreshes + failed,
-        "{runs} runs of the helper, {refreshes} refreshes, {failed} failed"
+        1 + refreshes + failed + abandoned,
+        "{runs} runs of the helper, {refreshes} refreshes, {failed} failed, {abandoned} abandoned"
     );
     assert!(
         refreshes as u64 >= seconds / lifetime - 1,
@@ -593,6 +597,57 @@ fn a_credential_process_profile_is_served_as_it_is_and_refreshed() {
     assert!(
         vault_keys >= 3,
         "the children used {vault_keys} of the helper's credentials"
+    );
+}
+
+/// The command ends while a refresh is running the profile's `credential_process`: credwrap
+/// exits with the command at once, not after the helper, and says the attempt was abandoned.
+#[test]
+fn a_refresh_under_way_when_the_command_ends_is_said_to_be_abandoned() {
+    let sb = Sandbox::new();
+    let count = sb.path("count");
+    // The first run's credentials are due for refresh within seconds; the second run hangs.
+    let helper = sb.write(
+        "vault.sh",
+        r#"#!/bin/sh
+echo run >> "$VAULT_COUNT"
+[ "$(wc -l < "$VAULT_COUNT")" -ge 2 ] && exec sleep 30
+printf '{"Version": 1, "AccessKeyId": "ASIAVAULT", "SecretAccessKey": "s", "SessionToken": "t", "Expiration": "%s"}\n' \
+    "$(date -u -d @$(( $(date +%s) + 8 )) +%Y-%m-%dT%H:%M:%SZ)"
+"#,
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    sb.write(
+        ".aws/config",
+        &format!(
+            "[profile vault]\ncredential_process = {}\n",
+            helper.display()
+        ),
+    );
+    let started = std::time::Instant::now();
+    let out = run(sb
+        .credwrap()
+        .arg("-v")
+        .args(["--role", "vault"])
+        .env("VAULT_COUNT", &count)
+        .args(["--", "sh", "-c"])
+        // Ends as soon as the refresh has started the helper a second time.
+        .arg(r#"until [ "$(wc -l < "$VAULT_COUNT")" -ge 2 ]; do sleep 0.05; done"#));
+    ok(&out);
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "credwrap waited for the helper"
+    );
+    assert_eq!(
+        (
+            logged(&out, Some("vault"), REFRESHED),
+            logged(&out, Some("vault"), REFRESH_FAILED),
+            logged(&out, Some("vault"), ABANDONED),
+        ),
+        (0, 0, 1),
+        "{}",
+        out.stderr
     );
 }
 
@@ -675,7 +730,8 @@ fn the_cli_js_and_go_select_a_named_role_for_three_lifetimes() {
     }
     let refreshed = logged(&out, Some("prod"), REFRESHED);
     assert!(refreshed >= 2, "{refreshed} refreshes in {seconds}s");
-    assert_eq!(assumes_of(&sb, PROD), 1 + refreshed);
+    let abandoned = logged(&out, Some("prod"), ABANDONED);
+    assert_eq!(assumes_of(&sb, PROD), 1 + refreshed + abandoned);
 }
 
 /// A named role whose refresh fails mid-job keeps serving what it holds while that lasts, and
