@@ -524,16 +524,22 @@ fn a_github_job_is_served_for_every_step_and_leaves_nothing() {
         "{}",
         nested.stdout
     );
-    let (requests, issued) = github.counts();
-    let assumes = sb.sts.web_identity_subjects().len();
-    report("GitHub, the action", &sb, Some((requests, issued)));
-    assert!(assumes >= 3, "only {assumes} refreshes");
-    assert_eq!(issued, assumes);
     assert!(github.audiences().iter().all(|a| a == "sts.amazonaws.com"));
 
     // The job ends: the post step stops credwrap; nothing is left.
     let out = run(&mut job.action(&later, "stop"));
     assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    // One token per AssumeRole, counted once credwrap is gone; a refresh cut short by the stop
+    // may have fetched its token and not yet called STS.
+    let (requests, issued) = github.counts();
+    let assumes = sb.sts.web_identity_subjects().len();
+    report("GitHub, the action", &sb, Some((requests, issued)));
+    assert!(assumes >= 3, "only {assumes} refreshes");
+    let abandoned = out.stdout.contains("it was abandoned");
+    assert!(
+        issued == assumes || (abandoned && issued == assumes + 1),
+        "{issued} tokens for {assumes} AssumeRole calls (a refresh abandoned: {abandoned})"
+    );
     assert!(
         out.stdout.contains("::group::credwrap log"),
         "{}",
