@@ -92,6 +92,9 @@ pub struct Role {
     mfa_end: Option<SystemTime>,
     /// Where AssumeRoleWithWebIdentity's token comes from, when that is the source.
     tokens: Option<token::Tokens>,
+    /// The renewal horizon as read at the last attempt: an SSO token cache is read once per
+    /// attempt, not once per question.
+    horizon: Option<Horizon>,
 }
 
 impl Role {
@@ -118,6 +121,7 @@ impl Role {
             started: SystemTime::now(),
             mfa_end: None,
             tokens,
+            horizon: None,
         })
     }
 
@@ -143,9 +147,14 @@ impl Role {
         self.assume_with(&conf).await
     }
 
+    /// The earliest end of what this role is refreshed from, as of the last attempt.
+    pub fn horizon(&self) -> Option<Horizon> {
+        self.horizon.clone()
+    }
+
     /// The earliest end of what this role is refreshed from: `--max-lifetime`, a token
     /// variable's `exp`, the MFA session, the SSO token as cached now.
-    pub fn horizon(&self) -> Option<Horizon> {
+    fn read_horizon(&self) -> Option<Horizon> {
         let s = &self.settings;
         let mut bounds = Vec::new();
         bounds.extend(horizon::max_lifetime(self.started, s.max_lifetime));
@@ -214,7 +223,11 @@ impl Role {
         conf: &aws_sdk_sts::Config,
     ) -> Result<RoleCredential, AssumeError> {
         let asked = SystemTime::now();
-        let credential = self.assume_chain(conf).await?;
+        let chained = self.assume_chain(conf).await;
+        // After the attempt, whatever its outcome: it may have begun an MFA session, and a new
+        // `aws sso login` moves the horizon even while refreshing fails.
+        self.horizon = self.read_horizon();
+        let credential = chained?;
         checked_expiry(credential, asked, self.settings.target.duration)
             .map_err(|e| e.doing(format!("assume {}", self.settings.target.role_arn)))
     }

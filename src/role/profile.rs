@@ -17,6 +17,8 @@ pub struct ProfileCredentials {
     provider: SharedCredentialsProvider,
     profile: String,
     sso: Option<Box<crate::settings::SsoLogin>>,
+    /// The SSO token's expiry as read at the last fetch.
+    horizon: Option<crate::broker::activity::Horizon>,
 }
 
 impl ProfileCredentials {
@@ -31,13 +33,14 @@ impl ProfileCredentials {
             provider,
             profile: source.profile.clone(),
             sso: source.sso.clone(),
+            horizon: None,
         })
     }
 
-    /// An SSO profile's cached token's expiry, read now; nothing else bounds a profile's
-    /// own credentials that credwrap can see.
+    /// An SSO profile's cached token's expiry, as read at the last fetch; nothing else bounds
+    /// a profile's own credentials that credwrap can see.
     pub fn horizon(&self) -> Option<crate::broker::activity::Horizon> {
-        self.sso.as_deref().and_then(super::horizon::sso_token)
+        self.horizon.clone()
     }
 
     pub fn about(&self) -> crate::broker::activity::About {
@@ -57,7 +60,10 @@ impl ProfileCredentials {
     /// The profile's credentials now; they must expire (and so renew), or they are refused.
     pub async fn fetch(&mut self) -> Result<RoleCredential, AssumeError> {
         let doing = format!("get the credentials of profile {}", self.profile);
-        let c = self.provider.provide_credentials().await.map_err(|e| {
+        let provided = self.provider.provide_credentials().await;
+        // Read once per fetch, whatever its outcome: a new `aws sso login` moves it.
+        self.horizon = self.sso.as_deref().and_then(super::horizon::sso_token);
+        let c = provided.map_err(|e| {
             AssumeError::local(format!("{e}: {}", error_chain(&e)), true).doing(doing.clone())
         })?;
         let Some(expiration) = c.expiry() else {
