@@ -180,20 +180,6 @@ host_target() {
     rustc -vV | sed -n 's/^host: //p'
 }
 
-# Builds examples/NAME as scripts/release built credwrap (from its copy of the sources, with the
-# same flags, target directory and commit, so what it compiled is reused); prints its path.
-static_example() {
-    local target src=/tmp/credwrap-release/src
-    target="$(host_target)"
-    # SOURCE_DATE_EPOCH as scripts/release sets it: ring's C build reads it, and a different
-    # value rebuilt ring and everything above it at every switch between the two builds.
-    (cd "$src" && CARGO_TARGET_DIR="$ROOT/target/release-static" RUSTFLAGS="$(release_rustflags "$src")" \
-        CREDWRAP_COMMIT="$(git -C "$ROOT" rev-parse --short=12 HEAD)" \
-        SOURCE_DATE_EPOCH="$(git -C "$ROOT" log -1 --format=%ct HEAD)" \
-        cargo build --locked --quiet --release --target "$target" --example "$1")
-    echo "$ROOT/target/release-static/$target/release/examples/$1"
-}
-
 # Where cargo puts build output: target/, or CARGO_TARGET_DIR, or build.target-dir.
 target_dir() {
     cargo metadata --no-deps --format-version 1 \
