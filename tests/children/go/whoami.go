@@ -7,10 +7,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 )
@@ -31,7 +34,21 @@ func main() {
 		fail("retrieving credentials", err)
 	}
 	fmt.Printf("method=%s\n", creds.Source)
-	var opts []func(*sts.Options)
+	// Debian's SDK predates aws-sdk-go-v2#2949 (January 2025), which retries net.ErrClosed by
+	// default: a read on a connection net/http closed itself, seen here once against moto
+	// ("use of closed network connection" in GetCallerIdentity's 200 body). This is the
+	// STS call only; the credentials come from the SDK's default chain, unchanged.
+	opts := []func(*sts.Options){func(o *sts.Options) {
+		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
+			closed := retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
+				if errors.Is(err, net.ErrClosed) {
+					return aws.TrueTernary
+				}
+				return aws.UnknownTernary
+			})
+			so.Retryables = append([]retry.IsErrorRetryable{closed}, so.Retryables...)
+		})
+	}}
 	// Debian's SDK predates AWS_ENDPOINT_URL_STS: the test's STS is set here, as a user would.
 	if url := os.Getenv("AWS_ENDPOINT_URL_STS"); url != "" {
 		opts = append(opts, func(o *sts.Options) {
