@@ -150,9 +150,8 @@ fn each_role_is_assumed_once_per_refresh_for_the_whole_tree() {
     for (arn, role) in [(PROD, Some("prod")), (ROLE_ARN, None)] {
         let (n, refreshed) = (assumes_of(&sb, arn), logged(&out, role, REFRESHED));
         let abandoned = logged(&out, role, ABANDONED);
-        assert_eq!(
-            n,
-            1 + refreshed + abandoned,
+        assert!(
+            (1 + refreshed..=1 + refreshed + abandoned).contains(&n),
             "{arn}: {n} AssumeRole calls, {refreshed} refreshes, {abandoned} abandoned at exit"
         );
         assert!(
@@ -582,11 +581,12 @@ fn a_credential_process_profile_is_served_as_it_is_and_refreshed() {
     let runs = std::fs::read_to_string(&count).unwrap().lines().count();
     let refreshes = logged(&out, Some("vault"), REFRESHED);
     let failed = logged(&out, Some("vault"), REFRESH_FAILED);
-    // The child may end while a refresh runs the helper: credwrap says it abandoned that one.
+    // The child may end while a refresh is under way: credwrap says it abandoned it, and that
+    // attempt may or may not have got as far as the helper.
     let abandoned = logged(&out, Some("vault"), ABANDONED);
-    assert_eq!(
-        runs,
-        1 + refreshes + failed + abandoned,
+    let accounted = 1 + refreshes + failed;
+    assert!(
+        (accounted..=accounted + abandoned).contains(&runs),
         "{runs} runs of the helper, {refreshes} refreshes, {failed} failed, {abandoned} abandoned"
     );
     assert!(
@@ -730,8 +730,11 @@ fn the_cli_js_and_go_select_a_named_role_for_three_lifetimes() {
     }
     let refreshed = logged(&out, Some("prod"), REFRESHED);
     assert!(refreshed >= 2, "{refreshed} refreshes in {seconds}s");
-    let abandoned = logged(&out, Some("prod"), ABANDONED);
-    assert_eq!(assumes_of(&sb, PROD), 1 + refreshed + abandoned);
+    let (n, abandoned) = (assumes_of(&sb, PROD), logged(&out, Some("prod"), ABANDONED));
+    assert!(
+        (1 + refreshed..=1 + refreshed + abandoned).contains(&n),
+        "{n} AssumeRole calls, {refreshed} refreshes, {abandoned} abandoned at exit"
+    );
 }
 
 /// A named role whose refresh fails mid-job keeps serving what it holds while that lasts, and
