@@ -132,6 +132,17 @@ impl Attackers {
     }
 }
 
+/// A new connection to `addr`, tried again every 10 ms until it is made; `None` once `stop` is set.
+async fn connect_until_stopped(addr: &str, stop: &AtomicBool) -> Option<tokio::net::TcpStream> {
+    while !stop.load(Ordering::Relaxed) {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(s) => return Some(s),
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+    None
+}
+
 impl Seen {
     fn report(&self, what: &str) {
         let ok: Vec<Duration> = self.raw.iter().filter_map(|r| r.clone().ok()).collect();
@@ -247,11 +258,7 @@ where
 /// Sends a partial request, then a header byte a second; reconnects the moment it is dropped.
 async fn slow_reconnecting(addr: String, stop: Arc<AtomicBool>, attackers: Arc<Attackers>) {
     let mut first = true;
-    while !stop.load(Ordering::Relaxed) {
-        let Ok(s) = tokio::net::TcpStream::connect(&addr).await else {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        };
+    while let Some(s) = connect_until_stopped(&addr, &stop).await {
         let (mut r, mut w) = s.into_split();
         if w.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
             .await
@@ -304,11 +311,7 @@ fn pipelining_non_readers_do_not_delay_the_child() {
         let burst = burst.clone();
         async move {
             let mut first = true;
-            while !stop.load(Ordering::Relaxed) {
-                let Ok(mut s) = tokio::net::TcpStream::connect(&addr).await else {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                };
+            while let Some(mut s) = connect_until_stopped(&addr, &stop).await {
                 attackers.connected(&mut first);
                 while !stop.load(Ordering::Relaxed) {
                     let write = s.write_all(burst.as_bytes());
@@ -336,11 +339,7 @@ fn a_flood_of_health_checks_does_not_delay_the_child() {
     let seen = under_attack(520, None, move |addr, stop, attackers| async move {
         let mut first = true;
         let mut buf = [0u8; 4096];
-        while !stop.load(Ordering::Relaxed) {
-            let Ok(mut s) = tokio::net::TcpStream::connect(&addr).await else {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            };
+        while let Some(mut s) = connect_until_stopped(&addr, &stop).await {
             attackers.connected(&mut first);
             while !stop.load(Ordering::Relaxed) {
                 if s.write_all(request.as_bytes()).await.is_err() {

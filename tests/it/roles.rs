@@ -524,6 +524,19 @@ fn the_read_here_write_there_recipe_reads_and_writes_as_two_roles() {
     );
 }
 
+/// `[profile vault]`, whose `credential_process` is the executable script `helper`.
+fn vault_profile(sb: &Sandbox, helper: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    sb.write(
+        ".aws/config",
+        &format!(
+            "[profile vault]\ncredential_process = {}\n",
+            helper.display()
+        ),
+    );
+}
+
 /// `--role vault` for a profile with no role_arn whose `credential_process` renews (as
 /// aws-vault's or a secrets manager's does): its own credentials are served under its name,
 /// the process is run once per refresh for the whole tree, not per client, and the child's
@@ -547,15 +560,7 @@ fn a_credential_process_profile_is_served_as_it_is_and_refreshed() {
             python().display()
         ),
     );
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    sb.write(
-        ".aws/config",
-        &format!(
-            "[profile vault]\ncredential_process = {}\n",
-            helper.display()
-        ),
-    );
+    vault_profile(&sb, &helper);
     let count = sb.path("count");
     let soak = format!("{} {}", python().display(), script("soak.py").display());
     let out = run(sb
@@ -616,15 +621,7 @@ printf '{"Version": 1, "AccessKeyId": "ASIAVAULT", "SecretAccessKey": "s", "Sess
     "$(date -u -d @$(( $(date +%s) + 8 )) +%Y-%m-%dT%H:%M:%SZ)"
 "#,
     );
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    sb.write(
-        ".aws/config",
-        &format!(
-            "[profile vault]\ncredential_process = {}\n",
-            helper.display()
-        ),
-    );
+    vault_profile(&sb, &helper);
     let started = std::time::Instant::now();
     let out = run(sb
         .credwrap()
